@@ -1,0 +1,1 @@
+"""The seed story's order service (see app.py)."""

@@ -1,0 +1,35 @@
+"""``python -m examples.order_service --port 8000 --mysql-url mysql://...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import uvicorn
+
+from examples.order_service.app import create_app
+from examples.order_service.faults import parse_faults
+
+
+def main() -> None:
+    """Parse the arguments, read the fault switches, serve until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="order_service", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--mysql-url", default=os.environ.get("PERFSUITE_MYSQL_URL"))
+    parser.add_argument("--pool-size", type=int, default=int(os.environ.get("POOL_SIZE", "10")))
+    args = parser.parse_args()
+    if not args.mysql_url:
+        parser.error("--mysql-url (or PERFSUITE_MYSQL_URL) is required")
+    try:
+        faults = parse_faults(os.environ.get("ORDER_SERVICE_FAULT"))
+    except ValueError as exc:
+        sys.exit(f"order_service: {exc}")
+    print(f"order_service: faults={faults}, pool_size={args.pool_size}", flush=True)
+    app = create_app(args.mysql_url, pool_size=args.pool_size, faults=faults)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""The order service of the seed story: Starlette + aiomysql + prometheus_client.
+
+Endpoints: ``POST /orders``, ``POST /payments/callback``, ``GET /orders/{id}``,
+``GET /health``, ``GET /metrics`` (pool gauges: size, in use, idle, waiting, max).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomysql
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from examples.order_service.faults import Faults
+
+__all__ = ["create_app"]
+
+MAX_ITEMS = 20
+
+
+class Invalid(Exception):
+    """A malformed request body: answered with 422."""
+
+
+class Pool:
+    """The aiomysql pool plus what its gauges need (waiting acquirers)."""
+
+    def __init__(self, pool: aiomysql.Pool) -> None:
+        self.pool = pool
+        self.waiting = 0
+
+    async def acquire(self) -> aiomysql.Connection:
+        self.waiting += 1
+        try:
+            return await self.pool.acquire()
+        finally:
+            self.waiting -= 1
+
+    def release(self, conn: aiomysql.Connection) -> None:
+        self.pool.release(conn)
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiomysql.Connection]:
+        conn = await self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    @property
+    def in_use(self) -> int:
+        return int(self.pool.size - self.pool.freesize)
+
+
+def _mysql_kwargs(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "db": parts.path.lstrip("/"),
+    }
+
+
+def _metrics(registry: CollectorRegistry, state: dict[str, Pool]) -> Counter:
+    gauges = {
+        "size": ("connections open in the pool", lambda p: p.pool.size),
+        "in_use": ("connections lent to requests", lambda p: p.in_use),
+        "idle": ("connections idle in the pool", lambda p: p.pool.freesize),
+        "waiting": ("requests waiting for a connection", lambda p: p.waiting),
+        "max": ("the pool's maximum size", lambda p: p.pool.maxsize),
+    }
+    for name, (doc, read) in gauges.items():
+        gauge = Gauge(f"order_service_db_pool_{name}", doc, registry=registry)
+        gauge.set_function(lambda read=read: float(read(state["pool"])) if "pool" in state else 0.0)
+    return Counter(
+        "order_service_requests", "requests answered", ["endpoint", "status"], registry=registry
+    )
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Invalid("body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise Invalid("body must be a JSON object")
+    return body
+
+
+def _pos_int(body: dict[str, Any], key: str, hi: int = 2**62) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= hi:
+        raise Invalid(f"{key} must be a positive integer")
+    return value
+
+
+def _order_items(body: dict[str, Any]) -> dict[int, int]:
+    items = body.get("items")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:
+        raise Invalid(f"items must be a list of 1 to {MAX_ITEMS} items")
+    wanted: dict[int, int] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            raise Invalid("each item must be an object")
+        sku = _pos_int(item, "sku_id")
+        if sku in wanted:
+            raise Invalid(f"sku {sku} appears twice")
+        wanted[sku] = _pos_int(item, "quantity", 100)
+    return wanted
+
+
+def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = None) -> Starlette:
+    """Build the ASGI app; the pool opens at start-up and closes at shutdown."""
+    faults = faults or Faults()
+    state: dict[str, Pool] = {}
+    registry = CollectorRegistry()
+    requests = _metrics(registry, state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = await aiomysql.create_pool(
+            minsize=min(2, pool_size), maxsize=pool_size, autocommit=True, **_mysql_kwargs(mysql_url)
+        )
+        state["pool"] = Pool(pool)
+        try:
+            yield
+        finally:
+            pool.close()
+            await pool.wait_closed()
+
+    def answer(endpoint: str, status: int, body: Any) -> JSONResponse:
+        requests.labels(endpoint, str(status)).inc()
+        return JSONResponse(body, status_code=status)
+
+    async def create_order(request: Request) -> Response:
+        try:
+            body = await _json(request)
+            user_id = _pos_int(body, "user_id")
+            wanted = _order_items(body)
+        except Invalid as exc:
+            return answer("create_order", 422, {"error": str(exc)})
+        async with state["pool"].connection() as conn, conn.cursor() as cur:
+            await conn.begin()
+            try:
+                if not await cur.execute("SELECT id FROM users WHERE id = %s", (user_id,)):
+                    await conn.rollback()
+                    return answer("create_order", 422, {"error": f"unknown user {user_id}"})
+                marks = ",".join(["%s"] * len(wanted))
+                await cur.execute(
+                    f"SELECT id, price_cents FROM skus WHERE id IN ({marks})", tuple(wanted)
+                )
+                prices = dict(await cur.fetchall())
+                missing = sorted(set(wanted) - set(prices))
+                if missing:
+                    await conn.rollback()
+                    return answer("create_order", 422, {"error": f"unknown sku {missing[0]}"})
+                total = sum(prices[sku] * qty for sku, qty in wanted.items())
+                await cur.execute(
+                    "INSERT INTO orders (user_id, total_cents) VALUES (%s, %s)", (user_id, total)
+                )
+                order_id = cur.lastrowid
+                await cur.executemany(
+                    "INSERT INTO order_items (order_id, sku_id, quantity, price_cents) "
+                    "VALUES (%s, %s, %s, %s)",
+                    [(order_id, sku, qty, prices[sku]) for sku, qty in wanted.items()],
+                )
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
+        return answer(
+            "create_order", 201, {"id": order_id, "status": "created", "total_cents": total}
+        )
+
+    async def payment_callback(request: Request) -> Response:
+        try:
+            body = await _json(request)
+            order_id = _pos_int(body, "order_id")
+            amount = _pos_int(body, "amount_cents")
+            payment_id = body.get("payment_id")
+            if not isinstance(payment_id, str) or not 0 < len(payment_id) <= 64:
+                raise Invalid("payment_id must be a string of 1 to 64 characters")
+        except Invalid as exc:
+            return answer("payment_callback", 422, {"error": str(exc)})
+        pool = state["pool"]
+        conn = await pool.acquire()
+        release = True
+        try:
+            async with conn.cursor() as cur:
+                await conn.begin()
+                await cur.execute(
+                    "SELECT status, total_cents, payment_id FROM orders WHERE id = %s FOR UPDATE",
+                    (order_id,),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    await conn.rollback()
+                    # The seed story's bug: this early return skips the release.
+                    release = not faults.leak
+                    return answer("payment_callback", 404, {"error": f"no order {order_id}"})
+                status, total, paid_with = row
+                if amount != total:
+                    await conn.rollback()
+                    return answer("payment_callback", 422, {"error": "amount does not match"})
+                if status == "paid":
+                    await conn.rollback()
+                    if paid_with == payment_id:  # a retried callback: same answer again
+                        return answer(
+                            "payment_callback",
+                            200,
+                            {"order_id": order_id, "status": "paid", "duplicate": True},
+                        )
+                    return answer("payment_callback", 409, {"error": "paid by another payment"})
+                await cur.execute(
+                    "UPDATE orders SET status = 'paid', payment_id = %s, paid_at = NOW() "
+                    "WHERE id = %s",
+                    (payment_id, order_id),
+                )
+                await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+        finally:
+            if release:
+                pool.release(conn)
+        return answer(
+            "payment_callback", 200, {"order_id": order_id, "status": "paid", "duplicate": False}
+        )
+
+    async def get_order(request: Request) -> Response:
+        try:
+            order_id = int(request.path_params["order_id"])
+        except ValueError:
+            return answer("order_query", 422, {"error": "order id must be an integer"})
+        async with state["pool"].connection() as conn, conn.cursor() as cur:
+            if faults.slow_query_ms:
+                await asyncio.sleep(faults.slow_query_ms / 1000.0)
+            await cur.execute(
+                "SELECT id, user_id, status, total_cents, payment_id FROM orders WHERE id = %s",
+                (order_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return answer("order_query", 404, {"error": f"no order {order_id}"})
+            await cur.execute(
+                "SELECT sku_id, quantity, price_cents FROM order_items WHERE order_id = %s "
+                "ORDER BY sku_id",
+                (order_id,),
+            )
+            items = await cur.fetchall()
+        keys = ("id", "user_id", "status", "total_cents", "payment_id")
+        order = dict(zip(keys, row, strict=True))
+        order["items"] = [{"sku_id": s, "quantity": q, "price_cents": p} for s, q, p in items]
+        return answer("order_query", 200, order)
+
+    async def health(request: Request) -> Response:
+        try:
+            async with state["pool"].connection() as conn, conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+        except (aiomysql.Error, OSError) as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/orders", create_order, methods=["POST"]),
+            Route("/orders/{order_id}", get_order, methods=["GET"]),
+            Route("/payments/callback", payment_callback, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

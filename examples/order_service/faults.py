@@ -1,0 +1,44 @@
+"""Fault switches of the example service, read from ``ORDER_SERVICE_FAULT``.
+
+- ``leak``: the payment callback's error path (unknown order) never releases
+  its connection; the seed story's bug, connections pile up in ``Sleep``.
+- ``slow:<ms>``: every order query takes ``<ms>`` milliseconds longer.
+- unset or empty: the correct service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Faults", "parse_faults"]
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Which faults are switched on."""
+
+    leak: bool = False
+    slow_query_ms: float = 0.0
+
+
+def parse_faults(value: str | None) -> Faults:
+    """Parse ``leak``, ``slow:<ms>`` or both, comma-separated; raise on anything else."""
+    leak, slow = False, 0.0
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part == "leak":
+            leak = True
+        elif part.startswith("slow:"):
+            try:
+                slow = float(part.removeprefix("slow:"))
+            except ValueError:
+                slow = -1.0
+            if slow < 0:
+                raise ValueError(f"ORDER_SERVICE_FAULT: bad slow:<ms> value in {value!r}")
+        else:
+            raise ValueError(
+                f"ORDER_SERVICE_FAULT: unknown fault {part!r} (known: leak, slow:<ms>)"
+            )
+    return Faults(leak=leak, slow_query_ms=slow)

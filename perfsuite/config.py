@@ -1,0 +1,318 @@
+"""``[tool.perfsuite]`` + command-line options -> frozen config objects.
+
+Everything the plugin reads is read here, once, and turned into typed, frozen
+objects. A bad key or value raises :class:`ConfigError` naming the key and the
+value, so a typo fails at start-up and not ten minutes into a load test.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from perfsuite.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PROFILES",
+    "MySQLConfig",
+    "PerfConfig",
+    "Profile",
+    "ServiceConfig",
+    "load_config",
+    "parse_duration",
+]
+
+ProviderName = Literal["auto", "process", "container", "url"]
+ServiceKind = Literal["command", "container", "url"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h)?\s*$")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object, *, key: str) -> float:
+    """Parse ``"30s"``, ``"500ms"``, ``"2m"`` or a number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration like '30s', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ConfigError(f"{key}: expected a duration like '30s' or '500ms', got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{key}: a duration must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Profile:
+    """Scales the phases of a perf test: ``smoke`` for CI, ``full`` for the real thing."""
+
+    name: str
+    duration_scale: float = 1.0
+    rate_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for key in ("duration_scale", "rate_scale"):
+            value = getattr(self, key)
+            if not value > 0:
+                raise ConfigError(f"profiles.{self.name}.{key}: must be > 0, got {value!r}")
+
+    def duration(self, seconds: float) -> float:
+        """A phase duration, written for the ``full`` profile, scaled to this one."""
+        return seconds * self.duration_scale
+
+    def rate(self, per_second: float) -> float:
+        """An arrival rate (or a concurrency), written for ``full``, scaled to this one."""
+        return per_second * self.rate_scale
+
+    def count(self, n: int) -> int:
+        """A request count scaled by both duration and rate, at least 1."""
+        return max(1, round(n * self.duration_scale * self.rate_scale))
+
+
+DEFAULT_PROFILES: Mapping[str, Profile] = {
+    "smoke": Profile(name="smoke", duration_scale=0.01, rate_scale=0.1),
+    "ci": Profile(name="ci", duration_scale=0.02, rate_scale=0.5),
+    "full": Profile(name="full", duration_scale=1.0, rate_scale=1.0),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MySQLConfig:
+    """How to get a MySQL server: which provider, and what to load into it."""
+
+    provider: ProviderName = "auto"
+    url: str | None = None
+    image: str = "mysql:8.4"
+    mysqld: str | None = None
+    port: int = 0
+    database: str = "perf"
+    sql_files: tuple[Path, ...] = ()
+    seed: str | None = None
+    startup_timeout: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """The service under test: a local command, a container image, or a running URL."""
+
+    kind: ServiceKind
+    command: tuple[str, ...] = ()
+    image: str | None = None
+    url: str | None = None
+    port: int = 8000
+    env: Mapping[str, str] = field(default_factory=dict)
+    health: str = "/health"
+    startup_timeout: float = 30.0
+    cwd: Path = Path()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PerfConfig:
+    """The whole perfsuite configuration of one pytest run."""
+
+    rootdir: Path
+    mysql: MySQLConfig
+    service: ServiceConfig | None
+    profile: Profile
+    profiles: Mapping[str, Profile]
+
+
+_TOP_KEYS = {
+    "mysql",
+    "mysql_image",
+    "mysqld",
+    "mysql_port",
+    "database",
+    "sql",
+    "seed",
+    "mysql_startup_timeout",
+    "service",
+    "profiles",
+}
+_SERVICE_KEYS = {"command", "image", "url", "port", "env", "health", "startup_timeout", "cwd"}
+_PROFILE_KEYS = {"duration_scale", "rate_scale"}
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def read_pyproject(rootdir: Path) -> dict[str, Any]:
+    """Return the ``[tool.perfsuite]`` table of ``rootdir/pyproject.toml`` (or ``{}``)."""
+    path = rootdir / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    table = data.get("tool", {}).get("perfsuite", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.perfsuite] must be a table")
+    return table
+
+
+def _check_keys(table: Mapping[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where} (known keys: {', '.join(sorted(known))})"
+        )
+
+
+def _str(table: Mapping[str, Any], key: str, where: str, default: str | None) -> str | None:
+    value = table.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
+    return value
+
+
+def _int(table: Mapping[str, Any], key: str, where: str, default: int, lo: int, hi: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{where}.{key}: expected an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def parse_mysql_choice(value: str) -> tuple[ProviderName, str | None]:
+    """``auto | process | container | mysql://user:pass@host:port/db`` -> (provider, url)."""
+    if value in ("auto", "process", "container"):
+        return value, None  # type: ignore[return-value]
+    if value.startswith("mysql://"):
+        return "url", value
+    raise ConfigError(
+        f"mysql: expected auto, process, container or a mysql://user:pass@host:port/db URL, "
+        f"got {value!r}"
+    )
+
+
+def _mysql_config(table: Mapping[str, Any], rootdir: Path, choice: str | None) -> MySQLConfig:
+    where = "[tool.perfsuite]"
+    provider, url = parse_mysql_choice(choice or _str(table, "mysql", where, "auto") or "auto")
+    database = _str(table, "database", where, "perf") or "perf"
+    if not _DB_NAME.match(database):
+        raise ConfigError(f"{where}.database: not a plain database name: {database!r}")
+    sql = table.get("sql", [])
+    if isinstance(sql, str):
+        sql = [sql]
+    if not isinstance(sql, list) or not all(isinstance(s, str) for s in sql):
+        raise ConfigError(f"{where}.sql: expected a list of SQL file paths, got {sql!r}")
+    sql_files = tuple((rootdir / s).resolve() for s in sql)
+    for path in sql_files:
+        if not path.is_file():
+            raise ConfigError(f"{where}.sql: no such SQL file: {path}")
+    seed = _str(table, "seed", where, None)
+    if seed is not None and ":" not in seed:
+        raise ConfigError(f"{where}.seed: expected 'module:function', got {seed!r}")
+    return MySQLConfig(
+        provider=provider,
+        url=url,
+        image=_str(table, "mysql_image", where, "mysql:8.4") or "mysql:8.4",
+        mysqld=_str(table, "mysqld", where, None),
+        port=_int(table, "mysql_port", where, 0, 0, 65535),
+        database=database,
+        sql_files=sql_files,
+        seed=seed,
+        startup_timeout=parse_duration(
+            table.get("mysql_startup_timeout", "60s"), key=f"{where}.mysql_startup_timeout"
+        ),
+    )
+
+
+def _service_config(table: Any, rootdir: Path) -> ServiceConfig | None:
+    where = "[tool.perfsuite.service]"
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, _SERVICE_KEYS, where)
+    kinds = [k for k in ("command", "image", "url") if k in table]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: set exactly one of command, image or url (got {kinds or 'none'})")
+    command: tuple[str, ...] = ()
+    raw = table.get("command")
+    if isinstance(raw, str):
+        command = tuple(shlex.split(raw))
+    elif isinstance(raw, list) and all(isinstance(a, str) for a in raw):
+        command = tuple(raw)
+    elif raw is not None:
+        raise ConfigError(f"{where}.command: expected a string or a list of strings, got {raw!r}")
+    if raw is not None and not command:
+        raise ConfigError(f"{where}.command: is empty")
+    env = table.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ConfigError(f"{where}.env: expected a table of strings, got {env!r}")
+    health = _str(table, "health", where, "/health") or "/health"
+    if not health.startswith("/"):
+        raise ConfigError(f"{where}.health: expected a path starting with '/', got {health!r}")
+    url = _str(table, "url", where, None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
+    return ServiceConfig(
+        kind="command" if command else ("container" if "image" in table else "url"),
+        command=command,
+        image=_str(table, "image", where, None),
+        url=url.rstrip("/") if url else None,
+        port=_int(table, "port", where, 8000, 1, 65535),
+        env=dict(env),
+        health=health,
+        startup_timeout=parse_duration(
+            table.get("startup_timeout", "30s"), key=f"{where}.startup_timeout"
+        ),
+        cwd=(rootdir / (_str(table, "cwd", where, ".") or ".")).resolve(),
+    )
+
+
+def _profiles(table: Any) -> dict[str, Profile]:
+    profiles = dict(DEFAULT_PROFILES)
+    if table is None:
+        return profiles
+    if not isinstance(table, dict):
+        raise ConfigError("[tool.perfsuite.profiles]: must be a table of tables")
+    for name, values in table.items():
+        where = f"[tool.perfsuite.profiles.{name}]"
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: must be a table")
+        _check_keys(values, _PROFILE_KEYS, where)
+        base = profiles.get(name, Profile(name=name))
+        for key in _PROFILE_KEYS:
+            value = values.get(key, getattr(base, key))
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
+        profiles[name] = Profile(
+            name=name,
+            duration_scale=float(values.get("duration_scale", base.duration_scale)),
+            rate_scale=float(values.get("rate_scale", base.rate_scale)),
+        )
+    return profiles
+
+
+def load_config(
+    rootdir: Path,
+    table: Mapping[str, Any],
+    *,
+    profile: str | None = None,
+    mysql: str | None = None,
+    mysql_image: str | None = None,
+) -> PerfConfig:
+    """Build the frozen config from the ``[tool.perfsuite]`` table and option overrides."""
+    _check_keys(table, _TOP_KEYS, "[tool.perfsuite]")
+    profiles = _profiles(table.get("profiles"))
+    name = profile or "ci"
+    if name not in profiles:
+        raise ConfigError(f"profile: unknown profile {name!r} (known: {', '.join(profiles)})")
+    mysql_cfg = _mysql_config(table, rootdir, mysql)
+    if mysql_image:
+        mysql_cfg = MySQLConfig(**{**mysql_cfg.__dict__, "image": mysql_image})
+    return PerfConfig(
+        rootdir=rootdir,
+        mysql=mysql_cfg,
+        service=_service_config(table.get("service"), rootdir),
+        profile=profiles[name],
+        profiles=profiles,
+    )

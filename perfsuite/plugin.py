@@ -1,0 +1,134 @@
+"""The pytest plugin: hooks and fixtures only, each a few lines.
+
+The work is done by :class:`perfsuite.session.PerfSession`, registered in
+``pytest_configure``; see the README for the options and fixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Generator, Iterator
+
+import pytest
+
+from perfsuite.config import Profile, parse_mysql_choice
+from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.provision import MySQLServer, Service
+from perfsuite.session import PerfSession
+
+_SESSION_KEY = pytest.StashKey[PerfSession]()
+_MARKER = "perf: a performance test; deselected unless selected with -m (e.g. pytest -m perf)"
+
+
+def _mysql_arg(value: str) -> str:
+    try:
+        parse_mysql_choice(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perfsuite", "performance tests (perfsuite)")
+    group.addoption(
+        "--perf-profile",
+        dest="perf_profile",
+        metavar="NAME",
+        help="scale of the load phases: smoke, ci (default) or full, or a profile of "
+        "[tool.perfsuite.profiles]",
+    )
+    group.addoption(
+        "--perf-mysql",
+        dest="perf_mysql",
+        metavar="PROVIDER",
+        type=_mysql_arg,
+        help="MySQL for the tests: auto (default: a container if Docker answers, else a "
+        "local process), process, container, or mysql://user:pass@host:port/db",
+    )
+    group.addoption(
+        "--perf-mysql-image",
+        dest="perf_mysql_image",
+        metavar="IMAGE",
+        help="image of the container provider (default mysql:8.4)",
+    )
+    parser.addini("perf_profile", "default of --perf-profile", default=None)
+    parser.addini("perf_mysql", "default of --perf-mysql", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _MARKER)
+    try:
+        session = PerfSession(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"perfsuite: {exc}") from None
+    config.stash[_SESSION_KEY] = session
+    config.pluginmanager.register(session, "perfsuite-session")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[_SESSION_KEY].header()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Perf tests take minutes and start servers: plain `pytest` leaves them out;
+    # any -m expression (`-m perf`, `-m "perf and not slow"`) decides instead.
+    if config.option.markexpr:
+        return
+    perf = [item for item in items if item.get_closest_marker("perf")]
+    if perf:
+        config.hook.pytest_deselected(items=perf)
+        items[:] = [item for item in items if not item.get_closest_marker("perf")]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, PerfsuiteError):
+        report.longrepr = PerfSession.short_error(call.excinfo.value)
+    if report.failed:
+        logs = item.config.stash[_SESSION_KEY].service_log_tail()
+        if logs:
+            report.sections.append(("perfsuite: service log (last lines)", logs))
+    return report
+
+
+@pytest.fixture(scope="session")
+def perf_session(pytestconfig: pytest.Config) -> PerfSession:
+    """The perfsuite session object (config, provider choice, lifecycles)."""
+    return pytestconfig.stash[_SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def perf_profile(perf_session: PerfSession) -> Profile:
+    """The active profile: scales durations and rates of the load phases."""
+    return perf_session.config.profile
+
+
+@pytest.fixture(scope="session")
+def perf_mysql(perf_session: PerfSession) -> Iterator[MySQLServer]:
+    """The provisioned MySQL server, with the configured SQL files loaded."""
+    with perf_session.mysql() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def perf_seed(perf_session: PerfSession, perf_mysql: MySQLServer) -> None:
+    """Seed data: runs ``[tool.perfsuite] seed``; override it to seed your own way."""
+    perf_session.seed(perf_mysql)
+
+
+@pytest.fixture(scope="session")
+def perf_service(
+    perf_session: PerfSession, perf_mysql: MySQLServer, perf_seed: None
+) -> Iterator[Service]:
+    """The service under test, started after MySQL and the seed, healthy."""
+    with perf_session.start_service(perf_mysql) as service:
+        yield service

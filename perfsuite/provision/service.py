@@ -1,0 +1,206 @@
+"""The service under test: a local command, a container, or a running URL.
+
+Whatever its kind, it is ready when its health path answers 2xx; until then
+perfsuite waits, and when it exits or times out the error carries its last
+log lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from perfsuite.config import ServiceConfig
+from perfsuite.errors import ConfigError, DockerError, ServiceError
+from perfsuite.provision._proc import free_port, start_process, stop_process, tail
+from perfsuite.provision.server import MySQLServer
+
+__all__ = ["SERVICE_DIR_PREFIX", "Service", "start_service"]
+
+SERVICE_DIR_PREFIX = "perfsuite-service-"
+_LOG_LINES = 30
+
+
+@dataclass(kw_only=True)
+class Service:
+    """A running service under test.
+
+    ``base_url`` is where to send requests; ``logs()`` returns what it printed;
+    ``process`` is the local process (command kind) and ``container`` the
+    testcontainers handle (container kind), else ``None``.
+    """
+
+    kind: str
+    base_url: str
+    process: subprocess.Popen[bytes] | None = None
+    container: Any = None
+    _read_logs: Callable[[], str] = field(default=lambda: "", repr=False)
+
+    def __repr__(self) -> str:
+        return f"<Service {self.kind} {self.base_url}>"
+
+    @property
+    def pid(self) -> int | None:
+        """The local process id, for resource sampling; ``None`` for other kinds."""
+        return self.process.pid if self.process is not None else None
+
+    def logs(self, lines: int | None = None) -> str:
+        """Everything the service printed so far (or its last ``lines`` lines)."""
+        text = self._read_logs()
+        return "\n".join(text.splitlines()[-lines:]) if lines else text
+
+
+def _expand(arg: str, values: Mapping[str, str]) -> str:
+    try:
+        return string.Formatter().vformat(arg, (), dict(values))
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(
+            f"[tool.perfsuite.service] command: unknown placeholder {exc} in {arg!r} "
+            f"(known: {', '.join('{' + k + '}' for k in values)})"
+        ) from exc
+
+
+def _wait_healthy(
+    url: str,
+    timeout: float,
+    *,
+    exited: Callable[[], int | None],
+    logs: Callable[[], str],
+) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while True:
+            code = exited()
+            if code is not None:
+                raise ServiceError(
+                    f"the service exited with code {code} during start-up; "
+                    f"its last log lines:\n{logs()}"
+                )
+            try:
+                response = client.get(url)
+                if 200 <= response.status_code < 300:
+                    return
+                last = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise ServiceError(
+                    f"the service did not become healthy at {url} within {timeout:g} s "
+                    f"(last answer: {last}); its last log lines:\n{logs()}"
+                )
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Service]:
+    port = free_port()
+    values = {
+        "port": str(port),
+        "host": "127.0.0.1",
+        "mysql_url": mysql.url,
+        "python": sys.executable,
+    }
+    argv = [_expand(arg, values) for arg in config.command]
+    if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not Path(argv[0]).exists():
+        raise ServiceError(f"the service command {argv[0]!r} was not found")
+    env = {**os.environ, **{k: _expand(v, values) for k, v in config.env.items()}}
+    env.setdefault("PERFSUITE_MYSQL_URL", mysql.url)
+    workdir = Path(tempfile.mkdtemp(prefix=SERVICE_DIR_PREFIX))
+    log_path = workdir / "service.log"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        try:
+            proc = start_process(argv, log_path=log_path, env=env, cwd=config.cwd)
+        except OSError as exc:
+            raise ServiceError(f"cannot start the service {argv!r}: {exc}") from exc
+        base_url = f"http://127.0.0.1:{port}"
+
+        def read_logs() -> str:
+            return log_path.read_text(encoding="utf-8", errors="replace")
+
+        _wait_healthy(
+            base_url + config.health,
+            config.startup_timeout,
+            exited=proc.poll,
+            logs=lambda: tail(log_path, _LOG_LINES),
+        )
+        yield Service(kind="command", base_url=base_url, process=proc, _read_logs=read_logs)
+    finally:
+        if proc is not None:
+            stop_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _container_service(
+    config: ServiceConfig, mysql: MySQLServer, network: Any | None
+) -> Iterator[Service]:
+    from perfsuite.provision.containers import container_host, service_container
+
+    env = {"PERFSUITE_MYSQL_URL": mysql.internal_url, **config.env}
+    container = service_container(config, env, network)
+    try:
+        container.start()
+    except Exception as exc:  # docker SDK errors, translated at this boundary
+        with contextlib.suppress(Exception):
+            container.stop()
+        raise DockerError(f"cannot start the service container {config.image}: {exc}") from exc
+
+    def read_logs() -> str:
+        out, err = container.get_logs()
+        return str((out + err).decode("utf-8", errors="replace"))
+
+    def exited() -> int | None:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            return int(container.get_wrapped_container().attrs["State"]["ExitCode"])
+        return None
+
+    try:
+        base_url = f"http://{container_host(container)}:{container.get_exposed_port(config.port)}"
+        _wait_healthy(
+            base_url + config.health,
+            config.startup_timeout,
+            exited=exited,
+            logs=lambda: "\n".join(read_logs().splitlines()[-_LOG_LINES:]),
+        )
+        yield Service(kind="container", base_url=base_url, container=container, _read_logs=read_logs)
+    finally:
+        with contextlib.suppress(Exception):
+            container.stop()
+
+
+@contextlib.contextmanager
+def _url_service(config: ServiceConfig) -> Iterator[Service]:
+    assert config.url is not None
+    _wait_healthy(
+        config.url + config.health,
+        config.startup_timeout,
+        exited=lambda: None,
+        logs=lambda: "(a service given by URL: its logs are not available)",
+    )
+    yield Service(kind="url", base_url=config.url)
+
+
+def start_service(
+    config: ServiceConfig, mysql: MySQLServer, *, network: Any | None = None
+) -> contextlib.AbstractContextManager[Service]:
+    """Start (or find) the service and wait until it is healthy."""
+    if config.kind == "command":
+        return _command_service(config, mysql)
+    if config.kind == "container":
+        return _container_service(config, mysql, network)
+    return _url_service(config)

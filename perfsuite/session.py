@@ -1,0 +1,155 @@
+"""PerfSession: reads the options once and owns the lifecycle of a run.
+
+The pytest hooks in ``plugin.py`` only hand over to this object; it can be
+built and driven without pytest's machinery beyond a ``pytest.Config``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+
+from typing import Any
+
+import pytest
+
+from perfsuite import __version__
+from perfsuite.config import PerfConfig, load_config, read_pyproject
+from perfsuite.errors import ConfigError, DockerError
+from perfsuite.provision import (
+    DockerStatus,
+    MySQLServer,
+    ProviderChoice,
+    Service,
+    choose_provider,
+    open_mysql,
+    probe_docker,
+    start_service,
+)
+
+__all__ = ["PerfSession"]
+
+
+def _option(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name, default=None) or config.getini(name) or None
+    return str(value) if value is not None else None
+
+
+class PerfSession:
+    """The perfsuite state of one pytest run (registered as a plugin)."""
+
+    def __init__(self, config: pytest.Config, *, docker: Callable[[], DockerStatus] = probe_docker):
+        self.config: PerfConfig = load_config(
+            config.rootpath,
+            read_pyproject(config.rootpath),
+            profile=_option(config, "perf_profile"),
+            mysql=_option(config, "perf_mysql"),
+            mysql_image=config.getoption("perf_mysql_image", default=None),
+        )
+        self._docker = docker
+        self._choice: ProviderChoice | None = None
+        self._stack = contextlib.ExitStack()
+        self._network: Any = None
+        self.service: Service | None = None
+
+    # -- what the run uses --------------------------------------------------
+
+    def choice(self) -> ProviderChoice:
+        """The MySQL provider of this run, decided once (asks Docker under ``auto``)."""
+        if self._choice is None:
+            self._choice = choose_provider(self.config.mysql, self._docker)
+        return self._choice
+
+    def header(self) -> str:
+        """The session header line: version, profile, provider and why."""
+        choice = self.choice()
+        service = self.config.service.kind if self.config.service else "none configured"
+        return (
+            f"perfsuite {__version__}: profile={self.config.profile.name}, "
+            f"mysql={choice.provider} ({choice.reason}), service={service}"
+        )
+
+    def network(self) -> Any:
+        """The Docker network shared by the MySQL and service containers."""
+        if self._network is None:
+            from perfsuite.provision.containers import docker_network
+
+            self._network = self._stack.enter_context(docker_network())
+        return self._network
+
+    # -- lifecycles, driven by the session-scoped fixtures -----------------
+
+    @contextlib.contextmanager
+    def mysql(self) -> Iterator[MySQLServer]:
+        """The provisioned server with its schema; stopped when the block ends."""
+        choice = self.choice()
+        network = None
+        if choice.provider == "container":
+            try:
+                network = self.network()
+            except DockerError:
+                if not choice.fallback:
+                    raise
+        with open_mysql(self.config.mysql, choice, network=network) as server:
+            yield server
+
+    def seed(self, server: MySQLServer) -> None:
+        """Run the ``seed = "module:function"`` callable of the config, if any."""
+        if self.config.mysql.seed is None:
+            return
+        module_name, _, attr = self.config.mysql.seed.partition(":")
+        root = str(self.config.rootdir)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        try:
+            func = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"[tool.perfsuite] seed: cannot import {self.config.mysql.seed!r}: {exc}"
+            ) from exc
+        func(server)
+
+    @contextlib.contextmanager
+    def start_service(self, server: MySQLServer) -> Iterator[Service]:
+        """The service under test, healthy; stopped when the block ends."""
+        cfg = self.config.service
+        if cfg is None:
+            raise ConfigError(
+                "no service configured: add [tool.perfsuite.service] with a command, "
+                "an image or a url"
+            )
+        network = None
+        if cfg.kind == "container":
+            if server.provider not in ("container", "url"):
+                raise ConfigError(
+                    "[tool.perfsuite.service] image: a service container needs MySQL in a "
+                    f"container too (--perf-mysql=container), not {server.provider!r}"
+                )
+            network = self.network() if server.provider == "container" else None
+        with start_service(cfg, server, network=network) as service:
+            self.service = service
+            try:
+                yield service
+            finally:
+                self.service = None
+
+    def close(self) -> None:
+        """Remove what the session itself holds (the Docker network)."""
+        self._stack.close()
+
+    # -- reporting ----------------------------------------------------------
+
+    def service_log_tail(self, lines: int = 50) -> str | None:
+        """The service's last log lines, for the report of a failing test."""
+        if self.service is None:
+            return None
+        return self.service.logs(lines) or None
+
+    @staticmethod
+    def short_error(exc: BaseException) -> str:
+        """One clear line (or block) for a perfsuite error, no traceback."""
+        return f"perfsuite: {type(exc).__name__}: {exc}"
+
+
