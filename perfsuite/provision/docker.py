@@ -20,6 +20,10 @@ class DockerStatus:
 def probe_docker(timeout: float = 3.0) -> DockerStatus:
     """Ping the engine named by ``DOCKER_HOST`` (or the default socket)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
+        return DockerStatus(
+            available=False, host=host, reason=f"no Docker engine ({host} does not exist)"
+        )
     # Imported here: the docker SDK is slow to import and not needed without it.
     import docker
     import docker.errors

@@ -1,0 +1,71 @@
+"""Real parts for the unit tests: a throwaway MariaDB and the example service."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+
+from examples.order_service.seed import Dataset, generate, load
+from perfsuite.config import MySQLConfig, ServiceConfig
+from perfsuite.provision import MySQLServer, Service, start_service
+from perfsuite.provision.mysql_process import mysql_process
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "examples" / "order_service" / "schema.sql"
+ORDER_SERVICE = (
+    "{python}",
+    "-m",
+    "examples.order_service",
+    "--port",
+    "{port}",
+    "--mysql-url",
+    "{mysql_url}",
+)
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MySQLServer]:
+    """A throwaway MariaDB started by perfsuite's own process provider."""
+    with mysql_process(MySQLConfig(database="orders")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def order_data(mariadb: MySQLServer) -> Dataset:
+    """The order schema with a small seeded data set."""
+    mariadb.run_sql_file(SCHEMA)
+    data = generate(users=200, skus=50, orders=100, seed=7)
+    load(mariadb, data)
+    return data
+
+
+ServiceFactory = Callable[..., AbstractContextManager[Service]]
+
+
+@pytest.fixture
+def order_service_factory(mariadb: MySQLServer, order_data: Dataset) -> ServiceFactory:
+    """Start the example service with the given environment (fault switches, pool size)."""
+
+    def start(**env: str) -> AbstractContextManager[Service]:
+        config = ServiceConfig(
+            kind="command", command=ORDER_SERVICE, cwd=REPO, env=env, startup_timeout=30.0
+        )
+        return start_service(config, mariadb)
+
+    return start
+
+
+def descendants_with(marker: str) -> list[int]:
+    """Pids of processes whose command line mentions ``marker`` (leak checks)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if marker in cmdline and proc.info["pid"] != os.getpid():
+            found.append(proc.info["pid"])
+    return found

@@ -1,0 +1,111 @@
+"""The config layer: values parsed strictly, bad ones named in the error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from perfsuite.config import DEFAULT_PROFILES, load_config, parse_duration
+from perfsuite.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("500ms", 0.5), ("2m", 120.0), ("1.5s", 1.5), (7, 7.0), ("250us", 0.00025)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, key="k") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["", "fast", "-1s", "10 parsecs", 0, True])
+def test_bad_durations_name_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"^my\.key: "):
+        parse_duration(bad, key="my.key")
+
+
+def test_defaults(tmp_path: Path) -> None:
+    config = load_config(tmp_path, {})
+    assert config.profile.name == "ci"
+    assert config.mysql.provider == "auto"
+    assert config.mysql.image == "mysql:8.4"
+    assert config.service is None
+    assert set(config.profiles) == {"smoke", "ci", "full"}
+
+
+def test_unknown_top_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'msyql' in \[tool.perfsuite\]"):
+        load_config(tmp_path, {"msyql": "process"})
+
+
+def test_unknown_service_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'comand' in \[tool.perfsuite.service\]"):
+        load_config(tmp_path, {"service": {"comand": "x"}})
+
+
+def test_service_needs_exactly_one_kind(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one of command, image or url"):
+        load_config(tmp_path, {"service": {"command": "x", "image": "y"}})
+    with pytest.raises(ConfigError, match="exactly one of command, image or url"):
+        load_config(tmp_path, {"service": {"health": "/h"}})
+
+
+def test_service_command_string_is_split(tmp_path: Path) -> None:
+    config = load_config(
+        tmp_path, {"service": {"command": "app --port {port} 'a b'", "env": {"X": "1"}}}
+    )
+    assert config.service is not None
+    assert config.service.command == ("app", "--port", "{port}", "a b")
+    assert config.service.env == {"X": "1"}
+
+
+def test_profiles_override_and_add(tmp_path: Path) -> None:
+    config = load_config(
+        tmp_path,
+        {"profiles": {"ci": {"rate_scale": 0.25}, "soak": {"duration_scale": 6.0}}},
+        profile="soak",
+    )
+    assert config.profiles["ci"].rate_scale == 0.25
+    assert config.profiles["ci"].duration_scale == DEFAULT_PROFILES["ci"].duration_scale
+    assert config.profile.name == "soak"
+    assert config.profile.duration(600) == 3600
+
+
+def test_unknown_profile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown profile 'nightly'"):
+        load_config(tmp_path, {}, profile="nightly")
+
+
+def test_bad_profile_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"profiles\.ci\]\.rate_scale: expected a number"):
+        load_config(tmp_path, {"profiles": {"ci": {"rate_scale": "half"}}})
+    with pytest.raises(ConfigError, match=r"profiles\.x\.rate_scale: must be > 0"):
+        load_config(tmp_path, {"profiles": {"x": {"rate_scale": 0}}})
+
+
+def test_mysql_choices(tmp_path: Path) -> None:
+    url = "mysql://u:p@127.0.0.1:3307/db"
+    config = load_config(tmp_path, {"mysql": url})
+    assert (config.mysql.provider, config.mysql.url) == ("url", url)
+    assert load_config(tmp_path, {"mysql": url}, mysql="process").mysql.provider == "process"
+    with pytest.raises(ConfigError, match="expected auto, process, container"):
+        load_config(tmp_path, {"mysql": "postgres"})
+
+
+def test_missing_sql_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such SQL file"):
+        load_config(tmp_path, {"sql": ["schema.sql"]})
+
+
+def test_bad_port_and_database(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mysql_port: expected an integer in \[0, 65535\]"):
+        load_config(tmp_path, {"mysql_port": 70000})
+    with pytest.raises(ConfigError, match="not a plain database name"):
+        load_config(tmp_path, {"database": "x; DROP"})
+
+
+def test_profile_scaling() -> None:
+    smoke = DEFAULT_PROFILES["smoke"]
+    assert smoke.count(600_000) == 600
+    assert smoke.rate(1000) == 100
+    assert DEFAULT_PROFILES["full"].count(600_000) == 600_000
