@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfsuite.config import MySQLConfig
-from perfsuite.errors import DockerError
+import pymysql
+
+from perfsuite.errors import DockerError, MySQLError
 from perfsuite.provision.docker import DockerStatus, probe_docker
 from perfsuite.provision.server import MySQLServer, parse_mysql_url
 from perfsuite.provision.service import Service, start_service
@@ -75,9 +77,15 @@ def _server(config: MySQLConfig, choice: ProviderChoice, network: Any) -> Iterat
     if choice.provider == "url":
         assert config.url is not None
         server = _url_server(config.url)
-        server.connect(database="").close()  # fail early, with the server's own words
-        with server.connection(admin=True) as conn, conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{server.database}`")
+        # Fail early, in the server's own words; create the database if it is missing.
+        conn = server.connect(database="")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{server.database}`")
+        except pymysql.MySQLError as exc:
+            raise MySQLError(f"cannot create the database {server.database!r}: {exc}") from exc
+        finally:
+            conn.close()
         yield server
         return
     if choice.provider == "container":

@@ -1,0 +1,98 @@
+"""The service provider with real processes: health, start-up failures, logs."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from perfsuite.config import ServiceConfig
+from perfsuite.errors import ConfigError, ServiceError
+from perfsuite.provision import MySQLServer, start_service
+
+from .conftest import REPO, ServiceFactory
+
+
+def _config(*command: str, timeout: float = 5.0, **env: str) -> ServiceConfig:
+    return ServiceConfig(
+        kind="command", command=command, env=env, startup_timeout=timeout, cwd=REPO
+    )
+
+
+def test_command_service_is_healthy_then_stopped(order_service_factory: ServiceFactory) -> None:
+    with order_service_factory() as service:
+        assert service.kind == "command"
+        assert service.base_url.startswith("http://127.0.0.1:")
+        assert httpx.get(service.base_url + "/health").json() == {"status": "ok"}
+        pid = service.pid
+        assert pid is not None
+        assert "order_service: faults=" in service.logs()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_service_that_exits_at_start(mariadb: MySQLServer) -> None:
+    script = "import sys; print('cannot bind the frobnicator'); sys.exit(3)"
+    with (
+        pytest.raises(ServiceError) as info,
+        start_service(_config(sys.executable, "-c", script), mariadb),
+    ):
+        pass
+    message = str(info.value)
+    assert message.startswith("the service exited with code 3 during start-up")
+    assert "cannot bind the frobnicator" in message
+
+
+def test_service_that_never_becomes_healthy(mariadb: MySQLServer) -> None:
+    # Listens on its port but answers 503 forever.
+    script = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(503); self.end_headers()\n"
+        "print('warming up forever', flush=True)\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    start = time.monotonic()
+    with (
+        pytest.raises(ServiceError) as info,
+        start_service(_config(sys.executable, "-c", script, "{port}", timeout=1.5), mariadb),
+    ):
+        pass
+    assert time.monotonic() - start < 20  # bounded by the timeout, not hanging
+    message = str(info.value)
+    assert "did not become healthy" in message
+    assert "within 1.5 s (last answer: HTTP 503)" in message
+    assert "warming up forever" in message
+
+
+def test_unknown_placeholder(mariadb: MySQLServer) -> None:
+    with (
+        pytest.raises(ConfigError, match=r"unknown placeholder 'prot'"),
+        start_service(_config("app", "--port", "{prot}"), mariadb),
+    ):
+        pass
+
+
+def test_missing_command(mariadb: MySQLServer) -> None:
+    with (
+        pytest.raises(ServiceError, match="'no-such-service-binary' was not found"),
+        start_service(_config("no-such-service-binary"), mariadb),
+    ):
+        pass
+
+
+def test_env_and_placeholders_reach_the_service(mariadb: MySQLServer) -> None:
+    script = (
+        "import http.server, os, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = (os.environ['GREETING'] + ' ' + sys.argv[2]).encode()\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    config = _config(sys.executable, "-c", script, "{port}", "{mysql_url}", GREETING="hello")
+    with start_service(config, mariadb) as service:
+        assert httpx.get(service.base_url + "/").text == f"hello {mariadb.url}"
