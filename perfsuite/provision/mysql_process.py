@@ -118,14 +118,22 @@ def _initialise(binary: _Binary, datadir: Path, log: Path) -> None:
         )
 
 
-def _server_argv(binary: _Binary, workdir: Path, port: int) -> list[str]:
+def _socket_dir(workdir: Path) -> Path:
+    # A unix socket path may not exceed 107 bytes; a deep TMPDIR (pytest's
+    # tmp_path) exceeds that, so the socket then goes to a short folder.
+    if len(str(workdir / "mysqld.sock")) <= 100:
+        return workdir
+    return Path(tempfile.mkdtemp(prefix="psm-", dir="/tmp"))
+
+
+def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) -> list[str]:
     argv = [
         binary.mysqld,
         "--no-defaults",
         f"--datadir={workdir / 'data'}",
         f"--port={port}",
         "--bind-address=127.0.0.1",
-        f"--socket={workdir / 'mysqld.sock'}",
+        f"--socket={socket_dir / 'mysqld.sock'}",
         f"--pid-file={workdir / 'mysqld.pid'}",
         f"--log-error={workdir / 'error.log'}",
         *_user_args(),
@@ -206,6 +214,7 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
         raise _PortTaken(config.port)
     _remove_stale_datadirs()
     workdir = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
+    socket_dir = _socket_dir(workdir)
     proc: subprocess.Popen[bytes] | None = None
     try:
         (workdir / "owner.pid").write_text(str(os.getpid()))
@@ -213,7 +222,7 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
         for attempt in range(3):
             port = config.port or free_port()
             proc = start_process(
-                _server_argv(binary, workdir, port), log_path=workdir / "server.log"
+                _server_argv(binary, workdir, socket_dir, port), log_path=workdir / "server.log"
             )
             try:
                 _wait_ready(proc, port, workdir, config.startup_timeout)
@@ -239,3 +248,5 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
         if proc is not None:
             stop_process(proc, timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
+        if socket_dir != workdir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
