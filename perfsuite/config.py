@@ -233,7 +233,9 @@ def _service_config(table: Any, rootdir: Path) -> ServiceConfig | None:
     _check_keys(table, _SERVICE_KEYS, where)
     kinds = [k for k in ("command", "image", "url") if k in table]
     if len(kinds) != 1:
-        raise ConfigError(f"{where}: set exactly one of command, image or url (got {kinds or 'none'})")
+        raise ConfigError(
+            f"{where}: set exactly one of command, image or url (got {kinds or 'none'})"
+        )
     command: tuple[str, ...] = ()
     raw = table.get("command")
     if isinstance(raw, str):

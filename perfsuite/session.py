@@ -10,7 +10,6 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Iterator
-
 from typing import Any
 
 import pytest
@@ -151,5 +150,3 @@ class PerfSession:
     def short_error(exc: BaseException) -> str:
         """One clear line (or block) for a perfsuite error, no traceback."""
         return f"perfsuite: {type(exc).__name__}: {exc}"
-
-

@@ -13,7 +13,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomysql
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -129,14 +135,20 @@ def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await aiomysql.create_pool(
-            minsize=min(2, pool_size), maxsize=pool_size, autocommit=True, **_mysql_kwargs(mysql_url)
+            minsize=min(2, pool_size),
+            maxsize=pool_size,
+            autocommit=True,
+            **_mysql_kwargs(mysql_url),
         )
         state["pool"] = Pool(pool)
         try:
             yield
         finally:
             pool.close()
-            await pool.wait_closed()
+            try:
+                await asyncio.wait_for(pool.wait_closed(), timeout=2.0)
+            except TimeoutError:  # leaked connections never come back (fault "leak")
+                pool.terminate()
 
     def answer(endpoint: str, status: int, body: Any) -> JSONResponse:
         requests.labels(endpoint, str(status)).inc()

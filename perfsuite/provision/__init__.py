@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from perfsuite.config import MySQLConfig
 import pymysql
 
+from perfsuite.config import MySQLConfig
 from perfsuite.errors import DockerError, MySQLError
 from perfsuite.provision.docker import DockerStatus, probe_docker
 from perfsuite.provision.server import MySQLServer, parse_mysql_url
@@ -126,5 +126,3 @@ def open_mysql(
         for path in config.sql_files:
             server.run_sql_file(path)
         yield server
-
-

@@ -21,8 +21,8 @@ __all__ = ["MYSQL_ALIAS", "container_host", "docker_network", "mysql_container"]
 
 MYSQL_ALIAS = "mysql"
 APP_USER = "perfsuite"
-APP_PASSWORD = "perfsuite"  # noqa: S105 - a throwaway container
-ROOT_PASSWORD = "perfsuite-root"  # noqa: S105
+APP_PASSWORD = "perfsuite"
+ROOT_PASSWORD = "perfsuite-root"
 
 
 def container_host(container: Any) -> str:

@@ -28,7 +28,7 @@ __all__ = ["DATADIR_PREFIX", "find_mysqld", "mysql_process"]
 
 DATADIR_PREFIX = "perfsuite-mysql-"
 APP_USER = "perfsuite"
-APP_PASSWORD = "perfsuite"  # noqa: S105 - a throwaway server on loopback
+APP_PASSWORD = "perfsuite"
 # Where distributions put the server binary, beyond PATH (often without /usr/sbin).
 _EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/opt/mysql/bin")
 
@@ -155,9 +155,7 @@ def _bind_failed(log: str) -> bool:
     return "Address already in use" in log or "Do you already have another" in log
 
 
-def _wait_ready(
-    proc: subprocess.Popen[bytes], port: int, workdir: Path, timeout: float
-) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, workdir: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

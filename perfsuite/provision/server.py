@@ -58,7 +58,7 @@ class MySQLServer:
             self.database,
         )
 
-    def connect(self, *, admin: bool = False, database: str | None = None) -> pymysql.Connection:  # type: ignore[type-arg]
+    def connect(self, *, admin: bool = False, database: str | None = None) -> pymysql.Connection:
         """A new PyMySQL connection (autocommit) as the app user, or as admin."""
         try:
             return pymysql.connect(
@@ -75,7 +75,7 @@ class MySQLServer:
             raise MySQLError(f"cannot connect to MySQL at {self.host}:{self.port}: {exc}") from exc
 
     @contextmanager
-    def connection(self, *, admin: bool = False) -> Iterator[pymysql.Connection]:  # type: ignore[type-arg]
+    def connection(self, *, admin: bool = False) -> Iterator[pymysql.Connection]:
         """A connection that is closed when the block ends."""
         conn = self.connect(admin=admin)
         try:

@@ -177,7 +177,9 @@ def _container_service(
             exited=exited,
             logs=lambda: "\n".join(read_logs().splitlines()[-_LOG_LINES:]),
         )
-        yield Service(kind="container", base_url=base_url, container=container, _read_logs=read_logs)
+        yield Service(
+            kind="container", base_url=base_url, container=container, _read_logs=read_logs
+        )
     finally:
         with contextlib.suppress(Exception):
             container.stop()

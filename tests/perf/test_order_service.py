@@ -64,9 +64,7 @@ def test_create_order(client: httpx.Client, perf_seed: Dataset, perf_profile: Pr
     assert_seed_slos(outcome)
 
 
-def test_payment_callback(
-    client: httpx.Client, perf_seed: Dataset, perf_profile: Profile
-) -> None:
+def test_payment_callback(client: httpx.Client, perf_seed: Dataset, perf_profile: Profile) -> None:
     # Retried callbacks for an already paid order must get the same 200.
     outcome = drive(
         client,

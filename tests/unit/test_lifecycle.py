@@ -82,7 +82,9 @@ def inner(pytester: pytest.Pytester, tmp_path: Path) -> tuple[Path, dict[str, st
     return tmp, env
 
 
-def _run(pytester: pytest.Pytester, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    pytester: pytest.Pytester, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "perf", "-p", "no:cacheprovider", *args],
         cwd=pytester.path,
@@ -94,7 +96,9 @@ def _run(pytester: pytest.Pytester, env: dict[str, str], *args: str) -> subproce
     )
 
 
-def test_passing_run_leaves_nothing(pytester: pytest.Pytester, inner: tuple[Path, dict[str, str]]) -> None:
+def test_passing_run_leaves_nothing(
+    pytester: pytest.Pytester, inner: tuple[Path, dict[str, str]]
+) -> None:
     tmp, env = inner
     result = _run(pytester, env, "-k", "passes")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -157,7 +161,10 @@ def test_provisioning_errors_are_one_message(
 ) -> None:
     tmp, env = inner
     pytester.makefile(
-        ".toml", pyproject=PYPROJECT.replace('mysql = "process"', 'mysql = "process"\nmysqld = "no-such-mysqld"')
+        ".toml",
+        pyproject=PYPROJECT.replace(
+            'mysql = "process"', 'mysql = "process"\nmysqld = "no-such-mysqld"'
+        ),
     )
     result = _run(pytester, env, "-k", "passes")
     assert result.returncode == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -85,7 +86,11 @@ def test_url_provider_uses_an_existing_server(mariadb: MySQLServer) -> None:
     choice = choose_provider(config, probe_docker)
     assert choice == ProviderChoice(provider="url", reason="a mysql:// URL was given")
     with open_mysql(config, choice) as server:
-        assert (server.provider, server.port, server.database) == ("url", mariadb.port, "url_provider")
+        assert (server.provider, server.port, server.database) == (
+            "url",
+            mariadb.port,
+            "url_provider",
+        )
         assert server.query("SELECT COUNT(*) FROM users") == [(0,)]
     # Nothing is stopped: the server belongs to someone else.
     assert mariadb.query("SELECT 1") == [(1,)]
@@ -212,10 +217,9 @@ def test_auto_falls_back_to_a_process_when_the_container_fails(
     monkeypatch.setenv("DOCKER_HOST", engine_socket)
     config = MySQLConfig(database="fallback")
     choice = choose_provider(config, probe_docker)
-    with (
-        pytest.warns(UserWarning, match="falling back to a local MySQL process"),
-        open_mysql(config, choice, network=object()) as server,
-    ):
+    with contextlib.ExitStack() as stack:
+        with pytest.warns(UserWarning, match="falling back to a local MySQL process"):
+            server = stack.enter_context(open_mysql(config, choice, network=object()))
         assert server.provider == "process"
         assert server.query("SELECT DATABASE()") == [("fallback",)]
 
@@ -230,7 +234,7 @@ def test_explicit_container_does_not_fall_back(
     config = MySQLConfig(provider="container")
     choice = choose_provider(config, probe_docker)
     with (
-        pytest.raises(DockerError, match="cannot start the MySQL container mysql:8.4"),
+        pytest.raises(DockerError, match=r"cannot start the MySQL container mysql:8\.4"),
         open_mysql(config, choice, network=object()),
     ):
         pass

@@ -77,7 +77,9 @@ def test_bad_orders_get_422(client: httpx.Client, body: object, order_data: Data
 
 
 def test_malformed_json_gets_422(client: httpx.Client) -> None:
-    response = client.post("/orders", content=b"{not json", headers={"content-type": "application/json"})
+    response = client.post(
+        "/orders", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
 
 
@@ -108,7 +110,9 @@ def test_payment_callback_is_idempotent(client: httpx.Client, order_data: Datase
         ({"order_id": 1, "payment_id": "p", "amount_cents": 1}, 422),  # wrong amount
     ],
 )
-def test_payment_callback_errors(client: httpx.Client, body: dict[str, object], status: int) -> None:
+def test_payment_callback_errors(
+    client: httpx.Client, body: dict[str, object], status: int
+) -> None:
     assert client.post("/payments/callback", json=body).status_code == status
 
 

@@ -108,7 +108,9 @@ def test_tool_perfsuite_table_is_read(pytester: pytest.Pytester) -> None:
     )
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest("--perf-profile=nightly")
-    result.stdout.fnmatch_lines(["*profile=nightly, mysql=process (chosen explicitly), service=url"])
+    result.stdout.fnmatch_lines(
+        ["*profile=nightly, mysql=process (chosen explicitly), service=url"]
+    )
 
 
 def test_unknown_key_is_one_clear_message(pytester: pytest.Pytester) -> None:

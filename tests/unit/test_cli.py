@@ -1,0 +1,87 @@
+"""The ``perfsuite`` console script, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from .conftest import REPO
+
+
+def _perfsuite() -> str:
+    path = shutil.which("perfsuite")
+    assert path, "the console script is installed by pip install -e ."
+    return path
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no.sock", "TMPDIR": str(tmp_path)}
+
+
+def test_version() -> None:
+    result = subprocess.run([_perfsuite(), "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "perfsuite 0.1.0"
+
+
+def test_info_reads_the_project_config(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [_perfsuite(), "--rootdir", str(REPO), "--profile", "smoke", "info"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(tmp_path),
+    )
+    assert "profile:  smoke (durations x0.01, rates x0.1)" in result.stdout
+    assert "mysql:    process (auto: no Docker engine" in result.stdout
+    assert "service:  command" in result.stdout
+
+
+def test_bad_config_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.perfsuite]\nmysql = "oracle"\n')
+    result = subprocess.run(
+        [_perfsuite(), "--rootdir", str(tmp_path), "info"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("perfsuite: ConfigError: mysql: expected auto, process")
+    assert "Traceback" not in result.stderr
+
+
+def test_mysql_serves_until_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [_perfsuite(), "--rootdir", str(REPO), "mysql", "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(tmp_path),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("mysql (process): mysql://perfsuite:perfsuite@127.0.0.1:"), first
+        port = int(first.rsplit(":", 1)[1].split("/")[0])
+        conn = pymysql.connect(host="127.0.0.1", port=port, user="perfsuite", password="perfsuite")
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM orders.users")  # the schema was loaded
+            assert cur.fetchone() == (0,)
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "stopped and removed" in rest
+    assert list(tmp_path.glob("perfsuite-*")) == []
+
+
+@pytest.mark.parametrize("argv", [[], ["launch"]])
+def test_usage_errors(argv: list[str]) -> None:
+    result = subprocess.run([_perfsuite(), *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "usage: perfsuite" in result.stderr
