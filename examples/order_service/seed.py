@@ -71,25 +71,13 @@ def seed_database(
 
 def main() -> None:
     """``python -m examples.order_service.seed --mysql-url URL``."""
-    from perfsuite.provision.server import parse_mysql_url
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mysql-url", required=True)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--skus", type=int, default=2_000)
     parser.add_argument("--orders", type=int, default=5_000)
     args = parser.parse_args()
-    host, port, user, password, database = parse_mysql_url(args.mysql_url)
-    server = MySQLServer(
-        provider="url",
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        database=database,
-        admin_user=user,
-        admin_password=password,
-    )
+    server = MySQLServer.from_url(args.mysql_url)
     seed_database(server, users=args.users, skus=args.skus, orders=args.orders)
 
 

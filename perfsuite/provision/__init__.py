@@ -18,7 +18,7 @@ import pymysql
 from perfsuite.config import MySQLConfig
 from perfsuite.errors import DockerError, MySQLError
 from perfsuite.provision.docker import DockerStatus, probe_docker
-from perfsuite.provision.server import MySQLServer, parse_mysql_url
+from perfsuite.provision.server import MySQLServer
 from perfsuite.provision.service import Service, start_service
 
 __all__ = [
@@ -58,25 +58,11 @@ def choose_provider(config: MySQLConfig, docker: Callable[[], DockerStatus]) -> 
     return ProviderChoice(provider="process", reason=f"auto: {status.reason}")
 
 
-def _url_server(url: str) -> MySQLServer:
-    host, port, user, password, database = parse_mysql_url(url)
-    return MySQLServer(
-        provider="url",
-        host=host,
-        port=port,
-        user=user,
-        password=password,
-        database=database,
-        admin_user=user,
-        admin_password=password,
-    )
-
-
 @contextlib.contextmanager
 def _server(config: MySQLConfig, choice: ProviderChoice, network: Any) -> Iterator[MySQLServer]:
     if choice.provider == "url":
         assert config.url is not None
-        server = _url_server(config.url)
+        server = MySQLServer.from_url(config.url)
         # Fail early, in the server's own words; create the database if it is missing.
         conn = server.connect(database="")
         try:

@@ -39,6 +39,24 @@ class MySQLServer:
     internal_host: str = ""
     internal_port: int = 0
 
+    @classmethod
+    def from_url(cls, url: str, *, provider: str = "url") -> MySQLServer:
+        """An existing server given as ``mysql://user:pass@host:port/db``.
+
+        The URL's account serves both as the app user and as the admin.
+        """
+        host, port, user, password, database = parse_mysql_url(url)
+        return cls(
+            provider=provider,
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            database=database,
+            admin_user=user,
+            admin_password=password,
+        )
+
     def __repr__(self) -> str:
         return f"<MySQLServer {self.provider} {self.user}@{self.host}:{self.port}/{self.database}>"
 

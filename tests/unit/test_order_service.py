@@ -11,7 +11,7 @@ import pytest
 
 from examples.order_service.faults import Faults, parse_faults
 from examples.order_service.seed import Dataset, generate
-from perfsuite.provision import Service
+from perfsuite.provision import MySQLServer, Service
 
 from .conftest import ServiceFactory
 
@@ -193,3 +193,37 @@ def test_seed_data_is_repeatable() -> None:
     assert generate(users=50, skus=20, orders=30, seed=1) != generate(
         users=50, skus=20, orders=30, seed=2
     )
+
+
+def test_seed_command_loads_a_database(mariadb: MySQLServer) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO, SCHEMA
+
+    mariadb.execute("CREATE DATABASE IF NOT EXISTS seed_cli", admin=True)
+    admin_url = f"mysql://root:@127.0.0.1:{mariadb.port}/seed_cli"
+    target = MySQLServer.from_url(admin_url)
+    target.run_sql_file(SCHEMA)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.order_service.seed",
+            "--mysql-url",
+            admin_url,
+            "--users",
+            "30",
+            "--skus",
+            "10",
+            "--orders",
+            "5",
+        ],
+        cwd=REPO,
+        check=True,
+    )
+    counts = target.query(
+        "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM skus), "
+        "(SELECT COUNT(*) FROM orders)"
+    )
+    assert counts == [(30, 10, 5)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from perfsuite import MySQLServer
+
 pytest_plugins = ["pytester"]
 
 PERF_AND_PLAIN = """
@@ -164,3 +166,49 @@ def test_service_fixture_without_service_config(pytester: pytest.Pytester) -> No
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*perfsuite: ConfigError: no service configured*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_seed_callable_and_url_provider(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
+    url = f"mysql://root:@127.0.0.1:{mariadb.port}/plugin_seed"
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.perfsuite]
+        mysql = "{url}"
+        sql = ["schema.sql"]
+        seed = "myseed:seed"
+        """
+    )
+    pytester.makefile(".sql", schema="CREATE TABLE IF NOT EXISTS t (v INT);")
+    pytester.makepyfile(
+        myseed="""
+        def seed(server):
+            server.execute("INSERT INTO t VALUES (41), (1)")
+        """,
+        test_seeded="""
+        import pytest
+
+        @pytest.mark.perf
+        def test_rows(perf_mysql, perf_seed):
+            assert perf_mysql.provider == "url"
+            assert perf_mysql.query("SELECT SUM(v) FROM t") == [(42,)]
+        """,
+    )
+    result = pytester.runpytest("-m", "perf")
+    result.assert_outcomes(passed=1)
+
+
+def test_bad_seed_reference(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
+    url = f"mysql://root:@127.0.0.1:{mariadb.port}/plugin_badseed"
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.perfsuite]
+        mysql = "{url}"
+        seed = "nosuchmodule:seed"
+        """
+    )
+    pytester.makepyfile("def test_x(perf_seed): pass")
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ConfigError: ?tool.perfsuite? seed: cannot import 'nosuchmodule:seed'*"]
+    )
