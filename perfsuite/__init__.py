@@ -11,24 +11,50 @@ from perfsuite.config import PerfConfig, Profile
 from perfsuite.errors import (
     ConfigError,
     DockerError,
+    LoadError,
+    LoadGeneratorSaturated,
     MySQLError,
     PerfsuiteError,
     ProvisionError,
     ServiceError,
 )
+from perfsuite.load import (
+    ClosedPhase,
+    Context,
+    LoadResult,
+    OpenPhase,
+    Phase,
+    Phases,
+    Request,
+    Scenario,
+    Summary,
+    run_load,
+)
 from perfsuite.provision.server import MySQLServer
 from perfsuite.provision.service import Service
 
 __all__ = [
+    "ClosedPhase",
     "ConfigError",
+    "Context",
     "DockerError",
+    "LoadError",
+    "LoadGeneratorSaturated",
+    "LoadResult",
     "MySQLError",
     "MySQLServer",
+    "OpenPhase",
     "PerfConfig",
     "PerfsuiteError",
+    "Phase",
+    "Phases",
     "Profile",
     "ProvisionError",
+    "Request",
+    "Scenario",
     "Service",
     "ServiceError",
+    "Summary",
     "__version__",
+    "run_load",
 ]

@@ -19,6 +19,7 @@ from perfsuite.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PROFILES",
+    "LoadConfig",
     "MySQLConfig",
     "PerfConfig",
     "Profile",
@@ -114,6 +115,18 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoadConfig:
+    """Limits of the load generator (``[tool.perfsuite.load]``) and where load may go."""
+
+    max_connections: int = 1_000
+    timeout: float = 10.0
+    late_threshold: float = 0.010
+    max_requests: int = 50_000_000
+    max_duration: float = 4 * 3600.0
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -122,6 +135,7 @@ class PerfConfig:
     service: ServiceConfig | None
     profile: Profile
     profiles: Mapping[str, Profile]
+    load: LoadConfig = field(default_factory=LoadConfig)
 
 
 _TOP_KEYS = {
@@ -135,7 +149,10 @@ _TOP_KEYS = {
     "mysql_startup_timeout",
     "service",
     "profiles",
+    "load",
+    "allowed_hosts",
 }
+_LOAD_KEYS = {"max_connections", "timeout", "late_threshold", "max_requests", "max_duration"}
 _SERVICE_KEYS = {"command", "image", "url", "port", "env", "health", "startup_timeout", "cwd"}
 _PROFILE_KEYS = {"duration_scale", "rate_scale"}
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -294,6 +311,30 @@ def _profiles(table: Any) -> dict[str, Profile]:
     return profiles
 
 
+def _load_config(table: Any, allowed: Any) -> LoadConfig:
+    where = "[tool.perfsuite.load]"
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, _LOAD_KEYS, where)
+    allowed = [] if allowed is None else allowed
+    if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
+        raise ConfigError(
+            f"[tool.perfsuite].allowed_hosts: expected a list of host names, got {allowed!r}"
+        )
+    defaults = LoadConfig()
+    return LoadConfig(
+        max_connections=_int(table, "max_connections", where, defaults.max_connections, 1, 100_000),
+        timeout=parse_duration(table.get("timeout", "10s"), key=f"{where}.timeout"),
+        late_threshold=parse_duration(
+            table.get("late_threshold", "10ms"), key=f"{where}.late_threshold"
+        ),
+        max_requests=_int(table, "max_requests", where, defaults.max_requests, 1, 10**12),
+        max_duration=parse_duration(table.get("max_duration", "4h"), key=f"{where}.max_duration"),
+        allowed_hosts=tuple(allowed),
+    )
+
+
 def load_config(
     rootdir: Path,
     table: Mapping[str, Any],
@@ -317,4 +358,5 @@ def load_config(
         service=_service_config(table.get("service"), rootdir),
         profile=profiles[name],
         profiles=profiles,
+        load=_load_config(table.get("load"), table.get("allowed_hosts")),
     )

@@ -8,10 +8,12 @@ one clear message instead of a traceback from somewhere deep.
 
     PerfsuiteError
     ├── ConfigError          bad [tool.perfsuite] keys, options or values
-    └── ProvisionError       something we start could not be started
-        ├── MySQLError       the MySQL server (binary, port, init, SQL)
-        ├── DockerError      no engine, image missing, container exited
-        └── ServiceError     the service under test (exit at start, unhealthy)
+    ├── ProvisionError       something we start could not be started
+    │   ├── MySQLError       the MySQL server (binary, port, init, SQL)
+    │   ├── DockerError      no engine, image missing, container exited
+    │   └── ServiceError     the service under test (exit at start, unhealthy)
+    └── LoadError            the load generator could not do what was asked
+        └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DockerError",
+    "LoadError",
+    "LoadGeneratorSaturated",
     "MySQLError",
     "PerfsuiteError",
     "ProvisionError",
@@ -48,3 +52,11 @@ class DockerError(ProvisionError):
 
 class ServiceError(ProvisionError):
     """The service under test exited at start or never became healthy."""
+
+
+class LoadError(PerfsuiteError):
+    """The load generator could not run as asked (file descriptors, target)."""
+
+
+class LoadGeneratorSaturated(LoadError):
+    """The generator fell behind its own schedule: the result says nothing of the service."""

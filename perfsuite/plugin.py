@@ -7,16 +7,21 @@ The work is done by :class:`perfsuite.session.PerfSession`, registered in
 from __future__ import annotations
 
 import argparse
-from collections.abc import Generator, Iterator
+import sys
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
 
 import pytest
 
 from perfsuite.config import Profile, parse_mysql_choice
 from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.load import LoadResult, Phases, Scenario
+from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
 
 _SESSION_KEY = pytest.StashKey[PerfSession]()
+RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
 _MARKER = "perf: a performance test; deselected unless selected with -m (e.g. pytest -m perf)"
 
 
@@ -93,6 +98,11 @@ def pytest_runtest_makereport(
     report = yield
     if call.excinfo is not None and isinstance(call.excinfo.value, PerfsuiteError):
         report.longrepr = PerfSession.short_error(call.excinfo.value)
+    results = item.stash.get(RESULTS_KEY, [])
+    if report.when == "call" and results:
+        report.sections.append(
+            ("perfsuite: load", "\n\n".join(result.describe() for result in results))
+        )
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:
@@ -132,3 +142,45 @@ def perf_service(
     """The service under test, started after MySQL and the seed, healthy."""
     with perf_session.start_service(perf_mysql) as service:
         yield service
+
+
+@pytest.fixture(scope="session")
+def perf_phases(perf_profile: Profile) -> Phases:
+    """Builds load phases written for ``full``, scaled to the active profile."""
+    return Phases(perf_profile)
+
+
+def _live_line(config: pytest.Config) -> LiveLine:
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def wrap(draw: Callable[[], None]) -> None:
+        if capman is None:
+            draw()
+            return
+        with capman.global_and_fixture_disabled():
+            draw()
+
+    return LiveLine(sys.__stderr__ or sys.stderr, enabled=config.get_verbosity() >= 0, wrap=wrap)
+
+
+@pytest.fixture
+def perf_run(
+    request: pytest.FixtureRequest, perf_session: PerfSession
+) -> Callable[..., LoadResult]:
+    """``perf_run(scenario, phases, target=None)``: run the load and return its result.
+
+    The target defaults to the ``perf_service`` fixture's URL.
+    """
+
+    def run(scenario: Scenario, phases: Any, *, target: str | None = None) -> LoadResult:
+        if target is None:
+            target = request.getfixturevalue("perf_service").base_url
+        live = _live_line(request.config)
+        try:
+            result = perf_session.run_load(scenario, phases, target=target, progress=live)
+        finally:
+            live.close()
+        request.node.stash.setdefault(RESULTS_KEY, []).append(result)
+        return result
+
+    return run

@@ -16,7 +16,8 @@ import pytest
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
-from perfsuite.errors import ConfigError, DockerError
+from perfsuite.errors import ConfigError, DockerError, LoadGeneratorSaturated
+from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario, run_load
 from perfsuite.provision import (
     DockerStatus,
     MySQLServer,
@@ -134,6 +135,42 @@ class PerfSession:
             finally:
                 self.service = None
 
+    # -- load -----------------------------------------------------------------
+
+    def engine_options(self) -> EngineOptions:
+        """The engine's limits, from ``[tool.perfsuite.load]`` and ``allowed_hosts``."""
+        load = self.config.load
+        return EngineOptions(
+            max_connections=load.max_connections,
+            timeout=load.timeout,
+            late_threshold=load.late_threshold,
+            max_requests=load.max_requests,
+            max_duration=load.max_duration,
+            allowed_hosts=load.allowed_hosts,
+        )
+
+    def run_load(
+        self,
+        scenario: Scenario,
+        phases: Phase | list[Any] | tuple[Any, ...],
+        *,
+        target: str,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> LoadResult:
+        """Run the phases; a saturated generator is an error, not a verdict on the service."""
+        result = run_load(
+            target,
+            scenario,
+            flatten_phases(phases),
+            options=self.engine_options(),
+            progress=progress,
+        )
+        if result.saturated:
+            raise LoadGeneratorSaturated(
+                f"load generator saturated: {result.saturation_reason}\n{result.describe()}"
+            )
+        return result
+
     def close(self) -> None:
         """Remove what the session itself holds (the Docker network)."""
         self._stack.close()
@@ -150,3 +187,13 @@ class PerfSession:
     def short_error(exc: BaseException) -> str:
         """One clear line (or block) for a perfsuite error, no traceback."""
         return f"perfsuite: {type(exc).__name__}: {exc}"
+
+
+def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
+    """Phases as given to ``perf_run``: one, a list, or lists in a list (stairs)."""
+    if not isinstance(phases, list | tuple):
+        return [phases]
+    flat: list[Phase] = []
+    for item in phases:
+        flat.extend(flatten_phases(item))
+    return flat

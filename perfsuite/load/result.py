@@ -1,0 +1,188 @@
+"""The result of a load run: per phase x endpoint cells, and views over them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+from perfsuite.load.recorder import ERROR_KINDS, Second
+from perfsuite.stats.hdr import Percentiles, merge, percentiles
+
+__all__ = ["Cell", "LoadResult", "PhaseInfo", "Summary"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseInfo:
+    """A phase as it ran: name, role, model, offset from the run start, duration."""
+
+    name: str
+    role: str
+    model: str  # "open" or "closed"
+    description: str
+    start: float
+    duration: float
+    target_rate: float | None = None  # mean arrival rate (open)
+    users: int | None = None  # virtual users (closed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """What one endpoint did in one phase."""
+
+    phase: str
+    endpoint: str
+    sent: int
+    latency: HdrHistogram = field(repr=False)
+    service_time: HdrHistogram = field(repr=False)
+    errors: Mapping[str, int]
+    statuses: Mapping[int, int]
+
+    @property
+    def answered(self) -> int:
+        """Responses received (some may still count as errors)."""
+        return int(self.latency.get_total_count())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """Numbers over a selection of cells (e.g. all measured phases of an endpoint)."""
+
+    requests: int
+    errors: int
+    errors_by_kind: Mapping[str, int]
+    duration: float
+    latency: Percentiles
+    service_time: Percentiles
+
+    @property
+    def error_rate(self) -> float:
+        """Errors / requests (0 when nothing was sent)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def achieved_rps(self) -> float:
+        """Requests per second over the selected phases."""
+        return self.requests / self.duration if self.duration else 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean latency from the intended send time, in ms."""
+        return self.latency.mean
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadResult:
+    """Everything a run measured; ``measured()`` sums the phases that count for SLOs."""
+
+    target: str
+    phases: tuple[PhaseInfo, ...]
+    cells: tuple[Cell, ...]
+    seconds: tuple[Second, ...]
+    late: int
+    late_generator: int
+    dropped: int
+    wall_time: float
+    generator_cpu: float  # CPU seconds of the generator / wall seconds
+    loop_lag_p99_ms: float
+    connections_opened: int
+    saturated: bool
+    saturation_reason: str = ""
+    stop_reason: str = ""
+
+    def __repr__(self) -> str:
+        m = self.measured()
+        return (
+            f"<LoadResult {self.target} {m.requests} requests, {m.errors} errors, "
+            f"{m.achieved_rps:.0f} req/s, p99 {m.latency.p99:.2f} ms>"
+        )
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoint (request) names, in scenario order."""
+        seen: dict[str, None] = {}
+        for cell in self.cells:
+            seen.setdefault(cell.endpoint, None)
+        return list(seen)
+
+    def _select(
+        self, endpoint: str | None, phase: str | None, roles: Iterable[str]
+    ) -> tuple[list[Cell], float]:
+        roles = set(roles)
+        names = {p.name for p in self.phases}
+        if phase is not None and phase not in names:
+            raise KeyError(f"no phase {phase!r} (phases: {sorted(names)})")
+        if endpoint is not None and endpoint not in self.endpoints:
+            raise KeyError(f"no endpoint {endpoint!r} (endpoints: {self.endpoints})")
+        chosen = {
+            p.name for p in self.phases if (phase is None and p.role in roles) or p.name == phase
+        }
+        cells = [
+            c
+            for c in self.cells
+            if c.phase in chosen and (endpoint is None or c.endpoint == endpoint)
+        ]
+        duration = sum(p.duration for p in self.phases if p.name in chosen)
+        return cells, duration
+
+    def summary(
+        self,
+        endpoint: str | None = None,
+        phase: str | None = None,
+        roles: Iterable[str] = ("measure",),
+    ) -> Summary:
+        """Numbers for one endpoint and/or phase (default: all measured phases)."""
+        cells, duration = self._select(endpoint, phase, roles)
+        errors = {kind: sum(c.errors[kind] for c in cells) for kind in ERROR_KINDS}
+        return Summary(
+            requests=sum(c.sent for c in cells),
+            errors=sum(errors.values()),
+            errors_by_kind=errors,
+            duration=duration,
+            latency=percentiles(merge(c.latency for c in cells)),
+            service_time=percentiles(merge(c.service_time for c in cells)),
+        )
+
+    def measured(self, endpoint: str | None = None) -> Summary:
+        """All measured phases (warm-up and cool-down excluded)."""
+        return self.summary(endpoint=endpoint)
+
+    def histogram(
+        self, endpoint: str | None = None, phase: str | None = None, *, service: bool = False
+    ) -> HdrHistogram:
+        """The merged latency (or service-time) histogram of a selection, in µs."""
+        cells, _ = self._select(endpoint, phase, ("measure",))
+        return merge(c.service_time if service else c.latency for c in cells)
+
+    def describe(self) -> str:
+        """A readable multi-line summary, per phase and endpoint."""
+        lines = [f"target {self.target}, wall {self.wall_time:.1f} s"]
+        header = (
+            f"{'phase':<12} {'endpoint':<18} {'req':>8} {'err':>6} {'req/s':>8} "
+            f"{'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms, from intended send)"
+        )
+        lines.append(header)
+        for p in self.phases:
+            for ep in self.endpoints:
+                s = self.summary(endpoint=ep, phase=p.name)
+                if not s.requests:
+                    continue
+                lines.append(
+                    f"{p.name:<12} {ep:<18} {s.requests:>8} {s.errors:>6} "
+                    f"{s.achieved_rps:>8.1f} {_ms(s.latency.p50)} {_ms(s.latency.p95)} "
+                    f"{_ms(s.latency.p99)} {_ms(s.latency.max)}"
+                )
+        lines.append(
+            f"late {self.late} (generator {self.late_generator}), dropped {self.dropped}, "
+            f"connections {self.connections_opened}, generator CPU {self.generator_cpu:.0%}, "
+            f"loop lag p99 {self.loop_lag_p99_ms:.1f} ms"
+        )
+        if self.saturated:
+            lines.append(f"LOAD GENERATOR SATURATED: {self.saturation_reason}")
+        return "\n".join(lines)
+
+
+def _ms(value: float) -> str:
+    return f"{value:>8.2f}" if not math.isnan(value) else f"{'-':>8}"

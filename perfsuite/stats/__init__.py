@@ -1,0 +1,1 @@
+"""Pure statistics: no clock, no files, no printing, no pytest."""

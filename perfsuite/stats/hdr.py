@@ -1,0 +1,133 @@
+"""HDR histograms: the ``hdrhistogram`` package, fed in bulk.
+
+The library records one value per Python call (~0.6 µs); the load engine
+records up to 100,000 latencies a second, so it buffers them and adds each
+buffer with one vectorised bincount into the library's own counts array.
+Everything else (percentiles, merging, encoding) is the library's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "HIGHEST_US",
+    "LOWEST_US",
+    "Percentiles",
+    "decode",
+    "encode",
+    "merge",
+    "new_histogram",
+    "percentiles",
+    "record_many",
+]
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000  # 60 s, in microseconds
+SIGNIFICANT_FIGURES = 3
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty histogram of microseconds, 1 µs to 60 s, 3 significant digits."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+def _counts(hist: HdrHistogram) -> npt.NDArray[np.uint64]:
+    view: npt.NDArray[np.uint64] = np.ctypeslib.as_array(hist.counts)
+    return view
+
+
+def record_many(hist: HdrHistogram, values_us: npt.ArrayLike) -> int:
+    """Record many values (µs) at once; values above 60 s are clamped to it.
+
+    Returns the number of values that had to be clamped.
+    """
+    values = np.asarray(values_us, dtype=np.int64)
+    if values.size == 0:
+        return 0
+    clamped = int(np.count_nonzero(values > HIGHEST_US))
+    values = np.clip(values, 0, HIGHEST_US)
+    # Same arithmetic as HdrHistogram._counts_index_for, vectorised: frexp's
+    # exponent is the bit length, exact for integers below 2**53.
+    _, bits = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))
+    bucket = (
+        bits.astype(np.int64) - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
+    )
+    sub_bucket = values >> (bucket + hist.unit_magnitude)
+    index = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (
+        sub_bucket - hist.sub_bucket_half_count
+    )
+    counts = _counts(hist)
+    counts += np.bincount(index, minlength=hist.counts_len).astype(np.uint64)
+    hist.total_count += int(values.size)
+    hist.min_value = min(hist.min_value, int(values.min()))
+    hist.max_value = max(hist.max_value, int(values.max()))
+    return clamped
+
+
+def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
+    """A new histogram holding the exact sum of ``histograms``."""
+    total = new_histogram()
+    for hist in histograms:
+        if hist.get_total_count():
+            total.add(hist)
+    return total
+
+
+def encode(hist: HdrHistogram) -> str:
+    """The standard compressed, base64 HDR encoding (readable by any HDR tool)."""
+    data: bytes = hist.encode()
+    return data.decode("ascii")
+
+
+def decode(text: str) -> HdrHistogram:
+    """Inverse of :func:`encode`."""
+    return HdrHistogram.decode(text.encode("ascii"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Percentiles:
+    """Summary of a latency distribution, in milliseconds."""
+
+    count: int
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    max: float
+    min: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The fields as a plain dict (for JSON)."""
+        return {k: getattr(self, k) for k in ("p50", "p90", "p95", "p99", "p999", "max", "mean")}
+
+
+def percentiles(hist: HdrHistogram) -> Percentiles:
+    """Percentiles of a histogram of microseconds, reported in milliseconds."""
+    count = int(hist.get_total_count())
+    if count == 0:
+        nan = float("nan")
+        return Percentiles(
+            count=0, mean=nan, p50=nan, p90=nan, p95=nan, p99=nan, p999=nan, max=nan, min=nan
+        )
+    values: Mapping[float, int] = hist.get_percentile_to_value_dict(list(PERCENTILES))
+    ms = 1000.0
+    return Percentiles(
+        count=count,
+        mean=float(hist.get_mean_value()) / ms,
+        p50=values[50.0] / ms,
+        p90=values[90.0] / ms,
+        p95=values[95.0] / ms,
+        p99=values[99.0] / ms,
+        p999=values[99.9] / ms,
+        max=float(hist.get_max_value()) / ms,
+        min=float(hist.get_min_value()) / ms,
+    )
