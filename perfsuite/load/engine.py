@@ -18,7 +18,16 @@ from dataclasses import dataclass
 
 from perfsuite.errors import ConfigError, LoadError
 from perfsuite.load.phases import ClosedPhase, OpenPhase, Phase
-from perfsuite.load.recorder import CHECK, CLOSED, CONNECT, ERROR_KINDS, STATUS, TIMEOUT, Recorder
+from perfsuite.load.recorder import (
+    CHECK,
+    CLOSED,
+    CONNECT,
+    DROPPED,
+    ERROR_KINDS,
+    STATUS,
+    TIMEOUT,
+    Recorder,
+)
 from perfsuite.load.result import Cell, LoadResult, PhaseInfo
 from perfsuite.load.safety import check_target, raise_nofile
 from perfsuite.load.scenario import Context, Scenario, encode_request
@@ -236,6 +245,8 @@ class _Engine:
         if not self.stop_reason:
             self.stop_reason = "phases complete"
         self.dropped += len(self.backlog)
+        for _, _, cell in self.backlog:
+            self.rec.error(cell, DROPPED)
         self.backlog.clear()
         self._maybe_done()
 
@@ -268,6 +279,7 @@ class _Engine:
             self.mix_i = (self.mix_i + 1) & 8191
             intended = self.next_ns
             cell = cell_base + ep
+            self.rec.requests[cell] += 1
             if self.idle:
                 if now - intended > self.late_ns:
                     self.late += 1
@@ -280,6 +292,7 @@ class _Engine:
                     self._connect()
             else:
                 self.dropped += 1
+                self.rec.error(cell, DROPPED)
             if measured:
                 self.measured_sends += 1
             self.k += 1
@@ -298,7 +311,6 @@ class _Engine:
         conn.sent = now
         conn.deadline = now + self.timeout_ns
         self.sends += 1
-        self.rec.sent[cell] += 1
         conn.send(data)
 
     def _next_for(self, conn: Connection) -> None:
@@ -349,7 +361,9 @@ class _Engine:
         if self.phases[self.phase_i].role == "measure":
             self.measured_sends += 1
         now = time.perf_counter_ns()
-        self._send(conn, now, ep, self.phase_i * self.n_ep + ep)
+        cell = self.phase_i * self.n_ep + ep
+        self.rec.requests[cell] += 1
+        self._send(conn, now, ep, cell)
 
     # -- connections --------------------------------------------------------
 
@@ -368,10 +382,11 @@ class _Engine:
             return  # on_connected has run
         # The connection failed: the request that was waiting for it fails too.
         if user >= 0:
-            self.rec.error(self.phase_i * self.n_ep + self.mix[self.mix_i], CONNECT)
-            self.sends += 1
-            self.rec.sent[self.phase_i * self.n_ep + self.mix[self.mix_i]] += 1
+            # The user's next request is the one that could not be sent.
+            cell = self.phase_i * self.n_ep + self.mix[self.mix_i]
             self.mix_i = (self.mix_i + 1) & 8191
+            self.rec.requests[cell] += 1
+            self.rec.error(cell, CONNECT)
             self.users_alive -= 1
             if not self.finished and self.users_alive < self.users_wanted:
                 # Retry after a pause, so a dead server is not hammered in a hot loop.
@@ -547,7 +562,7 @@ class _Engine:
                     Cell(
                         phase=phase.name,
                         endpoint=name,
-                        sent=rec.sent[c],
+                        requests=rec.requests[c],
                         latency=rec.latency[c],
                         service_time=rec.service[c],
                         errors=dict(zip(ERROR_KINDS, rec.errors[c], strict=True)),

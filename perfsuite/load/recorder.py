@@ -18,9 +18,10 @@ from perfsuite.stats.hdr import new_histogram, record_many
 __all__ = ["ERROR_KINDS", "Recorder", "Second"]
 
 # Why a request failed: a status not accepted, no answer in time, no
-# connection, the connection closed before the answer, or the check said no.
-ERROR_KINDS = ("status", "timeout", "connect", "closed", "check")
-STATUS, TIMEOUT, CONNECT, CLOSED, CHECK = range(len(ERROR_KINDS))
+# connection, the connection closed before the answer, the check said no, or
+# never sent (the generator's queue overflowed, or the run ended first).
+ERROR_KINDS = ("status", "timeout", "connect", "closed", "check", "dropped")
+STATUS, TIMEOUT, CONNECT, CLOSED, CHECK, DROPPED = range(len(ERROR_KINDS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +48,7 @@ class Recorder:
         self.service: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
         self.errors = [[0] * len(ERROR_KINDS) for _ in range(cells)]
         self.statuses: list[dict[int, int]] = [{} for _ in range(cells)]
-        self.sent = [0] * cells
+        self.requests = [0] * cells  # scheduled, whether sent or not
         self.clamped = 0
         self._lat = [array("q") for _ in range(cells)]
         self._svc = [array("q") for _ in range(cells)]

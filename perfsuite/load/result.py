@@ -34,7 +34,7 @@ class Cell:
 
     phase: str
     endpoint: str
-    sent: int
+    requests: int  # scheduled: answered, failed or dropped
     latency: HdrHistogram = field(repr=False)
     service_time: HdrHistogram = field(repr=False)
     errors: Mapping[str, int]
@@ -137,7 +137,7 @@ class LoadResult:
         cells, duration = self._select(endpoint, phase, roles)
         errors = {kind: sum(c.errors[kind] for c in cells) for kind in ERROR_KINDS}
         return Summary(
-            requests=sum(c.sent for c in cells),
+            requests=sum(c.requests for c in cells),
             errors=sum(errors.values()),
             errors_by_kind=errors,
             duration=duration,

@@ -1,0 +1,109 @@
+"""A small HTTP/1.1 server for the engine's tests, run as a subprocess.
+
+Paths: /ok, /status/<code>, /sleep/<ms>, /body/<text>, /close (answers with
+Connection: close), /drop (closes without answering), /hang (never answers),
+/stats (requests seen, max concurrency, first and last arrival), /reset.
+Every 1,000th answer on a connection says Connection: close, as nginx does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+KEEPALIVE_REQUESTS = 1000
+
+
+class State:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.inflight = 0
+        self.max_inflight = 0
+        self.first = 0.0
+        self.last = 0.0
+
+
+STATE = State()
+
+
+def _response(status: int, body: bytes, close: bool) -> bytes:
+    head = f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+class Handler(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buf = b""
+        self.served = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while b"\r\n\r\n" in self.buf:
+            head, _, rest = self.buf.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                key, _, value = line.partition(b":")
+                if key.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) < length:
+                return
+            self.buf = rest[length:]
+            path = head.split(b" ", 2)[1].decode()
+            asyncio.get_running_loop().create_task(self.handle(path))
+
+    async def handle(self, path: str) -> None:
+        if path in ("/stats", "/reset"):
+            if path == "/reset":
+                STATE.reset()
+            body = json.dumps(vars(STATE)).encode()
+            self.transport.write(_response(200, body, False))
+            return
+        now = time.monotonic()
+        STATE.count += 1
+        STATE.first = STATE.first or now
+        STATE.last = now
+        STATE.inflight += 1
+        STATE.max_inflight = max(STATE.max_inflight, STATE.inflight)
+        try:
+            parts = path.split("/")
+            kind = parts[1]
+            status, body, close = 200, b"ok", False
+            if kind == "status":
+                status = int(parts[2])
+            elif kind == "sleep":
+                await asyncio.sleep(int(parts[2]) / 1000)
+            elif kind == "body":
+                body = parts[2].encode()
+            elif kind == "close":
+                close = True
+            elif kind == "drop":
+                self.transport.close()
+                return
+            elif kind == "hang":
+                await asyncio.sleep(3600)
+            self.served += 1
+            close = close or self.served % KEEPALIVE_REQUESTS == 0
+            self.transport.write(_response(status, body, close))
+            if close:
+                self.transport.close()
+        finally:
+            STATE.inflight -= 1
+
+
+async def main(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(Handler, "127.0.0.1", port)
+    print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
