@@ -134,7 +134,8 @@ class _Engine:
         total = sum(p.duration for p in phases)
         if total > options.max_duration:
             raise ConfigError(
-                f"the phases last {total:.0f} s, more than max_duration {options.max_duration:.0f} s"
+                f"the phases last {total:.0f} s, more than max_duration "
+                f"{options.max_duration:.0f} s"
             )
         names = [p.name for p in phases]
         if len(set(names)) != len(names):
