@@ -1,13 +1,15 @@
 """The ``perfsuite`` command: outside pytest, for the same configuration.
 
+``perfsuite run URL`` is an ad-hoc load run, like wrk or vegeta;
 ``perfsuite info`` prints what a perf run here would use; ``perfsuite mysql``
 starts the throwaway MySQL of the config (schema loaded) and keeps it until
-Ctrl-C, for poking at the service by hand. Load commands come with the engine.
+Ctrl-C, for poking at the service by hand.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -16,8 +18,8 @@ from pathlib import Path
 from types import FrameType
 
 from perfsuite import __version__
-from perfsuite.config import PerfConfig, load_config, read_pyproject
-from perfsuite.errors import PerfsuiteError
+from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
+from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.provision import choose_provider, open_mysql, probe_docker
 
 __all__ = ["main"]
@@ -66,6 +68,72 @@ def _mysql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    import httpx
+
+    from perfsuite.load import ClosedPhase, EngineOptions, OpenPhase, Request, Scenario
+    from perfsuite.load.parallel import run_parallel
+    from perfsuite.load.progress import LiveLine
+
+    config = _config(args)
+    duration = parse_duration(args.duration, key="--duration")
+    if (args.rate is None) == (args.concurrency is None):
+        raise ConfigError("give exactly one of --rate (open model) or --concurrency (closed)")
+    headers = {}
+    for header in args.header:
+        key, sep, value = header.partition(":")
+        if not sep:
+            raise ConfigError(f"--header: expected 'Name: value', got {header!r}")
+        headers[key.strip()] = value.strip()
+    try:
+        request = httpx.Request(args.method, args.url, headers=headers, content=args.data)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigError(f"bad URL {args.url!r}: {exc}") from exc
+    phase: OpenPhase | ClosedPhase
+    if args.rate is not None:
+        phase = OpenPhase(name="run", duration=duration, start_rate=args.rate, end_rate=args.rate)
+    else:
+        phase = ClosedPhase(name="run", duration=duration, users=args.concurrency)
+    options = EngineOptions(
+        max_connections=args.connections or config.load.max_connections,
+        timeout=parse_duration(args.timeout, key="--timeout"),
+        max_duration=config.load.max_duration,
+        max_requests=config.load.max_requests,
+        allowed_hosts=(*config.load.allowed_hosts, *args.allow_host),
+    )
+    live = LiveLine(sys.stderr, enabled=not args.quiet)
+    try:
+        result = run_parallel(
+            args.url,
+            Scenario(Request(name="request", build=request)),
+            [phase],
+            options=options,
+            workers=args.workers,
+            progress=live,
+        )
+    finally:
+        live.close()
+    out(result.describe())
+    if args.json:
+        summary = result.measured()
+        data = {
+            "url": args.url,
+            "model": "open" if args.rate is not None else "closed",
+            "duration_s": duration,
+            "requests": summary.requests,
+            "errors": summary.errors,
+            "errors_by_kind": dict(summary.errors_by_kind),
+            "achieved_rps": summary.achieved_rps,
+            "late": result.late,
+            "dropped": result.dropped,
+            "saturated": result.saturated,
+            "latency_ms": summary.latency.as_dict(),
+            "service_time_ms": summary.service_time.as_dict(),
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return 1 if result.saturated else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (shared by ``main`` and the tests)."""
     parser = argparse.ArgumentParser(prog="perfsuite", description=__doc__)
@@ -75,6 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mysql", default=None, help="auto, process, container or a URL")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print what a perf run here would use")
+    run = sub.add_parser("run", help="an ad-hoc load run against URL (like wrk or vegeta)")
+    run.add_argument("url")
+    model = run.add_mutually_exclusive_group()
+    model.add_argument("--rate", type=float, help="open model: requests per second")
+    model.add_argument("--concurrency", type=int, help="closed model: virtual users")
+    run.add_argument("--duration", default="10s", help="how long (default 10s)")
+    run.add_argument("--method", default="GET")
+    run.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
+    run.add_argument("--data", default=None, help="request body")
+    run.add_argument("--timeout", default="10s", help="per-request timeout (default 10s)")
+    run.add_argument("--connections", type=int, default=None, help="at most this many")
+    run.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    run.add_argument(
+        "--allow-host", action="append", default=[], help="a non-loopback host that may get load"
+    )
+    run.add_argument("--json", default=None, metavar="FILE", help="write the summary as JSON")
+    run.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     mysql = sub.add_parser("mysql", help="start the configured MySQL until Ctrl-C")
     mysql.add_argument(
         "--timeout", type=float, default=24 * 3600.0, help="stop after this many seconds"
@@ -85,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
     """Entry point of the ``perfsuite`` console script."""
     args = build_parser().parse_args(argv)
-    commands = {"info": _info, "mysql": _mysql}
+    commands = {"info": _info, "mysql": _mysql, "run": _run}
     try:
         return commands[args.command](args, out)
     except PerfsuiteError as exc:

@@ -127,7 +127,9 @@ class _Engine:
         phases: Sequence[Phase],
         options: EngineOptions,
         progress: Callable[[Progress], None] | None,
+        start_at_ns: int | None = None,
     ) -> None:
+        self.start_at_ns = start_at_ns
         self.host, self.port = check_target(target, options.allowed_hosts)
         if not phases:
             raise ConfigError("a load run needs at least one phase")
@@ -164,6 +166,7 @@ class _Engine:
         self.backlog: deque[tuple[int, int, int]] = deque()  # (intended, endpoint, cell)
         self.max_backlog = max(10_000, 10 * options.max_connections)
         self.sends = 0
+        self.scheduled = 0
         self.late = 0
         self.late_generator = 0
         self.measured_sends = 0
@@ -182,6 +185,7 @@ class _Engine:
         self.think = 0.0
         self.finished = False
         self.idle_ticks = 0
+        self.tick_gen = 0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -189,7 +193,8 @@ class _Engine:
         raise_nofile(self.opt.max_connections + 64)
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.t0 = time.perf_counter_ns() + _NS // 100  # 10 ms to set up
+        # CLOCK_MONOTONIC is one clock for all processes: workers share a start.
+        self.t0 = self.start_at_ns or time.perf_counter_ns() + _NS // 100
         cpu0, wall0 = time.process_time(), time.perf_counter()
         starts = []
         offset = 0.0
@@ -217,9 +222,15 @@ class _Engine:
         delay = max(0.0, (when_ns - time.perf_counter_ns()) / _NS)
         self.loop.call_later(delay, func, *args)
 
+    def _catch_up(self) -> None:
+        """Send what is left of the open phase's schedule (its end timer may fire a hair early)."""
+        if self.open_phase is not None and self.k < self.k_end and not self.stop_reason:
+            self._send_due(time.perf_counter_ns(), self.end_ns)
+
     def _enter_phase(self, index: int) -> None:
         if self.finished:
             return
+        self._catch_up()
         self.phase_i = index
         phase = self.phases[index]
         self.phase_start_ns = self.t0 + int(sum(p.duration for p in self.phases[:index]) * _NS)
@@ -231,7 +242,8 @@ class _Engine:
             warm = min(self.opt.max_connections, max(4, math.ceil(phase.start_rate / 200)))
             while len(self.conns) + self.connecting < warm:
                 self._connect()
-            self._open_tick()
+            self.tick_gen += 1
+            self._open_tick(self.tick_gen)
         else:
             self.open_phase = None
             self.think = phase.think_time
@@ -240,6 +252,7 @@ class _Engine:
     def _finish(self) -> None:
         if self.finished:
             return
+        self._catch_up()
         self.finished = True
         self.open_phase = None
         self.users_wanted = 0
@@ -258,21 +271,28 @@ class _Engine:
 
     # -- open model ---------------------------------------------------------
 
-    def _open_tick(self) -> None:
-        phase = self.open_phase
-        if phase is None or self.finished:
-            return
+    def _open_tick(self, gen: int) -> None:
+        if gen != self.tick_gen or self.open_phase is None or self.finished:
+            return  # a tick chain of an earlier phase
         now = time.perf_counter_ns()
         if self.next_ns <= now:
-            lag = now - self.next_ns
-            self.lag.record_value(min(lag // 1000, 60_000_000))
-        cell_base = self.phase_i * self.n_ep
-        measured = phase.role == "measure"
-        if self.next_ns > now and measured:
+            self.lag.record_value(min((now - self.next_ns) // 1000, 60_000_000))
+        elif self.open_phase.role == "measure":
             # Woken with nothing due: the generator had time to spare.
             self.idle_ticks += 1
-        while self.k < self.k_end and self.next_ns <= now:
-            if self.sends >= self.opt.max_requests:
+        self._send_due(now, now)
+        if self.k < self.k_end and not self.finished:
+            delay = (self.next_ns - time.perf_counter_ns()) / _NS
+            self.loop.call_later(max(0.0, delay), self._open_tick, gen)
+
+    def _send_due(self, now: int, until: int) -> None:
+        """Send (or queue) every scheduled request whose intended time is <= ``until``."""
+        phase = self.open_phase
+        assert phase is not None
+        cell_base = self.phase_i * self.n_ep
+        measured = phase.role == "measure"
+        while self.k < self.k_end and self.next_ns <= until:
+            if self.scheduled >= self.opt.max_requests:
                 self.stop_reason = f"max_requests ({self.opt.max_requests}) reached"
                 self._finish()
                 return
@@ -281,6 +301,7 @@ class _Engine:
             intended = self.next_ns
             cell = cell_base + ep
             self.rec.requests[cell] += 1
+            self.scheduled += 1
             if self.idle:
                 if now - intended > self.late_ns:
                     self.late += 1
@@ -298,9 +319,6 @@ class _Engine:
                 self.measured_sends += 1
             self.k += 1
             self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
-        if self.k < self.k_end:
-            delay = (self.next_ns - time.perf_counter_ns()) / _NS
-            self.loop.call_later(max(0.0, delay), self._open_tick)
 
     def _send(self, conn: Connection, intended: int, ep: int, cell: int) -> None:
         conn.endpoint = ep
@@ -353,7 +371,7 @@ class _Engine:
         if self.finished or conn.user >= self.users_wanted:
             self._user_next(conn)
             return
-        if self.sends >= self.opt.max_requests:
+        if self.scheduled >= self.opt.max_requests:
             self.stop_reason = f"max_requests ({self.opt.max_requests}) reached"
             self._finish()
             return
@@ -364,6 +382,7 @@ class _Engine:
         now = time.perf_counter_ns()
         cell = self.phase_i * self.n_ep + ep
         self.rec.requests[cell] += 1
+        self.scheduled += 1
         self._send(conn, now, ep, cell)
 
     # -- connections --------------------------------------------------------
@@ -606,9 +625,10 @@ def run_load(
     *,
     options: EngineOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
+    start_at_ns: int | None = None,
 ) -> LoadResult:
     """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result."""
-    engine = _Engine(target, scenario, phases, options or EngineOptions(), progress)
+    engine = _Engine(target, scenario, phases, options or EngineOptions(), progress, start_at_ns)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         try:
             return runner.run(engine.run())

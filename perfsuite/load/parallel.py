@@ -1,0 +1,223 @@
+"""Multi-process mode: one engine per core, histograms merged exactly.
+
+Each worker process runs the same phases with 1/N of the rate (or of the
+users) from a common start time; the parent adds their HDR histograms, which
+is exact. Per-second percentiles are the highest of the workers' (an upper
+bound); per-second counts are exact sums.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
+
+from perfsuite.errors import ConfigError, LoadError
+from perfsuite.load.engine import EngineOptions, Progress, run_load
+from perfsuite.load.phases import OpenPhase, Phase
+from perfsuite.load.recorder import Second
+from perfsuite.load.result import Cell, LoadResult
+from perfsuite.load.scenario import Scenario
+from perfsuite.stats.hdr import decode, encode, merge
+
+__all__ = ["run_parallel", "split_phases"]
+
+
+def split_phases(phases: Sequence[Phase], workers: int, index: int) -> list[Phase]:
+    """Worker ``index``'s share: rates divided by ``workers``, users dealt out."""
+    share: list[Phase] = []
+    for phase in phases:
+        if isinstance(phase, OpenPhase):
+            share.append(
+                replace(
+                    phase,
+                    start_rate=phase.start_rate / workers,
+                    end_rate=phase.end_rate / workers,
+                )
+            )
+        else:
+            if phase.users < workers:
+                raise ConfigError(
+                    f"phase {phase.name!r}: {phase.users} users cannot be split over "
+                    f"{workers} workers"
+                )
+            users = phase.users // workers + (1 if index < phase.users % workers else 0)
+            share.append(replace(phase, users=users))
+    return share
+
+
+def _to_wire(result: LoadResult) -> dict[str, Any]:
+    return {
+        "result": replace(result, cells=(), seconds=()),
+        "cells": [
+            (
+                c.phase,
+                c.endpoint,
+                c.requests,
+                encode(c.latency),
+                encode(c.service_time),
+                dict(c.errors),
+                dict(c.statuses),
+            )
+            for c in result.cells
+        ],
+        "seconds": list(result.seconds),
+    }
+
+
+def _worker(
+    conn: Connection,
+    target: str,
+    scenario: Scenario,
+    phases: list[Phase],
+    options: EngineOptions,
+    start_at_ns: int,
+    progress: Callable[[Progress], None] | None,
+) -> None:
+    try:
+        result = run_load(
+            target, scenario, phases, options=options, progress=progress, start_at_ns=start_at_ns
+        )
+        conn.send(("ok", _to_wire(result)))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _merge(parts: list[dict[str, Any]]) -> LoadResult:
+    first: LoadResult = parts[0]["result"]
+    cells = []
+    for i, row in enumerate(parts[0]["cells"]):
+        rows = [p["cells"][i] for p in parts]
+        errors = {k: sum(r[5][k] for r in rows) for k in row[5]}
+        statuses: dict[int, int] = {}
+        for r in rows:
+            for code, n in r[6].items():
+                statuses[code] = statuses.get(code, 0) + n
+        cells.append(
+            Cell(
+                phase=row[0],
+                endpoint=row[1],
+                requests=sum(r[2] for r in rows),
+                latency=merge(decode(r[3]) for r in rows),
+                service_time=merge(decode(r[4]) for r in rows),
+                errors=errors,
+                statuses=statuses,
+            )
+        )
+    by_key: dict[tuple[int, str], list[Second]] = {}
+    for part in parts:
+        for sec in part["seconds"]:
+            by_key.setdefault((sec.t, sec.endpoint), []).append(sec)
+    seconds = [
+        Second(
+            t=t,
+            endpoint=ep,
+            requests=sum(s.requests for s in secs),
+            errors=sum(s.errors for s in secs),
+            p50=max(s.p50 for s in secs),
+            p95=max(s.p95 for s in secs),
+            p99=max(s.p99 for s in secs),
+        )
+        for (t, ep), secs in sorted(by_key.items())
+    ]
+    results: list[LoadResult] = [p["result"] for p in parts]
+    saturated = [r for r in results if r.saturated]
+    phases = tuple(
+        replace(
+            info,
+            target_rate=None
+            if info.target_rate is None
+            else sum(r.phases[i].target_rate or 0.0 for r in results),
+            users=None if info.users is None else sum(r.phases[i].users or 0 for r in results),
+        )
+        for i, info in enumerate(first.phases)
+    )
+    return replace(
+        first,
+        phases=phases,
+        cells=tuple(cells),
+        seconds=tuple(seconds),
+        late=sum(r.late for r in results),
+        late_generator=sum(r.late_generator for r in results),
+        dropped=sum(r.dropped for r in results),
+        wall_time=max(r.wall_time for r in results),
+        generator_cpu=sum(r.generator_cpu for r in results),
+        loop_lag_p99_ms=max(r.loop_lag_p99_ms for r in results),
+        connections_opened=sum(r.connections_opened for r in results),
+        saturated=bool(saturated),
+        saturation_reason=saturated[0].saturation_reason if saturated else "",
+    )
+
+
+def run_parallel(
+    target: str,
+    scenario: Scenario,
+    phases: Sequence[Phase],
+    *,
+    options: EngineOptions | None = None,
+    workers: int = 1,
+    progress: Callable[[Progress], None] | None = None,
+) -> LoadResult:
+    """:func:`run_load` over ``workers`` processes (``1``: in this process)."""
+    options = options or EngineOptions()
+    if workers == 1:
+        return run_load(target, scenario, phases, options=options, progress=progress)
+    if not 1 <= workers <= 256:
+        raise ConfigError(f"workers must be 1..256, got {workers}")
+    per_worker = replace(options, max_connections=max(1, options.max_connections // workers))
+    # fork: the scenario holds the user's functions, which need not be picklable.
+    ctx = multiprocessing.get_context("fork")
+    start = time.perf_counter_ns() + 300_000_000  # time for every worker to be ready
+    procs, pipes = [], []
+    for index in range(workers):
+        parent, child = ctx.Pipe(duplex=False)
+        scaled = None
+        if index == 0 and progress is not None:
+
+            def scaled(p: Progress, n: int = workers) -> None:
+                progress(replace(p, rps=p.rps * n, errors=p.errors * n))
+
+        proc = ctx.Process(
+            target=_worker,
+            args=(
+                child,
+                target,
+                Scenario(*scenario.requests, data=scenario.data, seed=scenario.seed + index),
+                split_phases(phases, workers, index),
+                per_worker,
+                start,
+                scaled,
+            ),
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        procs.append(proc)
+        pipes.append(parent)
+    parts: list[dict[str, Any]] = []
+    errors: list[str] = []
+    try:
+        for pipe in pipes:
+            try:
+                status, payload = pipe.recv()
+            except EOFError:
+                errors.append("a worker died without a result")
+                continue
+            if status == "ok":
+                parts.append(payload)
+            else:
+                errors.append(str(payload))
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    if errors:
+        raise LoadError(f"load worker failed: {errors[0]}")
+    return _merge(parts)
