@@ -1,0 +1,144 @@
+"""Multi-process mode and ``perfsuite run``, against the local test server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from perfsuite import ConfigError, Request, Scenario
+from perfsuite.load import ClosedPhase, OpenPhase
+from perfsuite.load.parallel import run_parallel, split_phases
+from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_many
+
+from .test_engine import Server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.stop()
+
+
+def test_split_phases() -> None:
+    phases = [
+        OpenPhase(name="o", duration=1, start_rate=100, end_rate=300),
+        ClosedPhase(name="c", duration=1, users=7),
+    ]
+    shares = [split_phases(phases, 3, i) for i in range(3)]
+    assert [s[0].start_rate for s in shares] == pytest.approx([100 / 3] * 3)
+    assert sorted(s[1].users for s in shares) == [2, 2, 3]
+    with pytest.raises(ConfigError, match="2 users cannot be split over 3 workers"):
+        split_phases([ClosedPhase(name="c", duration=1, users=2)], 3, 0)
+
+
+def test_two_workers_add_up(server: Server) -> None:
+    server.reset()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=2.0, start_rate=1000, end_rate=1000)]
+    result = run_parallel(server.url, scenario, phases, workers=2)
+    m = result.measured()
+    assert m.requests == 2000
+    assert m.latency.count == 2000  # every answer is in the merged histogram
+    assert server.stats()["count"] == 2000
+    assert result.phases[0].target_rate == 1000
+    assert sum(s.requests for s in result.seconds) == 2000
+
+
+def test_histogram_merge_is_exact() -> None:
+    rng = np.random.default_rng(3)
+    a_values = rng.lognormal(8, 1, 50_000).astype(np.int64) + 1
+    b_values = rng.lognormal(9, 0.5, 30_000).astype(np.int64) + 1
+    a, b, both = new_histogram(), new_histogram(), new_histogram()
+    record_many(a, a_values)
+    record_many(b, b_values)
+    record_many(both, np.concatenate([a_values, b_values]))
+    merged = merge([decode(encode(a)), decode(encode(b))])  # as the workers send them
+    assert np.array_equal(np.ctypeslib.as_array(merged.counts), np.ctypeslib.as_array(both.counts))
+    for q in (50, 90, 99, 99.9, 100):
+        assert merged.get_value_at_percentile(q) == both.get_value_at_percentile(q)
+
+
+def _perfsuite() -> str:
+    path = shutil.which("perfsuite")
+    assert path
+    return path
+
+
+def test_cli_run_writes_the_json_summary(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    result = subprocess.run(
+        [
+            _perfsuite(),
+            "run",
+            server.url + "/ok",
+            "--rate",
+            "500",
+            "--duration",
+            "2s",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "run          request" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["requests"] == 1000
+    assert data["errors"] == 0
+    assert data["achieved_rps"] == pytest.approx(500)
+    for key in ("latency_ms", "service_time_ms"):
+        assert set(data[key]) >= {"p50", "p90", "p95", "p99", "p999", "max"}
+        assert all(isinstance(v, float) for v in data[key].values())
+        assert data[key]["p50"] <= data[key]["p99"] <= data[key]["max"]
+
+
+def test_cli_run_closed_model_and_workers(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    subprocess.run(
+        [
+            _perfsuite(),
+            "run",
+            server.url + "/ok",
+            "--concurrency",
+            "4",
+            "--workers",
+            "2",
+            "--duration",
+            "1s",
+            "--json",
+            str(out),
+            "-q",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    data = json.loads(out.read_text())
+    assert data["model"] == "closed"
+    assert data["requests"] > 100
+    assert data["errors"] == 0
+
+
+def test_cli_run_refuses_remote_targets() -> None:
+    result = subprocess.run(
+        [_perfsuite(), "run", "http://192.0.2.1/", "--rate", "10", "--duration", "1s"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "refusing to send load to '192.0.2.1'" in result.stderr
+
+
+def test_cli_run_needs_a_model(server: Server) -> None:
+    result = subprocess.run([_perfsuite(), "run", server.url], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "give exactly one of --rate" in result.stderr
