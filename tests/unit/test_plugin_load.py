@@ -98,7 +98,8 @@ def test_saturation_is_an_error_not_a_verdict(pytester: pytest.Pytester) -> None
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*perfsuite: LoadGeneratorSaturated: load generator saturated: *the generator, not the service*"
+            "*perfsuite: LoadGeneratorSaturated: load generator saturated: "
+            "*the generator, not the service*"
         ]
     )
     assert "Traceback" not in result.stdout.str()
