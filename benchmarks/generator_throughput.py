@@ -170,7 +170,8 @@ os.sched_setaffinity(0, {cpu})
 import httpx
 from perfsuite import Request, Scenario, run_load
 from perfsuite.load import ClosedPhase, EngineOptions, OpenPhase
-url, mode, value, duration, conns = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+url, mode = sys.argv[1], sys.argv[2]
+value, duration, conns = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 scenario = Scenario(Request(name="hello", build=httpx.Request("GET", url + "/")))
 if mode == "closed":
     phase = ClosedPhase(name="run", duration=duration, users=int(value))
@@ -191,7 +192,7 @@ def run_perfsuite(url: str, mode: str, value: float, duration: int, connections:
         [
             sys.executable,
             "-c",
-            PERFSUITE.format(cpu="{%d}" % GENERATOR_CPU),
+            PERFSUITE.format(cpu=f"{{{GENERATOR_CPU}}}"),
             url,
             mode,
             str(value),
@@ -255,24 +256,21 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait()
-    print(
-        f"nginx on CPU {SERVER_CPU}, each generator on CPU {GENERATOR_CPU}, {args.duration} s each\n"
-    )
+    print(f"nginx on CPU {SERVER_CPU}, each generator on CPU {GENERATOR_CPU}, ", end="")
+    print(f"{args.duration} s each\n")
     print(table(rows))
     ours = rows[1].rps or 0.0
     wrk, locust = rows[0].rps, rows[3].rps
     print()
-    print(
-        f"target >= 50,000 req/s on one core: {'met' if ours >= 50_000 else 'NOT met'} ({ours:,.0f})"
-    )
+    verdict = "met" if ours >= 50_000 else "NOT met"
+    print(f"target >= 50,000 req/s on one core: {verdict} ({ours:,.0f})")
     if wrk:
         print(
             f"target >= 0.30 x wrk: {'met' if ours >= 0.3 * wrk else 'NOT met'} ({ours / wrk:.2f})"
         )
     if locust:
-        print(
-            f"target >= 3.5 x Locust: {'met' if ours >= 3.5 * locust else 'NOT met'} ({ours / locust:.1f})"
-        )
+        verdict = "met" if ours >= 3.5 * locust else "NOT met"
+        print(f"target >= 3.5 x Locust: {verdict} ({ours / locust:.1f})")
     return 0
 
 

@@ -9,7 +9,6 @@ subprocess) and prints the generator's RSS every 30 s, sampled from a thread.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,10 +19,10 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generator_throughput import start_nginx  # noqa: E402
+from generator_throughput import start_nginx
 
-from perfsuite import Request, Scenario, run_load  # noqa: E402
-from perfsuite.load import OpenPhase  # noqa: E402
+from perfsuite import Request, Scenario, run_load
+from perfsuite.load import OpenPhase
 
 
 def main() -> int:

@@ -108,13 +108,20 @@ class _Payloads:
         for _ in range(count):
             ring.append(encode_request(build(self._ctx)))
 
-    def top_up(self) -> None:
-        """Refill the rings a little (called off the hot path)."""
+    def top_up(self, budget_ns: int = 2_000_000) -> None:
+        """Refill the rings for at most ``budget_ns`` (called off the hot path).
+
+        The budget keeps the event loop from stalling (a stall would make sends
+        late); a ring that runs dry is refilled inline, one request at a time.
+        """
+        deadline = time.perf_counter_ns() + budget_ns
         for ep, static in enumerate(self._static):
             if static is None:
-                missing = self._ahead - len(self._rings[ep])
-                if missing > 0:
-                    self.refill(ep, min(missing, 256))
+                ring = self._rings[ep]
+                build = self._builders[ep]
+                assert callable(build)
+                while len(ring) < self._ahead and time.perf_counter_ns() < deadline:
+                    ring.append(encode_request(build(self._ctx)))
 
 
 class _Engine:

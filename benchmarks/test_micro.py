@@ -1,0 +1,80 @@
+"""Micro-benchmarks of perfsuite's hot paths (pytest-benchmark).
+
+    pytest benchmarks/test_micro.py
+
+They measure; they assert only that the code did its work, never a time.
+"""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+
+from perfsuite.load.recorder import Recorder
+from perfsuite.load.scenario import Context, encode_request
+from perfsuite.stats.hdr import merge, new_histogram, percentiles, record_many
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_encode_static_request(benchmark) -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:8000/orders/42")
+    data = benchmark(encode_request, request)
+    assert data.startswith(b"GET /orders/42 HTTP/1.1\r\n")
+
+
+def test_build_and_encode_json_request(benchmark) -> None:
+    ctx = Context("http://127.0.0.1:8000", {"user": list(range(1000))}, seed=1)
+
+    def build() -> bytes:
+        body = {"user_id": ctx.pick("user"), "items": [{"sku_id": 3, "quantity": 1}]}
+        return encode_request(ctx.post("/orders", json=body))
+
+    assert b"POST /orders" in benchmark(build)
+    ctx.close()
+
+
+def test_recorder_answer(benchmark) -> None:
+    recorder = Recorder(1, ["a"])
+
+    def answer_1000() -> None:
+        for i in range(1000):
+            recorder.answer(0, 1000 + i, 900 + i, 200)
+
+    benchmark(answer_1000)
+    recorder.fold()
+    assert recorder.latency[0].get_total_count() > 0
+
+
+def test_record_many_100k(benchmark) -> None:
+    values = np.random.default_rng(1).lognormal(7, 1, 100_000).astype(np.int64) + 1
+    hist = new_histogram()
+    benchmark(record_many, hist, values)
+    assert hist.get_total_count() % 100_000 == 0
+
+
+def test_per_value_record_value_100k(benchmark) -> None:
+    # The library's own per-value path, for comparison with record_many.
+    values = (np.random.default_rng(1).lognormal(7, 1, 100_000).astype(np.int64) + 1).tolist()
+    hist = new_histogram()
+
+    def record() -> None:
+        for v in values:
+            hist.record_value(v)
+
+    benchmark.pedantic(record, rounds=3, iterations=1)
+    assert hist.get_total_count() == 300_000
+
+
+def test_merge_and_summarise_two_runs_of_1m(benchmark) -> None:
+    rng = np.random.default_rng(2)
+    a, b = new_histogram(), new_histogram()
+    record_many(a, rng.lognormal(8, 1, 1_000_000).astype(np.int64) + 1)
+    record_many(b, rng.lognormal(8.1, 1, 1_000_000).astype(np.int64) + 1)
+
+    def summarise() -> tuple[float, float]:
+        return percentiles(merge([a])).p99, percentiles(merge([b])).p99
+
+    p99a, p99b = benchmark(summarise)
+    assert p99b > p99a
