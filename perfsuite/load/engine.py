@@ -265,14 +265,16 @@ class _Engine:
         self.users_wanted = 0
         if not self.stop_reason:
             self.stop_reason = "phases complete"
-        self.dropped += len(self.backlog)
-        for _, _, cell in self.backlog:
-            self.rec.error(cell, DROPPED)
-        self.backlog.clear()
+        # Queued requests were scheduled: they are still sent (or time out).
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if self.finished and not any(c.busy for c in self.conns) and not self.done.done():
+        if (
+            self.finished
+            and not self.backlog
+            and not any(c.busy for c in self.conns)
+            and not self.done.done()
+        ):
             self.rec.flush_second(self._second)
             self.done.set_result(None)
 
@@ -421,7 +423,7 @@ class _Engine:
         elif self.backlog:
             _, _, cell = self.backlog.popleft()
             self.rec.error(cell, CONNECT)
-            if self.backlog and not self.finished:
+            if self.backlog:
                 self.loop.call_later(0.001, self._regrow)
         self._maybe_done()
 
@@ -432,9 +434,10 @@ class _Engine:
     def on_connected(self, conn: Connection) -> None:
         self.conns.append(conn)
         self.opened += 1
-        if self.finished:
+        if self.finished and not self.backlog:
             conn.close()
             self._drop(conn)
+            self._maybe_done()
             return
         self._next_for(conn)
 
@@ -457,7 +460,7 @@ class _Engine:
                     self.users_alive -= 1
                 else:
                     self._connect(user=conn.user)
-            elif self.backlog and not self.finished:
+            elif self.backlog:
                 self._connect()
         else:
             self._next_for(conn)
@@ -474,7 +477,7 @@ class _Engine:
                 self._connect(user=conn.user)
             else:
                 self.users_alive -= 1
-        elif self.backlog and not self.finished:
+        elif self.backlog:
             self._connect()
         self._maybe_done()
 
@@ -529,9 +532,9 @@ class _Engine:
     def _saturation(self, cpu: float) -> tuple[bool, str]:
         """Was the generator, not the service, the bottleneck?
 
-        Two signs: sends that left late although a connection was free (the
-        event loop lagged), or many late sends while the generator used all
-        of its core and never woke with nothing to do.
+        Three signs, each with late sends: they left late although a connection
+        was free; the event loop's own timers ran late (something blocks it);
+        or the generator used its whole core and never woke with nothing to do.
         """
         sends = self.measured_sends
         if not sends:
@@ -555,6 +558,12 @@ class _Engine:
                 f"{self.opt.late_threshold * 1000:g} ms after their intended time although a "
                 f"connection was free ({facts}): the generator, not the service, was the "
                 f"bottleneck"
+            )
+        if late_share > limit and self.late >= 10 and lag > 5 * self.opt.late_threshold * 1000:
+            return True, (
+                f"{late_share:.1%} of sends were late while the event loop itself was held up "
+                f"({facts}; a slow check or builder blocks it): the generator, not the service, "
+                f"was the bottleneck"
             )
         if late_share > limit and self.late >= 10 and cpu > 0.9 and idle_rate < 50:
             return True, (
