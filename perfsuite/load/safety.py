@@ -49,7 +49,10 @@ def check_target(url: str, allowed_hosts: Collection[str] = ()) -> tuple[str, in
 
 
 def raise_nofile(needed: int) -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit; error if ``needed`` won't fit."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit (or beyond, when privileged).
+
+    Raises :class:`LoadError` when ``needed`` descriptors cannot be had.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -58,6 +61,13 @@ def raise_nofile(needed: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
         soft = needed
     if soft != resource.RLIM_INFINITY and soft < needed:
+        # A privileged process (root, CAP_SYS_RESOURCE) may raise the hard limit
+        # itself, up to fs.nr_open; an unprivileged one gets the error below.
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(needed, hard)))
+            return needed
+        except (ValueError, OSError):
+            pass
         raise LoadError(
             f"{needed} file descriptors are needed (max_connections plus a margin) but the "
             f"hard limit RLIMIT_NOFILE is {hard}; raise it (ulimit -Hn, or LimitNOFILE= in "

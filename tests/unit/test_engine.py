@@ -265,7 +265,10 @@ except LoadError as exc:
 """
 
 
-@pytest.mark.parametrize(("hard", "needed"), [(4096, 1000), (512, 30064)])
+NR_OPEN = int(Path("/proc/sys/fs/nr_open").read_text())
+
+
+@pytest.mark.parametrize(("hard", "needed"), [(4096, 1000), (512, NR_OPEN + 64)])
 def test_nofile_is_raised_to_the_hard_limit(hard: int, needed: int) -> None:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
