@@ -123,6 +123,7 @@ class LoadConfig:
     late_threshold: float = 0.010
     max_requests: int = 50_000_000
     max_duration: float = 4 * 3600.0
+    workers: int = 1
     allowed_hosts: tuple[str, ...] = ()
 
 
@@ -152,7 +153,14 @@ _TOP_KEYS = {
     "load",
     "allowed_hosts",
 }
-_LOAD_KEYS = {"max_connections", "timeout", "late_threshold", "max_requests", "max_duration"}
+_LOAD_KEYS = {
+    "max_connections",
+    "timeout",
+    "late_threshold",
+    "max_requests",
+    "max_duration",
+    "workers",
+}
 _SERVICE_KEYS = {"command", "image", "url", "port", "env", "health", "startup_timeout", "cwd"}
 _PROFILE_KEYS = {"duration_scale", "rate_scale"}
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -331,6 +339,7 @@ def _load_config(table: Any, allowed: Any) -> LoadConfig:
         ),
         max_requests=_int(table, "max_requests", where, defaults.max_requests, 1, 10**12),
         max_duration=parse_duration(table.get("max_duration", "4h"), key=f"{where}.max_duration"),
+        workers=_int(table, "workers", where, 1, 1, 256),
         allowed_hosts=tuple(allowed),
     )
 

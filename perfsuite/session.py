@@ -17,7 +17,8 @@ import pytest
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
 from perfsuite.errors import ConfigError, DockerError, LoadGeneratorSaturated
-from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario, run_load
+from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
+from perfsuite.load.parallel import run_parallel
 from perfsuite.provision import (
     DockerStatus,
     MySQLServer,
@@ -158,11 +159,12 @@ class PerfSession:
         progress: Callable[[Progress], None] | None = None,
     ) -> LoadResult:
         """Run the phases; a saturated generator is an error, not a verdict on the service."""
-        result = run_load(
+        result = run_parallel(
             target,
             scenario,
             flatten_phases(phases),
             options=self.engine_options(),
+            workers=self.config.load.workers,
             progress=progress,
         )
         if result.saturated:

@@ -123,17 +123,29 @@ def test_allowed_hosts_and_load_config(pytester: pytest.Pytester) -> None:
         max_connections = 64
         timeout = "2s"
         max_duration = "1h"
+        workers = 2
         """
     )
     pytester.makepyfile(
         """
+        import os
+        import httpx
+        from perfsuite import Request, Scenario
+
         def test_options(perf_session):
             o = perf_session.engine_options()
             assert o.allowed_hosts == ("perf-target.internal",)
             assert (o.max_connections, o.timeout, o.max_duration) == (64, 2.0, 3600.0)
+
+        def test_two_workers(perf_run, perf_phases):
+            ok = Request(name="ok", build=httpx.Request("GET", os.environ["TARGET"] + "/ok"))
+            result = perf_run(Scenario(ok), perf_phases.constant(1000, "1m"),
+                              target=os.environ["TARGET"])
+            assert result.measured().requests == 60
+            assert result.phases[0].target_rate == 100
         """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest("--perf-profile=smoke").assert_outcomes(passed=2)
     pytester.makepyprojecttoml(
         """
         [tool.perfsuite.load]
