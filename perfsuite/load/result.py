@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from perfsuite.load.recorder import ERROR_KINDS, Second
+from perfsuite.load.phases import OpenPhase, Phase
+from perfsuite.load.recorder import ERROR_KINDS, Recorder, Second
 from perfsuite.stats.hdr import Percentiles, merge, percentiles
 
-__all__ = ["Cell", "LoadResult", "PhaseInfo", "Summary"]
+__all__ = ["Cell", "LoadResult", "PhaseInfo", "Summary", "cells_of", "phase_infos"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,3 +187,46 @@ class LoadResult:
 
 def _ms(value: float) -> str:
     return f"{value:>8.2f}" if not math.isnan(value) else f"{'-':>8}"
+
+
+def phase_infos(phases: list[Phase], starts: list[float]) -> tuple[PhaseInfo, ...]:
+    """Describe the phases as they ran, with their offsets from the run start."""
+    infos = []
+    for phase, start in zip(phases, starts, strict=True):
+        is_open = isinstance(phase, OpenPhase)
+        infos.append(
+            PhaseInfo(
+                name=phase.name,
+                role=phase.role,
+                model="open" if is_open else "closed",
+                description=phase.describe(),
+                start=start,
+                duration=phase.duration,
+                target_rate=(phase.start_rate + phase.end_rate) / 2
+                if isinstance(phase, OpenPhase)
+                else None,
+                users=None if isinstance(phase, OpenPhase) else phase.users,
+            )
+        )
+    return tuple(infos)
+
+
+def cells_of(recorder: Recorder, phase_names: list[str]) -> tuple[Cell, ...]:
+    """The recorder's samples as cells, phase by phase, endpoint by endpoint."""
+    cells = []
+    n = recorder.n_endpoints
+    for i, phase in enumerate(phase_names):
+        for ep, name in enumerate(recorder.endpoints):
+            c = i * n + ep
+            cells.append(
+                Cell(
+                    phase=phase,
+                    endpoint=name,
+                    requests=recorder.requests[c],
+                    latency=recorder.latency[c],
+                    service_time=recorder.service[c],
+                    errors=dict(zip(ERROR_KINDS, recorder.errors[c], strict=True)),
+                    statuses=dict(recorder.statuses[c]),
+                )
+            )
+    return tuple(cells)

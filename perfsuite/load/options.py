@@ -1,0 +1,41 @@
+"""The engine's limits and thresholds, and what it reports once a second."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfsuite.errors import ConfigError
+
+__all__ = ["EngineOptions", "Progress"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """Limits and thresholds of a run."""
+
+    max_connections: int = 1_000
+    timeout: float = 10.0
+    late_threshold: float = 0.010  # a send later than this after its intended time is late
+    saturation_share: float = 0.01  # more generator-late sends than this: saturated
+    max_requests: int = 50_000_000  # hard cap on sends, whatever the phases say
+    max_duration: float = 4 * 3600.0  # hard cap on the phases' total duration
+    allowed_hosts: tuple[str, ...] = ()
+    prebuilt: int = 4096  # requests built ahead per endpoint (dynamic builders)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(f"max_connections must be 1..100000, got {self.max_connections}")
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0, got {self.timeout}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """Once a second, for the live line: where the run is and how it goes."""
+
+    phase: str
+    elapsed: float
+    total: float
+    rps: float
+    p95_ms: float
+    errors: int
