@@ -42,7 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+def start_nginx(
+    workdir: Path, worker_connections: int = 4096
+) -> tuple[subprocess.Popen[bytes], str] | None:
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
@@ -58,11 +60,12 @@ def start_nginx(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
             daemon off;
             pid {workdir}/nginx.pid;
             error_log {workdir}/error.log;
-            events {{ worker_connections 4096; }}
+            worker_rlimit_nofile {worker_connections + 100};
+            events {{ worker_connections {worker_connections}; }}
             http {{
               access_log off;
               server {{
-                listen 127.0.0.1:{port};
+                listen 127.0.0.1:{port} backlog=65535;
                 location / {{ return 200 "hello"; }}
               }}
             }}
