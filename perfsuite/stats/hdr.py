@@ -17,6 +17,9 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "HIGHEST_US",
+    "add_counts",
+    "hdr_indices",
+    "index_values",
     "LOWEST_US",
     "Percentiles",
     "decode",
@@ -43,6 +46,46 @@ def _counts(hist: HdrHistogram) -> npt.NDArray[np.uint64]:
     return view
 
 
+_LAYOUT = new_histogram()  # the one layout of every perfsuite histogram
+
+
+def hdr_indices(values_us: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Counts-array indices of values (µs), clamped to 0..60 s.
+
+    Same arithmetic as ``HdrHistogram._counts_index_for``, vectorised:
+    frexp's exponent is the bit length, exact for integers below 2**53.
+    """
+    h = _LAYOUT
+    values = np.clip(np.asarray(values_us, dtype=np.int64), 0, HIGHEST_US)
+    _, bits = np.frexp((values | h.sub_bucket_mask).astype(np.float64))
+    bucket = bits.astype(np.int64) - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = values >> (bucket + h.unit_magnitude)
+    index: npt.NDArray[np.int64] = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + (
+        sub_bucket - h.sub_bucket_half_count
+    )
+    return index
+
+
+def index_values(
+    index: npt.ArrayLike,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(highest, median) equivalent values (µs) of counts-array indices.
+
+    Percentiles report the highest equivalent value and the mean uses the
+    median one, as the hdrhistogram library does.
+    """
+    h = _LAYOUT
+    idx = np.asarray(index, dtype=np.int64)
+    bucket = (idx >> h.sub_bucket_half_count_magnitude) - 1
+    sub_bucket = (idx & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+    first = bucket < 0
+    sub_bucket = np.where(first, sub_bucket - h.sub_bucket_half_count, sub_bucket)
+    bucket = np.where(first, 0, bucket)
+    lowest = sub_bucket << (bucket + h.unit_magnitude)
+    size = np.left_shift(1, h.unit_magnitude + bucket + (sub_bucket >= h.sub_bucket_count))
+    return lowest + size - 1, lowest + (size >> 1)
+
+
 def record_many(hist: HdrHistogram, values_us: npt.ArrayLike) -> int:
     """Record many values (µs) at once; values above 60 s are clamped to it.
 
@@ -52,23 +95,25 @@ def record_many(hist: HdrHistogram, values_us: npt.ArrayLike) -> int:
     if values.size == 0:
         return 0
     clamped = int(np.count_nonzero(values > HIGHEST_US))
+    add_counts(hist, np.bincount(hdr_indices(values), minlength=hist.counts_len))
     values = np.clip(values, 0, HIGHEST_US)
-    # Same arithmetic as HdrHistogram._counts_index_for, vectorised: frexp's
-    # exponent is the bit length, exact for integers below 2**53.
-    _, bits = np.frexp((values | hist.sub_bucket_mask).astype(np.float64))
-    bucket = (
-        bits.astype(np.int64) - hist.unit_magnitude - (hist.sub_bucket_half_count_magnitude + 1)
-    )
-    sub_bucket = values >> (bucket + hist.unit_magnitude)
-    index = ((bucket + 1) << hist.sub_bucket_half_count_magnitude) + (
-        sub_bucket - hist.sub_bucket_half_count
-    )
-    counts = _counts(hist)
-    counts += np.bincount(index, minlength=hist.counts_len).astype(np.uint64)
-    hist.total_count += int(values.size)
     hist.min_value = min(hist.min_value, int(values.min()))
     hist.max_value = max(hist.max_value, int(values.max()))
     return clamped
+
+
+def add_counts(hist: HdrHistogram, counts: npt.ArrayLike, index: npt.ArrayLike | None = None) -> None:
+    """Add bin counts (dense, or sparse at ``index``) to a histogram's counts.
+
+    Only ``total_count`` is kept up to date; min and max are the caller's.
+    """
+    view = _counts(hist)
+    add = np.asarray(counts, dtype=np.uint64)
+    if index is None:
+        view += add
+    else:
+        np.add.at(view, np.asarray(index, dtype=np.int64), add)
+    hist.total_count += int(add.sum())
 
 
 def merge(histograms: Iterable[HdrHistogram]) -> HdrHistogram:

@@ -1,0 +1,148 @@
+"""Blocks: the unit of statistics over a run.
+
+Requests inside a run are autocorrelated (a GC pause slows a whole stretch),
+so intervals are not computed over requests but over blocks of time: each
+block holds the HDR bin counts of its latencies and its request and error
+counts. A ``BlockSet`` is the matrix of one selection (an endpoint over the
+measured phases); metrics of any resample of blocks are then a matrix
+product and a cumulative sum, which is what makes the bootstrap fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from perfsuite.stats.hdr import index_values
+
+__all__ = ["METRICS", "Block", "BlockSet", "bootstrap_metric", "metric_of_rows"]
+
+# The metrics a run is judged by; latency ones in milliseconds.
+METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
+_PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """One stretch of time of one cell: sparse HDR bin counts, requests, errors."""
+
+    t: int  # second since the run start
+    seconds: float
+    requests: int
+    errors: int
+    index: IntArray  # HDR counts-array indices with a count
+    counts: IntArray  # their counts
+
+
+@dataclass(frozen=True, eq=False)
+class BlockSet:
+    """Blocks of one selection as dense arrays over the union of their bins."""
+
+    index: IntArray  # (K,) sorted HDR indices
+    counts: IntArray  # (n, K)
+    requests: IntArray  # (n,)
+    errors: IntArray  # (n,)
+    seconds: FloatArray  # (n,)
+
+    @classmethod
+    def from_blocks(cls, blocks: Sequence[Block], *, max_blocks: int = 30) -> BlockSet:
+        """Merge consecutive blocks into at most ``max_blocks`` groups (~equal time)."""
+        if not blocks:
+            raise ValueError("no blocks")
+        blocks = sorted(blocks, key=lambda b: b.t)
+        index = np.unique(np.concatenate([b.index for b in blocks]))
+        n = len(blocks)
+        groups = min(max_blocks, n)
+        # Group g takes blocks [edges[g], edges[g+1]): consecutive, nearly equal.
+        edges = np.linspace(0, n, groups + 1).round().astype(np.int64)
+        counts = np.zeros((groups, index.size), dtype=np.int64)
+        requests = np.zeros(groups, dtype=np.int64)
+        errors = np.zeros(groups, dtype=np.int64)
+        seconds = np.zeros(groups, dtype=np.float64)
+        for g in range(groups):
+            for b in blocks[edges[g] : edges[g + 1]]:
+                counts[g, np.searchsorted(index, b.index)] += b.counts
+                requests[g] += b.requests
+                errors[g] += b.errors
+                seconds[g] += b.seconds
+        return cls(index=index, counts=counts, requests=requests, errors=errors, seconds=seconds)
+
+    @property
+    def n(self) -> int:
+        """Number of blocks."""
+        return int(self.counts.shape[0])
+
+    def metric(self, name: str) -> float:
+        """A metric over all blocks together."""
+        return float(
+            metric_of_rows(
+                name,
+                self.counts.sum(axis=0, keepdims=True),
+                self.requests.sum(keepdims=True),
+                self.errors.sum(keepdims=True),
+                self.seconds.sum(keepdims=True),
+                self.index,
+            )[0]
+        )
+
+
+def metric_of_rows(
+    name: str,
+    counts: npt.NDArray[np.integer] | FloatArray,
+    requests: npt.NDArray[np.integer] | FloatArray,
+    errors: npt.NDArray[np.integer] | FloatArray,
+    seconds: FloatArray,
+    index: IntArray,
+) -> FloatArray:
+    """A metric for each row of (resampled) block sums.
+
+    Percentiles follow the HDR convention (the highest equivalent value of
+    the bin where the cumulative count reaches ``round(q/100 * total)``);
+    the mean uses median-equivalent values, as the hdrhistogram library does.
+    """
+    if name == "error_rate":
+        req = np.asarray(requests, dtype=np.float64)
+        return np.divide(errors, req, out=np.zeros_like(req), where=req > 0)
+    if name == "rps":
+        sec = np.asarray(seconds, dtype=np.float64)
+        return np.divide(requests, sec, out=np.zeros_like(sec), where=sec > 0)
+    highest, median = index_values(index)
+    rows = np.asarray(counts, dtype=np.float64)
+    total = rows.sum(axis=1)
+    if name == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means: FloatArray = rows @ median.astype(np.float64) / total / 1000.0
+        return means
+    q = _PERCENTILE[name]
+    target = np.maximum(1.0, np.floor(q / 100.0 * total + 0.5))
+    position = (np.cumsum(rows, axis=1) < target[:, None]).sum(axis=1)
+    position = np.minimum(position, index.size - 1)
+    values: FloatArray = highest[position].astype(np.float64) / 1000.0
+    values[total == 0] = np.nan
+    return values
+
+
+def bootstrap_metric(
+    blocks: BlockSet, name: str, *, resamples: int, rng: np.random.Generator
+) -> FloatArray:
+    """The metric over ``resamples`` bootstrap resamples of the blocks (with replacement)."""
+    n = blocks.n
+    picks = rng.integers(0, n, size=(resamples, n))
+    weights = np.zeros((resamples, n), dtype=np.float64)
+    np.add.at(weights, (np.arange(resamples)[:, None], picks), 1.0)
+    latency = name in _PERCENTILE or name == "mean"
+    counts = weights @ blocks.counts.astype(np.float64) if latency else np.empty((resamples, 0))
+    return metric_of_rows(
+        name,
+        counts,
+        weights @ blocks.requests.astype(np.float64),
+        weights @ blocks.errors.astype(np.float64),
+        weights @ blocks.seconds,
+        blocks.index,
+    )
