@@ -53,7 +53,11 @@ class Driver:
         self.opt = options
         self.requests = scenario.requests
         self.n_ep = len(self.requests)
-        self.rec = Recorder(len(self.phases), scenario.names)
+        spans, start = [], 0.0
+        for phase in self.phases:
+            spans.append((start, start + phase.duration))
+            start += phase.duration
+        self.rec = Recorder(len(self.phases), scenario.names, spans)
         self.ctx = Context(target.rstrip("/"), scenario.data, scenario.seed)
         self.payloads = Payloads(scenario, self.ctx, options.prebuilt)
         self.want_body = [r.check is not None for r in self.requests]

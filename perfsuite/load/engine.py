@@ -145,7 +145,7 @@ class _Engine(Driver):
 
     def _result(self, starts: list[float], wall: float, cpu: float) -> LoadResult:
         rec = self.rec
-        rec.fold()
+        rec.fold(self._second)
         infos = phase_infos(self.phases, starts)
         cells = cells_of(rec, [p.name for p in self.phases])
         saturated, reason = self._saturation(cpu)

@@ -21,6 +21,7 @@ from perfsuite.load.phases import OpenPhase, Phase
 from perfsuite.load.recorder import Second
 from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
+from perfsuite.stats.blocks import merge_blocks
 from perfsuite.stats.hdr import decode, encode, merge
 
 __all__ = ["run_parallel", "split_phases"]
@@ -61,6 +62,7 @@ def _to_wire(result: LoadResult) -> dict[str, Any]:
                 encode(c.service_time),
                 dict(c.errors),
                 dict(c.statuses),
+                c.blocks,  # numpy arrays pickle as they are
             )
             for c in result.cells
         ],
@@ -107,6 +109,8 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
                 service_time=merge(decode(r[4]) for r in rows),
                 errors=errors,
                 statuses=statuses,
+                # Workers share the clock: their blocks of one second cover one span.
+                blocks=tuple(merge_blocks([b for r in rows for b in r[7]], same_span=True)),
             )
         )
     by_key: dict[tuple[int, str], list[Second]] = {}

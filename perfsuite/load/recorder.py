@@ -7,13 +7,16 @@ the histograms in bulk. Memory stays flat: no per-request objects are kept.
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from perfsuite.stats.hdr import new_histogram, record_many
+from perfsuite.stats.blocks import Block
+from perfsuite.stats.hdr import add_counts, hdr_indices, new_histogram
 
 __all__ = ["ERROR_KINDS", "Recorder", "Second"]
 
@@ -40,8 +43,15 @@ class Second:
 class Recorder:
     """Collects samples of one run, keyed by ``phase_index * n_endpoints + endpoint``."""
 
-    def __init__(self, n_phases: int, endpoints: list[str]) -> None:
+    def __init__(
+        self,
+        n_phases: int,
+        endpoints: list[str],
+        spans: list[tuple[float, float]] | None = None,
+    ) -> None:
         self.endpoints = endpoints
+        # Each phase's [start, end) in seconds from the run start, for its blocks.
+        self.spans = spans or [(0.0, float("inf"))] * n_phases
         self.n_endpoints = len(endpoints)
         cells = n_phases * self.n_endpoints
         self.latency: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
@@ -56,6 +66,10 @@ class Recorder:
         self._sec_lat = [array("q") for _ in endpoints]
         self._sec_err = [0] * self.n_endpoints
         self.seconds: list[Second] = []
+        # One block per cell and second: the unit of the statistics.
+        self.blocks: list[list[Block]] = [[] for _ in range(cells)]
+        self._req_mark = [0] * cells
+        self._err_mark = [0] * cells
 
     def answer(self, cell: int, latency_us: int, service_us: int, status: int) -> None:
         """A response arrived (whether or not it counts as an error)."""
@@ -96,15 +110,55 @@ class Recorder:
             self._sec_lat[ep] = array("q")
             self._sec_err[ep] = 0
         self.seconds.extend(summary)
-        self.fold()
+        self.fold(t)
         return summary
 
-    def fold(self) -> None:
-        """Move buffered samples into the histograms."""
+    def fold(self, t: int) -> None:
+        """Move the buffered samples of second ``t`` into histograms and blocks."""
         for cell, buf in enumerate(self._lat):
-            if buf:
-                self.clamped += record_many(self.latency[cell], np.frombuffer(buf, dtype=np.int64))
-                svc = self._svc[cell]
-                record_many(self.service[cell], np.frombuffer(svc, dtype=np.int64))
+            requests = self.requests[cell] - self._req_mark[cell]
+            errors = sum(self.errors[cell]) - self._err_mark[cell]
+            if not buf and not requests and not errors:
+                continue
+            self._req_mark[cell] += requests
+            self._err_mark[cell] += errors
+            values = np.frombuffer(buf, dtype=np.int64)
+            index, counts = np.unique(hdr_indices(values), return_counts=True)
+            if values.size:
+                hist = self.latency[cell]
+                self.clamped += int(np.count_nonzero(values > 60_000_000))
+                add_counts(hist, counts, index)
+                hist.min_value = min(hist.min_value, int(max(values.min(), 0)))
+                hist.max_value = max(hist.max_value, int(min(values.max(), 60_000_000)))
+                svc = np.frombuffer(self._svc[cell], dtype=np.int64)
+                s_index, s_counts = np.unique(hdr_indices(svc), return_counts=True)
+                shist = self.service[cell]
+                add_counts(shist, s_counts, s_index)
+                shist.min_value = min(shist.min_value, int(max(svc.min(), 0)))
+                shist.max_value = max(shist.max_value, int(min(svc.max(), 60_000_000)))
                 self._lat[cell] = array("q")
                 self._svc[cell] = array("q")
+            self.blocks[cell].append(self._block(cell, t, requests, errors, index, counts))
+
+    def _block(
+        self,
+        cell: int,
+        t: int,
+        requests: int,
+        errors: int,
+        index: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.int64],
+    ) -> Block:
+        start, end = self.spans[cell // self.n_endpoints]
+        # Late answers of a phase that has ended belong to its last second.
+        last = max(math.ceil(end) - 1, math.floor(start))
+        t = min(max(t, math.floor(start)), last)
+        seconds = max(0.0, min(t + 1.0, end) - max(float(t), start))
+        return Block(
+            t=t,
+            seconds=seconds,
+            requests=requests,
+            errors=errors,
+            index=index,
+            counts=counts.astype(np.int64),
+        )

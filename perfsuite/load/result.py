@@ -10,6 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 from perfsuite.load.phases import OpenPhase, Phase
 from perfsuite.load.recorder import ERROR_KINDS, Recorder, Second
+from perfsuite.stats.blocks import Block, BlockSet, merge_blocks
 from perfsuite.stats.hdr import Percentiles, merge, percentiles
 
 __all__ = ["Cell", "LoadResult", "PhaseInfo", "Summary", "cells_of", "phase_infos"]
@@ -40,6 +41,7 @@ class Cell:
     service_time: HdrHistogram = field(repr=False)
     errors: Mapping[str, int]
     statuses: Mapping[int, int]
+    blocks: tuple[Block, ...] = field(default=(), repr=False)
 
     @property
     def answered(self) -> int:
@@ -150,6 +152,24 @@ class LoadResult:
         """All measured phases (warm-up and cool-down excluded)."""
         return self.summary(endpoint=endpoint)
 
+    def blockset(
+        self,
+        endpoint: str | None = None,
+        phase: str | None = None,
+        roles: Iterable[str] = ("measure",),
+        *,
+        max_blocks: int = 30,
+    ) -> BlockSet:
+        """The selection's samples as blocks of time, for the statistics."""
+        cells, _ = self._select(endpoint, phase, roles)
+        per_phase: dict[str, list[Block]] = {}
+        for cell in cells:
+            per_phase.setdefault(cell.phase, []).extend(cell.blocks)
+        blocks: list[Block] = []
+        for phase_blocks in per_phase.values():
+            blocks.extend(merge_blocks(phase_blocks, same_span=True))
+        return BlockSet.from_blocks(merge_blocks(blocks, same_span=False), max_blocks=max_blocks)
+
     def histogram(
         self, endpoint: str | None = None, phase: str | None = None, *, service: bool = False
     ) -> HdrHistogram:
@@ -227,6 +247,7 @@ def cells_of(recorder: Recorder, phase_names: list[str]) -> tuple[Cell, ...]:
                     service_time=recorder.service[c],
                     errors=dict(zip(ERROR_KINDS, recorder.errors[c], strict=True)),
                     statuses=dict(recorder.statuses[c]),
+                    blocks=tuple(merge_blocks(recorder.blocks[c], same_span=True)),
                 )
             )
     return tuple(cells)

@@ -18,7 +18,14 @@ import numpy.typing as npt
 
 from perfsuite.stats.hdr import index_values
 
-__all__ = ["METRICS", "Block", "BlockSet", "bootstrap_metric", "metric_of_rows"]
+__all__ = [
+    "METRICS",
+    "Block",
+    "BlockSet",
+    "bootstrap_metric",
+    "merge_blocks",
+    "metric_of_rows",
+]
 
 # The metrics a run is judged by; latency ones in milliseconds.
 METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
@@ -38,6 +45,40 @@ class Block:
     errors: int
     index: IntArray  # HDR counts-array indices with a count
     counts: IntArray  # their counts
+
+
+def merge_blocks(blocks: Sequence[Block], *, same_span: bool) -> list[Block]:
+    """Merge blocks of the same second into one, in time order.
+
+    ``same_span``: the blocks cover the same stretch (endpoints of one phase),
+    so their durations are not added up; otherwise (phases that share a
+    second) they are.
+    """
+    by_t: dict[int, list[Block]] = {}
+    for block in blocks:
+        by_t.setdefault(block.t, []).append(block)
+    merged = []
+    for t in sorted(by_t):
+        group = by_t[t]
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        index = np.unique(np.concatenate([b.index for b in group]))
+        counts = np.zeros(index.size, dtype=np.int64)
+        for b in group:
+            counts[np.searchsorted(index, b.index)] += b.counts
+        secs = [b.seconds for b in group]
+        merged.append(
+            Block(
+                t=t,
+                seconds=max(secs) if same_span else sum(secs),
+                requests=sum(b.requests for b in group),
+                errors=sum(b.errors for b in group),
+                index=index,
+                counts=counts,
+            )
+        )
+    return merged
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ Two methods, chosen by how much history there is:
   tolerance.
 
 A metric is ``regressed`` only when the change is significant (one-sided,
-α divided over the gated metrics: Bonferroni) *and* larger than the
+alpha divided over the gated metrics: Bonferroni) *and* larger than the
 practical tolerance; ``improved`` likewise; ``unchanged`` when it is not
 significant and within the tolerance, or significant but within it;
 ``inconclusive`` otherwise. The error rate is compared in absolute terms.
@@ -22,7 +22,7 @@ significant and within the tolerance, or significant but within it;
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -120,7 +120,9 @@ def _verdict(worse_p: float, better_p: float, change_worse: float, tol: float, a
     return "inconclusive"
 
 
-def _prediction(metric: str, current: float, runs: list[float], a: float, tol: float) -> MetricComparison:
+def _prediction(
+    metric: str, current: float, runs: list[float], a: float, tol: float
+) -> MetricComparison:
     logs = np.log(runs)
     n = len(logs)
     mean, sd = float(logs.mean()), float(logs.std(ddof=1))
@@ -162,6 +164,7 @@ def _bootstrap(
     cur_b = bootstrap_metric(current, metric, resamples=resamples, rng=rng)
     base_b = bootstrap_metric(baseline, metric, resamples=resamples, rng=rng)
     sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
+    to_change: Callable[[float], float]
     if metric in _ABSOLUTE:
         diff, diffs = cur - base, cur_b - base_b
         to_change = float
@@ -221,7 +224,12 @@ def compare(
         runs = [b.metric(metric) for b in baselines]
         if not np.isfinite(cur) or not all(np.isfinite(runs)):
             out.append(_no_data(metric, cur, tol))
-        elif len(baselines) >= options.min_runs and metric not in _ABSOLUTE and cur > 0 and min(runs) > 0:
+        elif (
+            len(baselines) >= options.min_runs
+            and metric not in _ABSOLUTE
+            and cur > 0
+            and min(runs) > 0
+        ):
             out.append(_prediction(metric, cur, runs, a, tol))
         else:
             out.append(_bootstrap(metric, current, pooled, a, tol, options.resamples, rng))

@@ -17,13 +17,13 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "HIGHEST_US",
-    "add_counts",
-    "hdr_indices",
-    "index_values",
     "LOWEST_US",
     "Percentiles",
+    "add_counts",
     "decode",
     "encode",
+    "hdr_indices",
+    "index_values",
     "merge",
     "new_histogram",
     "percentiles",
@@ -102,7 +102,9 @@ def record_many(hist: HdrHistogram, values_us: npt.ArrayLike) -> int:
     return clamped
 
 
-def add_counts(hist: HdrHistogram, counts: npt.ArrayLike, index: npt.ArrayLike | None = None) -> None:
+def add_counts(
+    hist: HdrHistogram, counts: npt.ArrayLike, index: npt.ArrayLike | None = None
+) -> None:
     """Add bin counts (dense, or sparse at ``index``) to a histogram's counts.
 
     Only ``total_count`` is kept up to date; min and max are the caller's.

@@ -50,6 +50,10 @@ def test_two_workers_add_up(server: Server) -> None:
     assert server.stats()["count"] == 2000
     assert result.phases[0].target_rate == 1000
     assert sum(s.requests for s in result.seconds) == 2000
+    blocks = result.blockset()
+    assert int(blocks.requests.sum()) == 2000
+    assert int(blocks.counts.sum()) == 2000
+    assert blocks.metric("p99") == pytest.approx(m.latency.p99)
 
 
 def test_histogram_merge_is_exact() -> None:
