@@ -19,6 +19,7 @@ from perfsuite.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PROFILES",
+    "BaselineConfig",
     "LoadConfig",
     "MySQLConfig",
     "PerfConfig",
@@ -128,6 +129,18 @@ class LoadConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BaselineConfig:
+    """``[tool.perfsuite.baseline]``: where baselines live and how strict the gate is."""
+
+    dir: Path = Path("baselines")
+    window: int = 10
+    alpha: float = 0.01
+    tolerance: float = 0.05
+    tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
+    metrics: tuple[str, ...] = ("p50", "p95", "p99", "mean", "error_rate", "rps")
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -137,6 +150,8 @@ class PerfConfig:
     profile: Profile
     profiles: Mapping[str, Profile]
     load: LoadConfig = field(default_factory=LoadConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    slo: Mapping[str, Any] = field(default_factory=dict)
 
 
 _TOP_KEYS = {
@@ -152,7 +167,11 @@ _TOP_KEYS = {
     "profiles",
     "load",
     "allowed_hosts",
+    "baseline",
+    "slo",
 }
+_BASELINE_KEYS = {"dir", "window", "alpha", "tolerance", "tolerances", "metrics"}
+_GATE_METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
 _LOAD_KEYS = {
     "max_connections",
     "timeout",
@@ -344,6 +363,54 @@ def _load_config(table: Any, allowed: Any) -> LoadConfig:
     )
 
 
+def _fraction(value: object, key: str) -> float:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            number = float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            number = -1.0
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        number = -1.0
+    if not 0.0 <= number < 1.0:
+        raise ConfigError(f"{key}: expected a fraction like '5%' or 0.05, got {value!r}")
+    return number
+
+
+def _baseline_config(table: Any, rootdir: Path, folder: str | None) -> BaselineConfig:
+    where = "[tool.perfsuite.baseline]"
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, _BASELINE_KEYS, where)
+    defaults = BaselineConfig()
+    metrics = table.get("metrics", list(defaults.metrics))
+    if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(_GATE_METRICS):
+        raise ConfigError(
+            f"{where}.metrics: expected a list of {', '.join(_GATE_METRICS)}, got {metrics!r}"
+        )
+    tolerances = dict(defaults.tolerances)
+    raw = table.get("tolerances", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.tolerances: must be a table of metric = tolerance")
+    for metric, value in raw.items():
+        if metric not in _GATE_METRICS:
+            raise ConfigError(f"{where}.tolerances: unknown metric {metric!r}")
+        tolerances[metric] = _fraction(value, f"{where}.tolerances.{metric}")
+    alpha = _fraction(table.get("alpha", 0.01), f"{where}.alpha")
+    if not alpha > 0:
+        raise ConfigError(f"{where}.alpha: must be > 0")
+    return BaselineConfig(
+        dir=(rootdir / (folder or _str(table, "dir", where, "baselines") or "baselines")),
+        window=_int(table, "window", where, defaults.window, 1, 1000),
+        alpha=alpha,
+        tolerance=_fraction(table.get("tolerance", 0.05), f"{where}.tolerance"),
+        tolerances=tolerances,
+        metrics=tuple(metrics),
+    )
+
+
 def load_config(
     rootdir: Path,
     table: Mapping[str, Any],
@@ -351,6 +418,7 @@ def load_config(
     profile: str | None = None,
     mysql: str | None = None,
     mysql_image: str | None = None,
+    baseline_dir: str | None = None,
 ) -> PerfConfig:
     """Build the frozen config from the ``[tool.perfsuite]`` table and option overrides."""
     _check_keys(table, _TOP_KEYS, "[tool.perfsuite]")
@@ -368,4 +436,14 @@ def load_config(
         profile=profiles[name],
         profiles=profiles,
         load=_load_config(table.get("load"), table.get("allowed_hosts")),
+        baseline=_baseline_config(table.get("baseline"), rootdir, baseline_dir),
+        slo=_slo_table(table.get("slo")),
     )
+
+
+def _slo_table(table: Any) -> dict[str, Any]:
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError("[tool.perfsuite.slo]: must be a table of objectives")
+    return dict(table)  # parsed (strictly) by the session, which knows the objectives

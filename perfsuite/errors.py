@@ -12,8 +12,9 @@ one clear message instead of a traceback from somewhere deep.
     │   ├── MySQLError       the MySQL server (binary, port, init, SQL)
     │   ├── DockerError      no engine, image missing, container exited
     │   └── ServiceError     the service under test (exit at start, unhealthy)
-    └── LoadError            the load generator could not do what was asked
-        └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
+    ├── LoadError            the load generator could not do what was asked
+    │   └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
+    └── StoreError           a stored file is corrupt or of an unknown schema
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "PerfsuiteError",
     "ProvisionError",
     "ServiceError",
+    "StoreError",
 ]
 
 
@@ -60,3 +62,7 @@ class LoadError(PerfsuiteError):
 
 class LoadGeneratorSaturated(LoadError):
     """The generator fell behind its own schedule: the result says nothing of the service."""
+
+
+class StoreError(PerfsuiteError):
+    """A stored file (baseline, run record) is corrupt or of an unknown schema."""

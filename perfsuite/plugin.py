@@ -15,6 +15,7 @@ import pytest
 
 from perfsuite.config import Profile, parse_mysql_choice
 from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.gate import FAIL_ON, TestVerdict
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
@@ -22,6 +23,11 @@ from perfsuite.session import PerfSession
 
 _SESSION_KEY = pytest.StashKey[PerfSession]()
 RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
+VERDICT_KEY = pytest.StashKey[TestVerdict]()
+_SLO_MARKER = (
+    "slo(p95='200ms', p99=..., mean=..., max=..., error_rate='0.1%', min_rps=950, "
+    "endpoint=None, phase=None): service level objectives of a perf test"
+)
 _MARKER = "perf: a performance test; deselected unless selected with -m (e.g. pytest -m perf)"
 
 
@@ -31,6 +37,17 @@ def _mysql_arg(value: str) -> str:
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return value
+
+
+def _fail_on_arg(value: str) -> frozenset[str]:
+    chosen = frozenset(v.strip() for v in value.split(",") if v.strip())
+    if value.strip() == "none":
+        return frozenset({"none"})
+    if not chosen or not chosen <= set(FAIL_ON):
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {', '.join(FAIL_ON)} (or none), got {value!r}"
+        )
+    return chosen
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,12 +73,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="IMAGE",
         help="image of the container provider (default mysql:8.4)",
     )
+    group.addoption(
+        "--perf-save-baseline",
+        dest="perf_save_baseline",
+        action="store_true",
+        help="store each perf test's run as its newest baseline run",
+    )
+    group.addoption(
+        "--perf-compare",
+        dest="perf_compare",
+        action="store_true",
+        help="compare each perf test with its stored baseline runs",
+    )
+    group.addoption(
+        "--perf-baseline-dir",
+        dest="perf_baseline_dir",
+        metavar="DIR",
+        help="where baselines are stored (default baselines/, or [tool.perfsuite.baseline] dir)",
+    )
+    group.addoption(
+        "--perf-fail-on",
+        dest="perf_fail_on",
+        metavar="LIST",
+        type=_fail_on_arg,
+        help="what fails a perf test: slo,regression (default both), one of them, or none",
+    )
+    group.addoption(
+        "--perf-confirm",
+        dest="perf_confirm",
+        action="store_true",
+        help="rerun a test that regressed once; keep the regression only if the rerun agrees",
+    )
     parser.addini("perf_profile", "default of --perf-profile", default=None)
     parser.addini("perf_mysql", "default of --perf-mysql", default=None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
+    config.addinivalue_line("markers", _SLO_MARKER)
     try:
         session = PerfSession(config)
     except ConfigError as exc:
@@ -92,6 +141,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    # Runs only when the test body passed: then its load is judged.
+    yield
+    session = item.config.stash[_SESSION_KEY]
+    results = item.stash.get(RESULTS_KEY, [])
+    marks = [dict(m.kwargs) for m in item.iter_markers("slo")]
+    if not results and not marks:
+        return
+
+    def rerun() -> list[LoadResult]:
+        item.stash[RESULTS_KEY] = []
+        item.runtest()
+        return item.stash.get(RESULTS_KEY, [])
+
+    verdict = session.judge(item.nodeid, results, marks, rerun)
+    item.stash[VERDICT_KEY] = verdict
+    failures = verdict.failures(session.fail_on)
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -103,6 +174,9 @@ def pytest_runtest_makereport(
         report.sections.append(
             ("perfsuite: load", "\n\n".join(result.describe() for result in results))
         )
+    verdict = item.stash.get(VERDICT_KEY, None)
+    if report.when == "call" and verdict is not None:
+        report.sections.append(("perfsuite: gate", verdict.report()))
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:

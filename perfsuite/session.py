@@ -7,9 +7,10 @@ built and driven without pytest's machinery beyond a ``pytest.Config``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
 from perfsuite.errors import ConfigError, DockerError, LoadGeneratorSaturated
+from perfsuite.gate import FAIL_ON, Gate, TestVerdict, objectives_for
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.provision import (
@@ -29,6 +31,8 @@ from perfsuite.provision import (
     probe_docker,
     start_service,
 )
+from perfsuite.stats.compare import CompareOptions, MetricComparison
+from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
 
 __all__ = ["PerfSession"]
 
@@ -48,7 +52,16 @@ class PerfSession:
             profile=_option(config, "perf_profile"),
             mysql=_option(config, "perf_mysql"),
             mysql_image=config.getoption("perf_mysql_image", default=None),
+            baseline_dir=config.getoption("perf_baseline_dir", default=None),
         )
+        self.default_slo = objectives_for(self.config.slo, [])  # fail early on a bad value
+        self.save_baseline = bool(config.getoption("perf_save_baseline", default=False))
+        self.compare = bool(config.getoption("perf_compare", default=False))
+        self.confirm = bool(config.getoption("perf_confirm", default=False))
+        self.fail_on: frozenset[str] = config.getoption("perf_fail_on", default=None) or frozenset(
+            FAIL_ON
+        )
+        self._gate: Gate | None = None
         self._docker = docker
         self._choice: ProviderChoice | None = None
         self._stack = contextlib.ExitStack()
@@ -173,6 +186,47 @@ class PerfSession:
             )
         return result
 
+    # -- the gate -------------------------------------------------------------
+
+    def gate(self) -> Gate:
+        """The SLO and baseline gate, made on first use (it reads the git commit)."""
+        if self._gate is None:
+            b = self.config.baseline
+            self._gate = Gate(
+                BaselineStore(b.dir, window=b.window),
+                CompareOptions(
+                    metrics=b.metrics, alpha=b.alpha, tolerance=b.tolerance, tolerances=b.tolerances
+                ),
+                fingerprint=fingerprint(
+                    profile=self.config.profile.name, provider=self.choice().provider
+                ),
+                commit=commit_of(self.config.rootdir),
+            )
+        return self._gate
+
+    def judge(
+        self,
+        test_id: str,
+        results: list[LoadResult],
+        marks: Sequence[Mapping[str, Any]],
+        rerun: Callable[[], list[LoadResult]],
+    ) -> TestVerdict:
+        """SLOs, then the baseline comparison (confirmed by a rerun if asked), then saving."""
+        if marks and not results:
+            raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
+        gate = self.gate()
+        verdict = TestVerdict()
+        objectives = objectives_for(self.config.slo, marks)
+        verdict.slo = gate.judge_slo(results, objectives)
+        if self.compare and results:
+            verdict.comparisons, verdict.warnings = gate.compare(test_id, results)
+            if self.confirm and verdict.regressions():
+                again, _ = gate.compare(test_id, rerun())
+                verdict.confirmed = confirm(verdict, again)
+        if self.save_baseline and results:
+            gate.save(test_id, results)
+        return verdict
+
     def close(self) -> None:
         """Remove what the session itself holds (the Docker network)."""
         self._stack.close()
@@ -199,3 +253,20 @@ def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
     for item in phases:
         flat.extend(flatten_phases(item))
     return flat
+
+
+def confirm(verdict: TestVerdict, again: dict[str, list[MetricComparison]]) -> bool:
+    """Keep a regression only where the rerun regressed too; True if any remains."""
+    kept = False
+    for where, comparisons in verdict.comparisons.items():
+        rerun = {c.metric: c.verdict for c in again.get(where, [])}
+        updated = []
+        for c in comparisons:
+            if c.verdict == "regressed" and rerun.get(c.metric) != "regressed":
+                c = dataclasses.replace(
+                    c, verdict="inconclusive", method=c.method + ", rerun disagreed"
+                )
+            kept = kept or c.verdict == "regressed"
+            updated.append(c)
+        verdict.comparisons[where] = updated
+    return kept

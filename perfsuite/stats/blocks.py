@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # The metrics a run is judged by; latency ones in milliseconds.
-METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
+METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "error_rate", "rps")
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 
 IntArray = npt.NDArray[np.int64]
@@ -160,6 +160,11 @@ def metric_of_rows(
         with np.errstate(invalid="ignore", divide="ignore"):
             means: FloatArray = rows @ median.astype(np.float64) / total / 1000.0
         return means
+    if name == "max":
+        last = index.size - 1 - np.argmax(rows[:, ::-1] > 0, axis=1)
+        maxima: FloatArray = highest[last].astype(np.float64) / 1000.0
+        maxima[total == 0] = np.nan
+        return maxima
     q = _PERCENTILE[name]
     target = np.maximum(1.0, np.floor(q / 100.0 * total + 0.5))
     position = (np.cumsum(rows, axis=1) < target[:, None]).sum(axis=1)
@@ -177,7 +182,7 @@ def bootstrap_metric(
     picks = rng.integers(0, n, size=(resamples, n))
     weights = np.zeros((resamples, n), dtype=np.float64)
     np.add.at(weights, (np.arange(resamples)[:, None], picks), 1.0)
-    latency = name in _PERCENTILE or name == "mean"
+    latency = name in _PERCENTILE or name in ("mean", "max")
     counts = weights @ blocks.counts.astype(np.float64) if latency else np.empty((resamples, 0))
     return metric_of_rows(
         name,

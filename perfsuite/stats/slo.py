@@ -1,0 +1,184 @@
+"""Service level objectives: parsed strictly, judged with a confidence interval.
+
+``p95="200ms"`` is an upper bound on the 95th percentile of latency (from
+the intended send time); ``error_rate="0.1%"`` on the share of failed
+requests; ``min_rps=950`` a lower bound on throughput. Latency accepts
+``us``, ``ms`` and ``s`` (a plain number is milliseconds); rates accept
+``%`` or a plain fraction. The verdict is on the measured value; its
+interval (block bootstrap) says how sure that value is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from perfsuite.errors import ConfigError
+from perfsuite.stats.blocks import BlockSet, bootstrap_metric
+
+__all__ = ["LATENCY_METRICS", "Objective", "SloResult", "evaluate", "parse_slo"]
+
+LATENCY_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+_SELECTORS = ("endpoint", "phase")
+KNOWN = (*LATENCY_METRICS, "error_rate", "min_rps", *_SELECTORS)
+_LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$")
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$")
+_TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """One bound on one metric, for one endpoint and phase (``None``: all measured)."""
+
+    metric: str  # a latency metric, "error_rate" or "rps"
+    limit: float  # ms for latency, a fraction for the error rate, req/s for rps
+    bound: Literal["max", "min"]
+    endpoint: str | None = None
+    phase: str | None = None
+    text: str = ""
+
+    def where(self) -> str:
+        """``"order_query in steady"``, ``"all endpoints in all measured phases"``."""
+        endpoint = self.endpoint or "all endpoints"
+        phase = f"phase {self.phase}" if self.phase else "all measured phases"
+        return f"{endpoint}, {phase}"
+
+    def format(self, value: float) -> str:
+        """A value of this metric with its unit."""
+        if self.metric == "error_rate":
+            return f"{value:.3%}"
+        if self.metric == "rps":
+            return f"{value:,.1f} req/s"
+        return f"{value:,.2f} ms"
+
+
+def _latency(value: object, key: str, where: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} {key}: expected a latency like '200ms', got {value!r}")
+    if isinstance(value, int | float):
+        ms = float(value)
+    elif isinstance(value, str) and (m := _LATENCY.match(value)):
+        ms = float(m.group(1)) * _TO_MS[m.group(2)]
+    else:
+        raise ConfigError(f"{where} {key}: expected a latency like '200ms', '0.5s', got {value!r}")
+    if not ms > 0:
+        raise ConfigError(f"{where} {key}: a latency limit must be positive, got {value!r}")
+    return ms
+
+
+def _rate(value: object, key: str, where: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where} {key}: expected a rate like '0.1%', got {value!r}")
+    if isinstance(value, int | float):
+        rate = float(value)
+    elif isinstance(value, str) and (m := _RATE.match(value)):
+        rate = float(m.group(1)) / (100.0 if m.group(2) else 1.0)
+    else:
+        raise ConfigError(f"{where} {key}: expected a rate like '0.1%' or 0.001, got {value!r}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{where} {key}: a rate must be within 0..100 %, got {value!r}")
+    return rate
+
+
+def _rps(value: object, key: str, where: str) -> float:
+    text = value.removesuffix("/s") if isinstance(value, str) else value
+    try:
+        rps = float(text) if not isinstance(text, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rps = math.nan
+    if not rps > 0:
+        raise ConfigError(f"{where} {key}: expected a positive number of req/s, got {value!r}")
+    return rps
+
+
+def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objective]:
+    """``{"p95": "200ms", "error_rate": "0.1%", "endpoint": "x"}`` -> objectives."""
+    unknown = sorted(set(values) - set(KNOWN))
+    if unknown:
+        raise ConfigError(f"{where}: unknown objective {unknown[0]!r} (known: {', '.join(KNOWN)})")
+    selectors: dict[str, str | None] = {}
+    for key in _SELECTORS:
+        sel = values.get(key)
+        if sel is not None and (not isinstance(sel, str) or not sel):
+            raise ConfigError(f"{where} {key}: expected a name, got {sel!r}")
+        selectors[key] = sel
+    out = []
+    for key, raw in values.items():
+        if key in _SELECTORS:
+            continue
+        if key in LATENCY_METRICS:
+            metric, limit, bound = key, _latency(raw, key, where), "max"
+        elif key == "error_rate":
+            metric, limit, bound = key, _rate(raw, key, where), "max"
+        else:
+            metric, limit, bound = "rps", _rps(raw, key, where), "min"
+        out.append(
+            Objective(
+                metric=metric,
+                limit=limit,
+                bound="max" if bound == "max" else "min",
+                endpoint=selectors["endpoint"],
+                phase=selectors["phase"],
+                text=str(raw),
+            )
+        )
+    if not out:
+        raise ConfigError(f"{where}: no objective given")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class SloResult:
+    """An objective, what was measured, its 95 % interval, and the verdict."""
+
+    objective: Objective
+    measured: float
+    low: float
+    high: float
+    passed: bool
+
+    def describe(self) -> str:
+        """An SRE's line: metric, where, measured with interval, limit."""
+        o = self.objective
+        verb = "within" if self.passed else ("exceeds" if o.bound == "max" else "below")
+        interval = (
+            f" (95 % CI {o.format(self.low)} to {o.format(self.high)})"
+            if math.isfinite(self.low)
+            else ""
+        )
+        name = "throughput" if o.metric == "rps" else o.metric
+        limit = ("at most " if o.bound == "max" else "at least ") + o.format(o.limit)
+        return f"{name} of {o.where()}: {o.format(self.measured)}{interval} {verb} SLO {limit}"
+
+
+def evaluate(
+    objectives: list[Objective],
+    blocks_for: Callable[[str | None, str | None], BlockSet],
+    *,
+    rng: np.random.Generator | None = None,
+    resamples: int = 1000,
+) -> list[SloResult]:
+    """Judge each objective on the blocks of its selection."""
+    rng = rng or np.random.default_rng(0)
+    results = []
+    for o in objectives:
+        blocks = blocks_for(o.endpoint, o.phase)
+        measured = blocks.metric(o.metric)
+        if blocks.n > 1:
+            boot = bootstrap_metric(blocks, o.metric, resamples=resamples, rng=rng)
+            low, high = (float(x) for x in np.nanquantile(boot, [0.025, 0.975]))
+        else:
+            low = high = math.nan
+        if math.isnan(measured):
+            passed = False  # nothing measured cannot meet an objective
+        elif o.bound == "max":
+            passed = measured <= o.limit
+        else:
+            passed = measured >= o.limit
+        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+    return results

@@ -1,0 +1,1 @@
+"""Stored runs: versioned baseline files (and, later, history)."""

@@ -1,0 +1,178 @@
+"""Baselines: one versioned JSON file per test, with its last N runs.
+
+``baselines/<test>.json``::
+
+    {"schema": 1, "kind": "perfsuite-baseline", "test": "<node id>",
+     "runs": [{"created": ..., "commit": ..., "fingerprint": {...},
+               "loads": [<encode_load(...)>, ...]}, ...]}
+
+The newest run is last. Readers refuse a schema they do not know (and will
+migrate older ones when there are any). Writes are atomic (temp + rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from perfsuite import __version__
+from perfsuite.errors import StoreError
+
+__all__ = ["SCHEMA", "BaselineStore", "RunRecord", "commit_of", "fingerprint"]
+
+SCHEMA = 1
+KIND = "perfsuite-baseline"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fingerprint(*, profile: str, provider: str) -> dict[str, Any]:
+    """What must match for two runs to be comparable."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "perfsuite": __version__,
+        "profile": profile,
+        "provider": provider,
+    }
+
+
+def commit_of(rootdir: Path) -> str | None:
+    """The commit under test: CI's variables, else ``git rev-parse HEAD``."""
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "BUILD_VCS_NUMBER", "GIT_COMMIT"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=rootdir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """One stored run of one test."""
+
+    created: str
+    commit: str | None
+    fingerprint: Mapping[str, Any]
+    loads: list[dict[str, Any]]
+
+    @classmethod
+    def new(
+        cls, *, commit: str | None, fingerprint: Mapping[str, Any], loads: list[dict[str, Any]]
+    ) -> RunRecord:
+        """A record stamped now."""
+        created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return cls(created=created, commit=commit, fingerprint=dict(fingerprint), loads=loads)
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {
+            "created": self.created,
+            "commit": self.commit,
+            "fingerprint": dict(self.fingerprint),
+            "loads": self.loads,
+        }
+
+
+def file_name(test_id: str) -> str:
+    """A file name for a node id: readable, unique (a hash when shortened)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", test_id.replace("::", ".")).strip("-.")
+    if len(slug) > 150:
+        digest = hashlib.sha1(test_id.encode()).hexdigest()[:10]
+        slug = f"{slug[:120]}-{digest}"
+    return f"{slug}.json"
+
+
+class BaselineStore:
+    """The folder of baseline files (``--perf-baseline-dir``)."""
+
+    def __init__(self, folder: Path, *, window: int = 10) -> None:
+        if window < 1:
+            raise StoreError(f"the baseline window must be >= 1, got {window}")
+        self.folder = folder
+        self.window = window
+
+    def __repr__(self) -> str:
+        return f"<BaselineStore {self.folder} window={self.window}>"
+
+    def path(self, test_id: str) -> Path:
+        """The file of a test."""
+        return self.folder / file_name(test_id)
+
+    def runs(self, test_id: str) -> list[RunRecord]:
+        """The stored runs of a test, oldest first ([] when there is no file)."""
+        path = self.path(test_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{path} is not valid JSON: {exc}") from exc
+        return [RunRecord(**run) for run in _migrate(data, path)["runs"]]
+
+    def save(self, test_id: str, run: RunRecord) -> Path:
+        """Append a run, keep the newest ``window``, write atomically."""
+        runs = [*self.runs(test_id), run][-self.window :]
+        data = {
+            "schema": SCHEMA,
+            "kind": KIND,
+            "test": test_id,
+            "runs": [r.as_json() for r in runs],
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.path(test_id)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, separators=(",", ":"))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _migrate(data: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise StoreError(f"{path} is not a perfsuite baseline file")
+    schema = data.get("schema")
+    if schema == SCHEMA:
+        return data
+    if isinstance(schema, int) and schema > SCHEMA:
+        raise StoreError(
+            f"{path} has schema {schema}, newer than this perfsuite ({__version__}) "
+            f"reads ({SCHEMA}); upgrade perfsuite"
+        )
+    raise StoreError(f"{path} has an unknown schema {schema!r}")
