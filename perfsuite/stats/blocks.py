@@ -22,6 +22,7 @@ __all__ = [
     "METRICS",
     "Block",
     "BlockSet",
+    "Resampled",
     "bootstrap_metric",
     "merge_blocks",
     "metric_of_rows",
@@ -114,6 +115,19 @@ class BlockSet:
                 seconds[g] += b.seconds
         return cls(index=index, counts=counts, requests=requests, errors=errors, seconds=seconds)
 
+    def regrouped(self, max_blocks: int) -> BlockSet:
+        """Neighbouring blocks summed into at most ``max_blocks`` blocks."""
+        if self.n <= max_blocks:
+            return self
+        edges = np.linspace(0, self.n, max_blocks + 1).round().astype(np.int64)
+        return BlockSet(
+            index=self.index,
+            counts=np.add.reduceat(self.counts, edges[:-1], axis=0),
+            requests=np.add.reduceat(self.requests, edges[:-1]),
+            errors=np.add.reduceat(self.errors, edges[:-1]),
+            seconds=np.add.reduceat(self.seconds, edges[:-1]),
+        )
+
     @property
     def n(self) -> int:
         """Number of blocks."""
@@ -140,6 +154,7 @@ def metric_of_rows(
     errors: npt.NDArray[np.integer] | FloatArray,
     seconds: FloatArray,
     index: IntArray,
+    cumulative: FloatArray | None = None,
 ) -> FloatArray:
     """A metric for each row of (resampled) block sums.
 
@@ -167,28 +182,53 @@ def metric_of_rows(
         return maxima
     q = _PERCENTILE[name]
     target = np.maximum(1.0, np.floor(q / 100.0 * total + 0.5))
-    position = (np.cumsum(rows, axis=1) < target[:, None]).sum(axis=1)
+    cum = np.cumsum(rows, axis=1) if cumulative is None else cumulative
+    position = (cum < target[:, None]).sum(axis=1)
     position = np.minimum(position, index.size - 1)
     values: FloatArray = highest[position].astype(np.float64) / 1000.0
     values[total == 0] = np.nan
     return values
 
 
+class Resampled:
+    """``resamples`` bootstrap resamples of a block set (blocks drawn with replacement).
+
+    The weights are drawn once and every metric is read from the same
+    resamples: one matrix product for all latency metrics.
+    """
+
+    def __init__(self, blocks: BlockSet, *, resamples: int, rng: np.random.Generator) -> None:
+        n = blocks.n
+        picks = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
+        self.weights = np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n)
+        self.blocks = blocks
+        self._w = self.weights.astype(np.float64)
+        self._rows: FloatArray | None = None
+        self._cum: FloatArray | None = None
+
+    def metric(self, name: str) -> FloatArray:
+        """The metric of each resample."""
+        w = self._w
+        counts = np.empty((w.shape[0], 0))
+        if name in _PERCENTILE or name in ("mean", "max"):
+            if self._rows is None:
+                self._rows = w @ self.blocks.counts.astype(np.float64)
+            counts = self._rows
+            if name in _PERCENTILE and self._cum is None:
+                self._cum = np.cumsum(counts, axis=1)
+        return metric_of_rows(
+            name,
+            counts,
+            w @ self.blocks.requests.astype(np.float64),
+            w @ self.blocks.errors.astype(np.float64),
+            w @ self.blocks.seconds,
+            self.blocks.index,
+            self._cum,
+        )
+
+
 def bootstrap_metric(
     blocks: BlockSet, name: str, *, resamples: int, rng: np.random.Generator
 ) -> FloatArray:
     """The metric over ``resamples`` bootstrap resamples of the blocks (with replacement)."""
-    n = blocks.n
-    picks = rng.integers(0, n, size=(resamples, n))
-    weights = np.zeros((resamples, n), dtype=np.float64)
-    np.add.at(weights, (np.arange(resamples)[:, None], picks), 1.0)
-    latency = name in _PERCENTILE or name in ("mean", "max")
-    counts = weights @ blocks.counts.astype(np.float64) if latency else np.empty((resamples, 0))
-    return metric_of_rows(
-        name,
-        counts,
-        weights @ blocks.requests.astype(np.float64),
-        weights @ blocks.errors.astype(np.float64),
-        weights @ blocks.seconds,
-        blocks.index,
-    )
+    return Resampled(blocks, resamples=resamples, rng=rng).metric(name)

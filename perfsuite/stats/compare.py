@@ -14,22 +14,22 @@ Two methods, chosen by how much history there is:
 
 A metric is ``regressed`` only when the change is significant (one-sided,
 alpha divided over the gated metrics: Bonferroni) *and* larger than the
-practical tolerance; ``improved`` likewise; ``unchanged`` when it is not
-significant and within the tolerance, or significant but within it;
-``inconclusive`` otherwise. The error rate is compared in absolute terms.
+practical tolerance; ``improved`` likewise; ``unchanged`` when its 90 %
+interval lies within the tolerance (an equivalence test); ``inconclusive``
+otherwise: the data cannot tell. The error rate is compared in absolute terms.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from scipy import stats as st
 
-from perfsuite.stats.blocks import BlockSet, bootstrap_metric
+from perfsuite.stats.blocks import BlockSet, Resampled
 
 __all__ = ["CompareOptions", "MetricComparison", "Verdict", "compare", "stack"]
 
@@ -49,6 +49,7 @@ class CompareOptions:
     tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
     resamples: int = 2000
     min_runs: int = 3  # baseline runs needed for the prediction interval
+    max_pooled_blocks: int = 60
 
     def tolerance_of(self, metric: str) -> float:
         """The practical tolerance of a metric (absolute for the error rate)."""
@@ -64,7 +65,7 @@ class MetricComparison:
     baseline: float
     current: float
     change: float  # relative (error_rate: absolute), positive = higher
-    low: float
+    low: float  # the change's 90 % interval (the one "unchanged" is judged on)
     high: float
     p_value: float  # one-sided, for "worse"
     method: str
@@ -110,95 +111,121 @@ def stack(sets: Sequence[BlockSet]) -> BlockSet:
     )
 
 
-def _verdict(worse_p: float, better_p: float, change_worse: float, tol: float, a: float) -> Verdict:
-    if worse_p < a and change_worse > tol:
-        return "regressed"
-    if better_p < a and -change_worse > tol:
-        return "improved"
-    if abs(change_worse) <= tol:
-        return "unchanged"
-    return "inconclusive"
+# Each side of the equivalence test ("unchanged") is judged at 5 %: a 90 % interval.
+EQUIVALENCE = 0.05
 
 
-def _prediction(
-    metric: str, current: float, runs: list[float], a: float, tol: float
-) -> MetricComparison:
+@dataclass(frozen=True)
+class _Test:
+    """One method's answer, on the worse-is-positive scale (log, or absolute)."""
+
+    estimate: float
+    p_worse: float
+    p_better: float
+    low: float  # at the gate's alpha, one-sided each way
+    high: float
+    eq_low: float  # at EQUIVALENCE, one-sided each way
+    eq_high: float
+
+
+def _prediction(runs: list[float], current: float, sign: float, a: float) -> _Test:
     logs = np.log(runs)
     n = len(logs)
-    mean, sd = float(logs.mean()), float(logs.std(ddof=1))
     # Identical runs (sd 0) would make any difference infinitely significant.
-    sd = max(sd, 1e-4)
+    sd = max(float(logs.std(ddof=1)), 1e-4)
     se = sd * math.sqrt(1.0 + 1.0 / n)
-    diff = math.log(current) - mean
-    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
-    t = sign * diff / se
-    worse_p = float(st.t.sf(t, df=n - 1))
-    better_p = float(st.t.cdf(t, df=n - 1))
+    d = sign * (math.log(current) - float(logs.mean()))
+    t = d / se
     half = float(st.t.ppf(1.0 - a, df=n - 1)) * se
-    change_worse = math.expm1(sign * diff)
-    verdict = _verdict(worse_p, better_p, change_worse, tol, a)
-    return MetricComparison(
-        metric=metric,
-        verdict=verdict,
-        baseline=math.exp(mean),
-        current=current,
-        change=math.expm1(diff),
-        low=math.expm1(diff - half),
-        high=math.expm1(diff + half),
-        p_value=worse_p,
-        method=f"prediction interval over {n} runs",
-        tolerance=tol,
+    eq = float(st.t.ppf(1.0 - EQUIVALENCE, df=n - 1)) * se
+    return _Test(
+        estimate=d,
+        p_worse=float(st.t.sf(t, df=n - 1)),
+        p_better=float(st.t.cdf(t, df=n - 1)),
+        low=d - half,
+        high=d + half,
+        eq_low=d - eq,
+        eq_high=d + eq,
     )
 
 
 def _bootstrap(
     metric: str,
-    current: BlockSet,
-    baseline: BlockSet,
+    current: Resampled,
+    baseline: Resampled,
+    sign: float,
     a: float,
-    tol: float,
-    resamples: int,
-    rng: np.random.Generator,
-) -> MetricComparison:
-    cur, base = current.metric(metric), baseline.metric(metric)
-    cur_b = bootstrap_metric(current, metric, resamples=resamples, rng=rng)
-    base_b = bootstrap_metric(baseline, metric, resamples=resamples, rng=rng)
-    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
-    to_change: Callable[[float], float]
+) -> _Test:
+    cur, base = current.blocks.metric(metric), baseline.blocks.metric(metric)
+    cur_b, base_b = current.metric(metric), baseline.metric(metric)
+    resamples = cur_b.size
     if metric in _ABSOLUTE:
-        diff, diffs = cur - base, cur_b - base_b
-        to_change = float
+        d, ds = cur - base, cur_b - base_b
     else:
-        diff = math.log(cur) - math.log(base)
-        diffs = np.log(cur_b) - np.log(base_b)
-        to_change = math.expm1
-    worse = sign * diffs
-    worse_p = float((np.count_nonzero(worse <= 0) + 1) / (resamples + 1))
-    better_p = float((np.count_nonzero(worse >= 0) + 1) / (resamples + 1))
-    low, high = (float(x) for x in np.quantile(diffs, [a, 1.0 - a]))
-    change_worse = to_change(sign * diff)
-    worse_low = to_change(min(sign * low, sign * high))
-    worse_high = to_change(max(sign * low, sign * high))
-    # No run-to-run noise is known here: only an interval wholly beyond the
-    # tolerance is a regression (or an improvement).
-    if worse_p < a and worse_low > tol:
-        verdict: Verdict = "regressed"
-    elif better_p < a and -worse_high > tol:
-        verdict = "improved"
-    elif abs(change_worse) <= tol and worse_high <= tol and -worse_low <= tol:
-        verdict = "unchanged"
+        d, ds = math.log(cur) - math.log(base), np.log(cur_b) - np.log(base_b)
+    d, ds = sign * d, sign * ds
+    low, high, eq_low, eq_high = (
+        float(x) for x in np.quantile(ds, [a, 1.0 - a, EQUIVALENCE, 1.0 - EQUIVALENCE])
+    )
+    return _Test(
+        estimate=d,
+        p_worse=float((np.count_nonzero(ds <= 0) + 1) / (resamples + 1)),
+        p_better=float((np.count_nonzero(ds >= 0) + 1) / (resamples + 1)),
+        low=low,
+        high=high,
+        eq_low=eq_low,
+        eq_high=eq_high,
+    )
+
+
+def _judge(primary: _Test, guard: _Test | None, tol: float, a: float, across_runs: bool) -> Verdict:
+    """The verdict, on the worse-is-positive scale with tolerance ``tol`` (same scale)."""
+    if across_runs:
+        # Run-to-run noise is known: significant and beyond the tolerance, and the
+        # within-run bootstrap must agree on the direction (a guard against a
+        # baseline whose spread was underestimated).
+        worse = primary.p_worse < a and primary.estimate > tol
+        better = primary.p_better < a and primary.estimate < -tol
+        worse = worse and guard is not None and guard.low > 0
+        better = better and guard is not None and guard.high < 0
     else:
-        verdict = "inconclusive"
+        # Run-to-run noise is unknown: the whole interval must lie beyond the tolerance.
+        worse = primary.p_worse < a and primary.low > tol
+        better = primary.p_better < a and primary.high < -tol
+    if worse:
+        return "regressed"
+    if better:
+        return "improved"
+    if -tol <= primary.eq_low and primary.eq_high <= tol:
+        return "unchanged"
+    return "inconclusive"
+
+
+def _comparison(
+    metric: str,
+    baseline_value: float,
+    current: float,
+    test: _Test,
+    verdict: Verdict,
+    sign: float,
+    tol: float,
+    method: str,
+) -> MetricComparison:
+    def change(x: float) -> float:
+        x = sign * x  # back to "positive = higher"
+        return x if metric in _ABSOLUTE else math.expm1(x)
+
+    ends = sorted((change(test.eq_low), change(test.eq_high)))
     return MetricComparison(
         metric=metric,
         verdict=verdict,
-        baseline=base,
-        current=cur,
-        change=to_change(diff),
-        low=to_change(low),
-        high=to_change(high),
-        p_value=worse_p,
-        method="block bootstrap",
+        baseline=baseline_value,
+        current=current,
+        change=change(test.estimate),
+        low=ends[0],
+        high=ends[1],
+        p_value=test.p_worse,
+        method=method,
         tolerance=tol,
     )
 
@@ -216,23 +243,39 @@ def compare(
         raise ValueError("no baseline runs to compare with")
     rng = rng or np.random.default_rng(0)
     a = options.alpha / len(options.metrics)
-    pooled = stack(baselines)
+    # The pooled baseline is regrouped so that resampling it stays cheap.
+    pooled = stack(baselines).regrouped(options.max_pooled_blocks)
+    cur_r = Resampled(current, resamples=options.resamples, rng=rng)
+    pool_r = Resampled(pooled, resamples=options.resamples, rng=rng)
     out = []
     for metric in options.metrics:
         tol = options.tolerance_of(metric)
+        sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
         cur = current.metric(metric)
         runs = [b.metric(metric) for b in baselines]
-        if not np.isfinite(cur) or not all(np.isfinite(runs)):
+        absolute = metric in _ABSOLUTE
+        positive = absolute or (cur > 0 and min(runs) > 0)
+        if not np.isfinite(cur) or not all(np.isfinite(runs)) or not positive:
             out.append(_no_data(metric, cur, tol))
-        elif (
-            len(baselines) >= options.min_runs
-            and metric not in _ABSOLUTE
-            and cur > 0
-            and min(runs) > 0
-        ):
-            out.append(_prediction(metric, cur, runs, a, tol))
+            continue
+        scaled_tol = tol if absolute else math.log1p(tol)
+        if len(baselines) >= options.min_runs and not absolute:
+            pred = _prediction(runs, cur, sign, a)
+            # The bootstrap guard is only needed when the runs say "changed".
+            suspect = pred.p_worse < a or pred.p_better < a
+            guard = _bootstrap(metric, cur_r, pool_r, sign, a) if suspect else None
+            verdict = _judge(pred, guard, scaled_tol, a, across_runs=True)
+            baseline_value = float(np.exp(np.mean(np.log(runs))))
+            method = f"prediction interval over {len(runs)} runs"
+            out.append(_comparison(metric, baseline_value, cur, pred, verdict, sign, tol, method))
         else:
-            out.append(_bootstrap(metric, current, pooled, a, tol, options.resamples, rng))
+            boot = _bootstrap(metric, cur_r, pool_r, sign, a)
+            verdict = _judge(boot, None, scaled_tol, a, across_runs=False)
+            out.append(
+                _comparison(
+                    metric, pooled.metric(metric), cur, boot, verdict, sign, tol, "block bootstrap"
+                )
+            )
     return out
 
 
