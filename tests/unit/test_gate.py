@@ -1,0 +1,207 @@
+"""The gate as users meet it: SLO markers, baselines, comparisons (pytester)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perfsuite import ConfigError
+from perfsuite.stats.slo import parse_slo
+
+from .test_engine import Server
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def target(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TARGET", server.url)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+PYPROJECT = """
+[tool.perfsuite]
+[tool.perfsuite.profiles.quick]
+duration_scale = 0.004
+rate_scale = 0.2
+"""
+
+TESTS = """
+import os
+import httpx
+import pytest
+from perfsuite import Request, Scenario
+
+PATH = os.environ.get("QUERY_PATH", "/sleep/2")
+
+@pytest.mark.perf
+@pytest.mark.slo(p95=os.environ.get("P95", "500ms"), error_rate="0.1%")
+def test_query(perf_run, perf_phases):
+    query = Request(name="query", build=httpx.Request("GET", os.environ["TARGET"] + PATH))
+    perf_run(Scenario(query), perf_phases.constant(1000, "10m"), target=os.environ["TARGET"])
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyprojecttoml(PYPROJECT)
+    pytester.makepyfile(test_user=TESTS)
+    return pytester
+
+
+def run(p: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return p.runpytest_subprocess("-m", "perf", "--perf-profile=quick", "-rA", *args)
+
+
+def test_slo_violation_reads_like_a_report(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run(project)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ok   SLO p95 of all endpoints, all measured phases: *"])
+    monkeypatch.setenv("P95", "1ms")
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*SLO violated: p95 of all endpoints, all measured phases: * ms "
+            "(95 % CI * ms to * ms) exceeds SLO at most 1.00 ms*"
+        ]
+    )
+
+
+def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(5):
+        run(project, "--perf-save-baseline").assert_outcomes(passed=1)
+    stored = json.loads((project.path / "baselines" / "test_user.py.test_query.json").read_text())
+    assert stored["schema"] == 1
+    assert len(stored["runs"]) == 5
+    assert set(stored["runs"][0]["fingerprint"]) == {
+        "cpu",
+        "cores",
+        "python",
+        "perfsuite",
+        "profile",
+        "provider",
+    }
+    same = run(project, "--perf-compare")
+    same.assert_outcomes(passed=1)
+    assert "regressed" not in same.stdout.str()
+    same.stdout.fnmatch_lines(
+        ["*baseline comparison, query:*", "*p95 *prediction interval over 5 runs*"]
+    )
+
+    monkeypatch.setenv("QUERY_PATH", "/sleep/40")  # 20 times slower
+    slow = run(project, "--perf-compare")
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(["*regression in query: p50 regressed: *"])
+
+    # --perf-fail-on=slo: the regression is reported, not fatal.
+    run(project, "--perf-compare", "--perf-fail-on=slo").assert_outcomes(passed=1)
+
+    # --perf-confirm: a real regression survives its rerun.
+    confirmed = run(project, "--perf-compare", "--perf-confirm")
+    confirmed.assert_outcomes(failed=1)
+    confirmed.stdout.fnmatch_lines(["*confirmed by a rerun*"])
+
+
+def test_other_environment_gives_no_verdict(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(project, "--perf-save-baseline").assert_outcomes(passed=1)
+    path = project.path / "baselines" / "test_user.py.test_query.json"
+    data = json.loads(path.read_text())
+    data["runs"][0]["fingerprint"]["cpu"] = "Some Other CPU"
+    path.write_text(json.dumps(data))
+    monkeypatch.setenv("QUERY_PATH", "/sleep/40")
+    result = run(project, "--perf-compare")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*warning: the baseline was measured elsewhere (cpu: 'Some Other CPU' -> *"]
+    )
+
+
+def test_window_keeps_the_newest_runs(project: pytest.Pytester) -> None:
+    project.makepyprojecttoml(PYPROJECT + "\n[tool.perfsuite.baseline]\nwindow = 2\n")
+    for _ in range(3):
+        run(project, "--perf-save-baseline").assert_outcomes(passed=1)
+    path = project.path / "baselines" / "test_user.py.test_query.json"
+    assert len(json.loads(path.read_text())["runs"]) == 2
+
+
+def test_newer_schema_is_refused(project: pytest.Pytester) -> None:
+    folder = project.path / "baselines"
+    folder.mkdir()
+    (folder / "test_user.py.test_query.json").write_text(
+        json.dumps({"schema": 99, "kind": "perfsuite-baseline", "runs": []})
+    )
+    result = run(project, "--perf-compare")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*StoreError: *has schema 99, newer than this perfsuite*"])
+
+
+def test_bad_options_and_objectives(project: pytest.Pytester) -> None:
+    result = project.runpytest("--perf-fail-on=slo,speed")
+    result.stderr.fnmatch_lines(
+        ["*--perf-fail-on: expected a comma-separated subset of slo, regression*"]
+    )
+    project.makepyprojecttoml(PYPROJECT + "\n[tool.perfsuite.slo]\np95 = 'fast'\n")
+    result = project.runpytest()
+    result.stderr.fnmatch_lines(["*p95: expected a latency like '200ms'*"])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"p95": "200 parsecs"}, "expected a latency"),
+        ({"p95": -3}, "must be positive"),
+        ({"error_rate": "120%"}, "within 0..100 %"),
+        ({"min_rps": "many"}, "positive number of req/s"),
+        ({"p42": "1ms"}, "unknown objective 'p42'"),
+        ({"endpoint": "x"}, "no objective given"),
+    ],
+)
+def test_slo_parsing_is_strict(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_slo(values)
+
+
+def test_slo_units() -> None:
+    parsed = {
+        o.metric: o.limit
+        for o in parse_slo(
+            {
+                "p95": "200ms",
+                "p99": "0.5s",
+                "p50": "1500us",
+                "mean": 20,
+                "error_rate": "0.1%",
+                "min_rps": "950/s",
+            }
+        )
+    }
+    assert parsed == {
+        "p95": 200.0,
+        "p99": 500.0,
+        "p50": 1.5,
+        "mean": 20.0,
+        "error_rate": 0.001,
+        "rps": 950.0,
+    }
+
+
+def test_file_names(tmp_path: Path) -> None:
+    from perfsuite.store.baselines import file_name
+
+    assert file_name("tests/perf/test_x.py::test_y[a b]") == "tests-perf-test_x.py.test_y-a-b.json"
+    assert len(file_name("t::" + "x" * 400)) < 140
