@@ -78,3 +78,34 @@ def test_merge_and_summarise_two_runs_of_1m(benchmark) -> None:
 
     p99a, p99b = benchmark(summarise)
     assert p99b > p99a
+
+
+def _per_second_blocks(rng: np.random.Generator, shift: float) -> list:
+    from perfsuite.stats.blocks import Block
+    from perfsuite.stats.hdr import hdr_indices
+
+    seconds, per_second = 600, 1_667  # 10 minutes, ~1,000,000 requests
+    values = rng.lognormal(np.log(20_000) + np.log1p(shift), 0.5, (seconds, per_second))
+    index = hdr_indices(values.astype(np.int64))
+    blocks = []
+    for t in range(seconds):
+        u, c = np.unique(index[t], return_counts=True)
+        blocks.append(Block(t=t, seconds=1.0, requests=per_second, errors=0, index=u, counts=c))
+    return blocks
+
+
+def test_compare_two_runs_of_1m_requests(benchmark) -> None:
+    from perfsuite.stats.blocks import BlockSet
+    from perfsuite.stats.compare import compare
+
+    rng = np.random.default_rng(3)
+    base_blocks = _per_second_blocks(rng, 0.0)
+    cur_blocks = _per_second_blocks(rng, 0.10)
+
+    def run() -> dict[str, str]:
+        base = BlockSet.from_blocks(base_blocks)
+        cur = BlockSet.from_blocks(cur_blocks)
+        return {c.metric: c.verdict for c in compare(cur, [base])}
+
+    verdicts = benchmark.pedantic(run, rounds=5, iterations=1)
+    assert verdicts["p95"] == "regressed"

@@ -155,7 +155,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         item.runtest()
         return item.stash.get(RESULTS_KEY, [])
 
-    verdict = session.judge(item.nodeid, results, marks, rerun)
+    verdict = session.judge(session.test_id(item.path, item.nodeid), results, marks, rerun)
     item.stash[VERDICT_KEY] = verdict
     failures = verdict.failures(session.fail_on)
     if failures:

@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,13 +43,34 @@ def _option(config: pytest.Config, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def project_root(config: pytest.Config) -> Path:
+    """The folder of the pyproject.toml that configures perfsuite.
+
+    pytest's rootdir is not always it: a separate option value (``--perf-
+    baseline-dir DIR``) counts as a path when rootdir is decided, before
+    plugins' options are known. So: the ini file's folder when it is a
+    pyproject.toml, else the nearest pyproject.toml with [tool.perfsuite]
+    above the invocation folder, else rootdir.
+    """
+    inipath = config.inipath
+    if inipath is not None and inipath.name == "pyproject.toml":
+        return inipath.parent
+    start = config.invocation_params.dir
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "[tool.perfsuite" in candidate.read_text(errors="replace"):
+            return folder
+    return config.rootpath
+
+
 class PerfSession:
     """The perfsuite state of one pytest run (registered as a plugin)."""
 
     def __init__(self, config: pytest.Config, *, docker: Callable[[], DockerStatus] = probe_docker):
+        root = project_root(config)
         self.config: PerfConfig = load_config(
-            config.rootpath,
-            read_pyproject(config.rootpath),
+            root,
+            read_pyproject(root),
             profile=_option(config, "perf_profile"),
             mysql=_option(config, "perf_mysql"),
             mysql_image=config.getoption("perf_mysql_image", default=None),
@@ -187,6 +209,15 @@ class PerfSession:
         return result
 
     # -- the gate -------------------------------------------------------------
+
+    def test_id(self, path: Path, nodeid: str) -> str:
+        """A test's id relative to the project, whatever pytest's rootdir was."""
+        try:
+            relative = path.resolve().relative_to(self.config.rootdir.resolve()).as_posix()
+        except ValueError:
+            return nodeid
+        _, sep, rest = nodeid.partition("::")
+        return relative + sep + rest
 
     def gate(self) -> Gate:
         """The SLO and baseline gate, made on first use (it reads the git commit)."""
