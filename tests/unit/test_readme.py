@@ -26,10 +26,13 @@ def _examples() -> dict[str, str]:
 
 def test_readme_toml_is_valid_config() -> None:
     from perfsuite.config import load_config
+    from perfsuite.stats.slo import parse_slo
 
     for block in _toml_blocks():
         table = tomllib.loads(block).get("tool", {}).get("perfsuite", {})
-        load_config(REPO, table)  # raises ConfigError on anything unknown or bad
+        config = load_config(REPO, table)  # raises ConfigError on anything unknown or bad
+        if config.slo:
+            parse_slo(config.slo)
 
 
 def test_readme_example_runs(pytester: pytest.Pytester) -> None:
