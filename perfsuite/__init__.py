@@ -15,6 +15,7 @@ from perfsuite.errors import (
     LoadGeneratorSaturated,
     MySQLError,
     PerfsuiteError,
+    PerfsuiteWarning,
     ProvisionError,
     ServiceError,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "OpenPhase",
     "PerfConfig",
     "PerfsuiteError",
+    "PerfsuiteWarning",
     "Phase",
     "Phases",
     "Profile",

@@ -26,6 +26,7 @@ __all__ = [
     "LoadGeneratorSaturated",
     "MySQLError",
     "PerfsuiteError",
+    "PerfsuiteWarning",
     "ProvisionError",
     "ServiceError",
     "StoreError",
@@ -66,3 +67,7 @@ class LoadGeneratorSaturated(LoadError):
 
 class StoreError(PerfsuiteError):
     """A stored file (baseline, run record) is corrupt or of an unknown schema."""
+
+
+class PerfsuiteWarning(UserWarning):
+    """Something worked, but not as asked (a fallback was taken, no verdict given)."""

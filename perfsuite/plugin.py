@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 
 from perfsuite.config import Profile, parse_mysql_choice
-from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.errors import ConfigError, PerfsuiteError, PerfsuiteWarning
 from perfsuite.gate import FAIL_ON, TestVerdict
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
@@ -157,6 +158,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
     verdict = session.judge(session.test_id(item.path, item.nodeid), results, marks, rerun)
     item.stash[VERDICT_KEY] = verdict
+    for warning in verdict.warnings:
+        warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {warning}"), stacklevel=1)
     failures = verdict.failures(session.fail_on)
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)

@@ -16,7 +16,7 @@ from typing import Any
 import pymysql
 
 from perfsuite.config import MySQLConfig
-from perfsuite.errors import DockerError, MySQLError
+from perfsuite.errors import DockerError, MySQLError, PerfsuiteWarning
 from perfsuite.provision.docker import DockerStatus, probe_docker
 from perfsuite.provision.server import MySQLServer
 from perfsuite.provision.service import Service, start_service
@@ -31,10 +31,6 @@ __all__ = [
     "probe_docker",
     "start_service",
 ]
-
-
-class PerfsuiteWarning(UserWarning):
-    """Something worked, but not as configured (e.g. a fallback was taken)."""
 
 
 @dataclass(frozen=True, kw_only=True)
