@@ -256,7 +256,10 @@ def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = N
             return answer("order_query", 422, {"error": "order id must be an integer"})
         async with state["pool"].connection() as conn, conn.cursor() as cur:
             if faults.slow_query_ms:
-                await asyncio.sleep(faults.slow_query_ms / 1000.0)
+                # In the database, on this connection: the query itself is slower, and
+                # MySQL's SLEEP has sub-millisecond resolution (asyncio under uvloop: 1 ms).
+                await cur.execute("SELECT SLEEP(%s)", (faults.slow_query_ms / 1000.0,))
+                await cur.fetchall()
             await cur.execute(
                 "SELECT id, user_id, status, total_cents, payment_id FROM orders WHERE id = %s",
                 (order_id,),

@@ -2,7 +2,8 @@
 
 - ``leak``: the payment callback's error path (unknown order) never releases
   its connection; the seed story's bug, connections pile up in ``Sleep``.
-- ``slow:<ms>``: every order query takes ``<ms>`` milliseconds longer.
+- ``slow:<ms>``: every order query takes ``<ms>`` milliseconds longer, in the
+  database (``SELECT SLEEP``); fractions such as ``slow:0.5`` work.
 - unset or empty: the correct service.
 """
 
