@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from examples.order_service.seed import Dataset, generate, load
@@ -69,3 +72,43 @@ def descendants_with(marker: str) -> list[int]:
         if marker in cmdline and proc.info["pid"] != os.getpid():
             found.append(proc.info["pid"])
     return found
+
+
+SERVER = Path(__file__).with_name("loadserver.py")
+
+
+class Server:
+    """tests/unit/loadserver.py in a subprocess on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline().split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, float]:
+        return dict(httpx.get(self.url + "/stats").json())
+
+    def reset(self) -> None:
+        httpx.get(self.url + "/reset")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """A local HTTP server for load tests (tests/unit/loadserver.py), one per module."""
+    srv = Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def target_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner pytest runs find the server in $TARGET, and no Docker engine."""
+    monkeypatch.setenv("TARGET", server.url)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")

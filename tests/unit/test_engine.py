@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,34 +18,7 @@ from perfsuite import ConfigError, LoadError, Request, Scenario, run_load
 from perfsuite.load import ClosedPhase, EngineOptions, OpenPhase
 from perfsuite.load.safety import check_target
 
-SERVER = Path(__file__).with_name("loadserver.py")
-
-
-class Server:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline().split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stats(self) -> dict[str, float]:
-        return dict(httpx.get(self.url + "/stats").json())
-
-    def reset(self) -> None:
-        httpx.get(self.url + "/reset")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.stop()
+from .conftest import Server
 
 
 def get(name: str, path: str, **kwargs: object) -> Request:

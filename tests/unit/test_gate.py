@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,10 @@ import pytest
 from perfsuite import ConfigError
 from perfsuite.stats.slo import parse_slo
 
-from .test_engine import Server
-
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def target(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TARGET", server.url)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+pytestmark = pytest.mark.usefixtures("target_env")
 
 
 PYPROJECT = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,14 +16,7 @@ from perfsuite.load import ClosedPhase, OpenPhase
 from perfsuite.load.parallel import run_parallel, split_phases
 from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_many
 
-from .test_engine import Server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.stop()
+from .conftest import Server
 
 
 def test_split_phases() -> None:

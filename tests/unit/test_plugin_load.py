@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from .test_engine import Server
 
 pytest_plugins = ["pytester"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    srv = Server()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture(autouse=True)
-def target(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TARGET", server.url)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+pytestmark = pytest.mark.usefixtures("target_env")
 
 
 TESTS = """

@@ -1,9 +1,4 @@
-"""``[tool.perfsuite]`` + command-line options -> frozen config objects.
-
-Everything the plugin reads is read here, once, and turned into typed, frozen
-objects. A bad key or value raises :class:`ConfigError` naming the key and the
-value, so a typo fails at start-up and not ten minutes into a load test.
-"""
+"""Reading ``[tool.perfsuite]``: strict, with messages that name the key and the value."""
 
 from __future__ import annotations
 
@@ -11,148 +6,23 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from perfsuite.config.model import (
+    DEFAULT_PROFILES,
+    BaselineConfig,
+    LoadConfig,
+    MySQLConfig,
+    PerfConfig,
+    Profile,
+    ProviderName,
+    ServiceConfig,
+    parse_duration,
+)
 from perfsuite.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_PROFILES",
-    "BaselineConfig",
-    "LoadConfig",
-    "MySQLConfig",
-    "PerfConfig",
-    "Profile",
-    "ServiceConfig",
-    "load_config",
-    "parse_duration",
-]
-
-ProviderName = Literal["auto", "process", "container", "url"]
-ServiceKind = Literal["command", "container", "url"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|min|h)?\s*$")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: object, *, key: str) -> float:
-    """Parse ``"30s"``, ``"500ms"``, ``"2m"`` or a number of seconds into seconds."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration like '30s', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    else:
-        raise ConfigError(f"{key}: expected a duration like '30s' or '500ms', got {value!r}")
-    if seconds <= 0:
-        raise ConfigError(f"{key}: a duration must be positive, got {value!r}")
-    return seconds
-
-
-@dataclass(frozen=True, kw_only=True)
-class Profile:
-    """Scales the phases of a perf test: ``smoke`` for CI, ``full`` for the real thing."""
-
-    name: str
-    duration_scale: float = 1.0
-    rate_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        for key in ("duration_scale", "rate_scale"):
-            value = getattr(self, key)
-            if not value > 0:
-                raise ConfigError(f"profiles.{self.name}.{key}: must be > 0, got {value!r}")
-
-    def duration(self, seconds: float) -> float:
-        """A phase duration, written for the ``full`` profile, scaled to this one."""
-        return seconds * self.duration_scale
-
-    def rate(self, per_second: float) -> float:
-        """An arrival rate (or a concurrency), written for ``full``, scaled to this one."""
-        return per_second * self.rate_scale
-
-    def count(self, n: int) -> int:
-        """A request count scaled by both duration and rate, at least 1."""
-        return max(1, round(n * self.duration_scale * self.rate_scale))
-
-
-DEFAULT_PROFILES: Mapping[str, Profile] = {
-    "smoke": Profile(name="smoke", duration_scale=0.01, rate_scale=0.1),
-    "ci": Profile(name="ci", duration_scale=0.02, rate_scale=0.5),
-    "full": Profile(name="full", duration_scale=1.0, rate_scale=1.0),
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class MySQLConfig:
-    """How to get a MySQL server: which provider, and what to load into it."""
-
-    provider: ProviderName = "auto"
-    url: str | None = None
-    image: str = "mysql:8.4"
-    mysqld: str | None = None
-    port: int = 0
-    database: str = "perf"
-    sql_files: tuple[Path, ...] = ()
-    seed: str | None = None
-    startup_timeout: float = 60.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServiceConfig:
-    """The service under test: a local command, a container image, or a running URL."""
-
-    kind: ServiceKind
-    command: tuple[str, ...] = ()
-    image: str | None = None
-    url: str | None = None
-    port: int = 8000
-    env: Mapping[str, str] = field(default_factory=dict)
-    health: str = "/health"
-    startup_timeout: float = 30.0
-    cwd: Path = Path()
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoadConfig:
-    """Limits of the load generator (``[tool.perfsuite.load]``) and where load may go."""
-
-    max_connections: int = 1_000
-    timeout: float = 10.0
-    late_threshold: float = 0.010
-    max_requests: int = 50_000_000
-    max_duration: float = 4 * 3600.0
-    workers: int = 1
-    allowed_hosts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class BaselineConfig:
-    """``[tool.perfsuite.baseline]``: where baselines live and how strict the gate is."""
-
-    dir: Path = Path("baselines")
-    window: int = 10
-    alpha: float = 0.01
-    tolerance: float = 0.05
-    tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
-    metrics: tuple[str, ...] = ("p50", "p95", "p99", "mean", "error_rate", "rps")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PerfConfig:
-    """The whole perfsuite configuration of one pytest run."""
-
-    rootdir: Path
-    mysql: MySQLConfig
-    service: ServiceConfig | None
-    profile: Profile
-    profiles: Mapping[str, Profile]
-    load: LoadConfig = field(default_factory=LoadConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    slo: Mapping[str, Any] = field(default_factory=dict)
-
+__all__ = ["load_config", "parse_mysql_choice", "read_pyproject"]
 
 _TOP_KEYS = {
     "mysql",
