@@ -19,12 +19,16 @@ from perfsuite.errors import ConfigError, PerfsuiteError, PerfsuiteWarning
 from perfsuite.gate import FAIL_ON, TestVerdict
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
+from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
 
 _SESSION_KEY = pytest.StashKey[PerfSession]()
 RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
 VERDICT_KEY = pytest.StashKey[TestVerdict]()
+WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
+POOL_KEY = pytest.StashKey[PoolVerdict]()
+_NO_POOL_MARKER = "no_pool_check: skip the check that the connection pool returns to idle"
 _SLO_MARKER = (
     "slo(p95='200ms', p99=..., mean=..., max=..., error_rate='0.1%', min_rps=950, "
     "endpoint=None, phase=None): service level objectives of a perf test"
@@ -112,6 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     config.addinivalue_line("markers", _SLO_MARKER)
+    config.addinivalue_line("markers", _NO_POOL_MARKER)
     try:
         session = PerfSession(config)
     except ConfigError as exc:
@@ -144,12 +149,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     # Runs only when the test body passed: then its load is judged.
-    yield
+    try:
+        try:
+            yield
+        except BaseException:
+            # The body failed: still say whether the pool leaked (the report
+            # section carries it), then let the body's failure stand.
+            if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                _pool_failures(item)
+            raise
+        failures = _pool_failures(item) + _gate_failures(item)
+    finally:
+        for watch in item.stash.get(WATCHES_KEY, []):
+            watch.close()
+    if failures:
+        pytest.fail("\n".join(failures), pytrace=False)
+
+
+def _pool_failures(item: pytest.Item) -> list[str]:
+    watches = item.stash.get(WATCHES_KEY, [])
+    if not watches:
+        return []
+    verdict = watches[-1].wait_idle()
+    item.stash[POOL_KEY] = verdict
+    return [] if verdict.ok else ["connection pool did not return to idle:\n" + verdict.report()]
+
+
+def _gate_failures(item: pytest.Item) -> list[str]:
     session = item.config.stash[_SESSION_KEY]
     results = item.stash.get(RESULTS_KEY, [])
     marks = [dict(m.kwargs) for m in item.iter_markers("slo")]
     if not results and not marks:
-        return
+        return []
 
     def rerun() -> list[LoadResult]:
         item.stash[RESULTS_KEY] = []
@@ -160,9 +191,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
         warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {warning}"), stacklevel=1)
-    failures = verdict.failures(session.fail_on)
-    if failures:
-        pytest.fail("\n".join(failures), pytrace=False)
+    return verdict.failures(session.fail_on)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -180,6 +209,9 @@ def pytest_runtest_makereport(
     verdict = item.stash.get(VERDICT_KEY, None)
     if report.when == "call" and verdict is not None:
         report.sections.append(("perfsuite: gate", verdict.report()))
+    pool = item.stash.get(POOL_KEY, None)
+    if report.when == "call" and pool is not None:
+        report.sections.append(("perfsuite: pool", pool.report()))
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:
@@ -250,13 +282,22 @@ def perf_run(
     """
 
     def run(scenario: Scenario, phases: Any, *, target: str | None = None) -> LoadResult:
+        watch = None
         if target is None:
             target = request.getfixturevalue("perf_service").base_url
+            # The pool is only ours to check when the load went to our service.
+            disabled = request.node.get_closest_marker("no_pool_check") is not None
+            watch = perf_session.pool_watch(disabled=disabled)
         live = _live_line(request.config)
+        if watch is not None:
+            request.node.stash.setdefault(WATCHES_KEY, []).append(watch)
+            watch.start()
         try:
             result = perf_session.run_load(scenario, phases, target=target, progress=live)
         finally:
             live.close()
+            if watch is not None:
+                watch.stop()
         request.node.stash.setdefault(RESULTS_KEY, []).append(result)
         return result
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from perfsuite import __version__
@@ -22,6 +23,8 @@ from perfsuite.errors import ConfigError, DockerError, LoadGeneratorSaturated
 from perfsuite.gate import FAIL_ON, Gate, TestVerdict, objectives_for
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
+from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
+from perfsuite.probes.pool import DbProbe, PoolWatch
 from perfsuite.provision import (
     DockerStatus,
     MySQLServer,
@@ -84,6 +87,11 @@ class PerfSession:
             FAIL_ON
         )
         self._gate: Gate | None = None
+        self.mysql_server: MySQLServer | None = None
+        pool = self.config.pool
+        self._pool_names = (
+            resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
+        )
         self._docker = docker
         self._choice: ProviderChoice | None = None
         self._stack = contextlib.ExitStack()
@@ -129,7 +137,11 @@ class PerfSession:
                 if not choice.fallback:
                     raise
         with open_mysql(self.config.mysql, choice, network=network) as server:
-            yield server
+            self.mysql_server = server
+            try:
+                yield server
+            finally:
+                self.mysql_server = None
 
     def seed(self, server: MySQLServer) -> None:
         """Run the ``seed = "module:function"`` callable of the config, if any."""
@@ -207,6 +219,26 @@ class PerfSession:
                 f"load generator saturated: {result.saturation_reason}\n{result.describe()}"
             )
         return result
+
+    # -- the pool check -------------------------------------------------------
+
+    def pool_watch(self, *, disabled: bool) -> PoolWatch | None:
+        """A watch of the service's pool for one load, or None when there is none to watch."""
+        pool = self.config.pool
+        server, service = self.mysql_server, self.service
+        if disabled or not pool.check or server is None or service is None:
+            return None
+        gauges = None
+        if pool.metrics != "none":
+            url = service.base_url + pool.metrics_path
+            preset, names = pool.metrics, self._pool_names
+
+            def gauges() -> PoolGauges:
+                with httpx.Client(timeout=5.0, trust_env=False) as client:
+                    return read_gauges(client, url, preset, names)
+
+        probe = DbProbe(server, pool.user or server.user)
+        return PoolWatch(probe, gauges, max_idle=pool.max_idle, timeout=pool.timeout)
 
     # -- the gate -------------------------------------------------------------
 

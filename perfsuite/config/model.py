@@ -16,6 +16,7 @@ __all__ = [
     "LoadConfig",
     "MySQLConfig",
     "PerfConfig",
+    "PoolConfig",
     "Profile",
     "ProviderName",
     "ServiceConfig",
@@ -135,6 +136,19 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    """``[tool.perfsuite.pool]``: the check that the pool goes back to idle."""
+
+    check: bool = True
+    user: str | None = None  # the service's database user (default: the app account)
+    max_idle: int = 10
+    timeout: float = 10.0
+    metrics: str = "none"  # a preset of perfsuite.probes.metrics, "custom", or "none"
+    metrics_path: str = "/metrics"
+    metric_names: Mapping[str, str] = field(default_factory=dict)  # role -> sample name
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -146,3 +160,4 @@ class PerfConfig:
     load: LoadConfig = field(default_factory=LoadConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     slo: Mapping[str, Any] = field(default_factory=dict)
+    pool: PoolConfig = field(default_factory=PoolConfig)

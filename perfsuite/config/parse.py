@@ -15,6 +15,7 @@ from perfsuite.config.model import (
     LoadConfig,
     MySQLConfig,
     PerfConfig,
+    PoolConfig,
     Profile,
     ProviderName,
     ServiceConfig,
@@ -39,6 +40,19 @@ _TOP_KEYS = {
     "allowed_hosts",
     "baseline",
     "slo",
+    "pool",
+}
+_POOL_KEYS = {
+    "check",
+    "user",
+    "max_idle",
+    "timeout",
+    "metrics",
+    "metrics_path",
+    "in_use_metric",
+    "idle_metric",
+    "waiting_metric",
+    "max_metric",
 }
 _BASELINE_KEYS = {"dir", "window", "alpha", "tolerance", "tolerances", "metrics"}
 _GATE_METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
@@ -308,6 +322,35 @@ def load_config(
         load=_load_config(table.get("load"), table.get("allowed_hosts")),
         baseline=_baseline_config(table.get("baseline"), rootdir, baseline_dir),
         slo=_slo_table(table.get("slo")),
+        pool=_pool_config(table.get("pool")),
+    )
+
+
+def _pool_config(table: Any) -> PoolConfig:
+    where = "[tool.perfsuite.pool]"
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, _POOL_KEYS, where)
+    check = table.get("check", True)
+    if not isinstance(check, bool):
+        raise ConfigError(f"{where}.check: expected true or false, got {check!r}")
+    path = _str(table, "metrics_path", where, "/metrics") or "/metrics"
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}.metrics_path: expected a path starting with '/', got {path!r}")
+    names = {}
+    for role in ("in_use", "idle", "waiting", "max"):
+        name = _str(table, f"{role}_metric", where, None)
+        if name:
+            names[role] = name
+    return PoolConfig(
+        check=check,
+        user=_str(table, "user", where, None),
+        max_idle=_int(table, "max_idle", where, 10, 0, 100_000),
+        timeout=parse_duration(table.get("timeout", "10s"), key=f"{where}.timeout"),
+        metrics=_str(table, "metrics", where, "none") or "none",
+        metrics_path=path,
+        metric_names=names,
     )
 
 

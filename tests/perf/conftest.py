@@ -30,7 +30,12 @@ def create_order(ctx: Context) -> httpx.Request:
 
 
 def payment_callback(ctx: Context) -> httpx.Request:
-    # Callbacks are retried in real life: a repeat must get the same 200.
+    # Callbacks are retried in real life: a repeat must get the same 200. And
+    # now and then the provider calls back for an order we never had: 404.
+    if ctx.rng.random() < 0.01:
+        unknown = 10_000_000 + ctx.rng.randrange(1_000_000)
+        body = {"order_id": unknown, "payment_id": f"pay-{unknown}", "amount_cents": 100}
+        return ctx.post("/payments/callback", json=body)
     order_id, _, total = ctx.pick("order")
     body = {"order_id": order_id, "payment_id": f"pay-{order_id}", "amount_cents": total}
     return ctx.post("/payments/callback", json=body)
@@ -41,11 +46,11 @@ def order_query(ctx: Context) -> httpx.Request:
 
 
 def paid(status: int, body: bytes) -> bool:
-    return json.loads(body)["status"] == "paid"
+    return status == 404 or json.loads(body)["status"] == "paid"
 
 
 CREATE = Request(name="create_order", build=create_order, status={201})
-PAY = Request(name="payment_callback", build=payment_callback, status={200}, check=paid)
+PAY = Request(name="payment_callback", build=payment_callback, status={200, 404}, check=paid)
 QUERY = Request(name="order_query", build=order_query, status={200})
 
 

@@ -1,0 +1,1 @@
+"""Probes of the system under test: its connection pool (and, later, resources)."""
