@@ -1,0 +1,184 @@
+"""The pool idle check: metrics presets, the database probe, and the leak on
+the example service (``ORDER_SERVICE_FAULT=leak``) caught with its report."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from perfsuite import ConfigError, MySQLServer
+from perfsuite.probes.metrics import read_gauges, resolve_preset
+from perfsuite.probes.pool import DbProbe, PoolWatch
+
+from .conftest import REPO
+
+HIKARI = """# HELP hikaricp_connections_active Active connections
+# TYPE hikaricp_connections_active gauge
+hikaricp_connections_active{pool="HikariPool-1"} 3.0
+hikaricp_connections_active{pool="HikariPool-2"} 1.0
+# TYPE hikaricp_connections_idle gauge
+hikaricp_connections_idle{pool="HikariPool-1"} 7.0
+# TYPE hikaricp_connections_pending gauge
+hikaricp_connections_pending{pool="HikariPool-1"} 2.0
+# TYPE hikaricp_connections_max gauge
+hikaricp_connections_max{pool="HikariPool-1"} 10.0
+"""
+GO_SQL = """# TYPE go_sql_in_use_connections gauge
+go_sql_in_use_connections{db_name="orders"} 0
+# TYPE go_sql_idle_connections gauge
+go_sql_idle_connections{db_name="orders"} 4
+# TYPE go_sql_wait_count_total counter
+go_sql_wait_count_total{db_name="orders"} 12
+# TYPE go_sql_max_open_connections gauge
+go_sql_max_open_connections{db_name="orders"} 25
+"""
+
+
+@pytest.fixture(scope="module")
+def metrics_server() -> Iterator[str]:
+    actuator = '{"measurements": [{"statistic": "VALUE", "value": 2.0}]}'
+    pages = {
+        "/hikari": HIKARI,
+        "/go": GO_SQL,
+        "/actuator/metrics/hikaricp.connections.active": actuator,
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path)
+            self.send_response(200 if body else 404)
+            self.end_headers()
+            self.wfile.write((body or "not found").encode())
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_hikaricp_preset_sums_pools(metrics_server: str) -> None:
+    with httpx.Client() as client:
+        g = read_gauges(
+            client, metrics_server + "/hikari", "hikaricp", resolve_preset("hikaricp", {})
+        )
+    assert (g.in_use, g.idle, g.waiting, g.max) == (4.0, 7.0, 2.0, 10.0)
+
+
+def test_go_sql_preset(metrics_server: str) -> None:
+    with httpx.Client() as client:
+        g = read_gauges(client, metrics_server + "/go", "go-sql", resolve_preset("go-sql", {}))
+    assert (g.in_use, g.idle, g.waiting, g.max) == (0.0, 4.0, 12.0, 25.0)
+
+
+def test_actuator_json(metrics_server: str) -> None:
+    names = {"in_use": "hikaricp.connections.active"}
+    with httpx.Client() as client:
+        g = read_gauges(client, metrics_server + "/actuator/metrics", "actuator", names)
+    assert g.in_use == 2.0
+
+
+def test_missing_metric_and_endpoint_are_named(metrics_server: str) -> None:
+    with httpx.Client() as client:
+        with pytest.raises(
+            ConfigError, match=r"metric 'go_sql_in_use_connections' \(in_use\) is not exposed"
+        ):
+            read_gauges(client, metrics_server + "/hikari", "go-sql", resolve_preset("go-sql", {}))
+        with pytest.raises(ConfigError, match="answered HTTP 404"):
+            read_gauges(
+                client, metrics_server + "/nope", "hikaricp", resolve_preset("hikaricp", {})
+            )
+    with pytest.raises(ConfigError, match="unknown preset 'c3p0'"):
+        resolve_preset("c3p0", {})
+
+
+def test_probe_needs_the_process_privilege(mariadb: MySQLServer) -> None:
+    mariadb.execute(
+        "CREATE USER IF NOT EXISTS 'weak'@'%' IDENTIFIED BY 'weak'; "
+        "GRANT SELECT ON *.* TO 'weak'@'%'",
+        admin=True,
+    )
+    weak = MySQLServer(
+        provider="url",
+        host=mariadb.host,
+        port=mariadb.port,
+        user="perfsuite",
+        password="perfsuite",
+        database=mariadb.database,
+        admin_user="weak",
+        admin_password="weak",
+    )
+    with pytest.raises(ConfigError, match="has no PROCESS privilege"):
+        DbProbe(weak, "perfsuite")
+
+
+def test_probe_sees_a_busy_connection(mariadb: MySQLServer, order_data: object) -> None:
+    probe = DbProbe(mariadb, mariadb.user)
+    holder = mariadb.connect()
+    try:
+        holder.begin()
+        with holder.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM users FOR UPDATE")
+        snap = probe.snapshot()
+        assert any(c.in_transaction and c.busy for c in snap.connections)
+        watch = PoolWatch(probe, None, max_idle=10, timeout=0.5)
+        watch.start()
+        watch.stop()
+        verdict = watch.wait_idle()
+        assert not verdict.ok
+        assert "holding a transaction" in verdict.report()
+        holder.rollback()
+        assert watch.wait_idle().ok
+    finally:
+        holder.close()
+        probe.close()
+
+
+def _suite(fault: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/perf",
+            "-m",
+            "perf",
+            "-k",
+            "payment_callback",
+            "--perf-profile=smoke",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_leak_is_caught_with_its_report_and_the_correct_service_passes() -> None:
+    leaky = _suite("leak")
+    assert leaky.returncode == 1, leaky.stdout[-3000:]
+    out = leaky.stdout
+    assert "connection pool did not return to idle" in out
+    assert "still in use (never released: a leak)" in out
+    assert "connections of 'perfsuite' after the load:" in out
+    assert " Sleep " in out
+    assert "Threads_connected before" in out
+
+    correct = _suite("")
+    assert correct.returncode == 0, correct.stdout[-3000:]
+    assert "pool back to idle" in correct.stdout
