@@ -182,3 +182,51 @@ def test_leak_is_caught_with_its_report_and_the_correct_service_passes() -> None
     correct = _suite("")
     assert correct.returncode == 0, correct.stdout[-3000:]
     assert "pool back to idle" in correct.stdout
+
+
+GO_PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+
+[tool.perfsuite.service]
+command = "{{python}} {REPO}/tests/unit/gosql_service.py {{port}} {{mysql_url}}"
+
+[tool.perfsuite.pool]
+metrics = "go-sql"
+max_idle = 8
+timeout = "3s"
+"""
+
+GO_TESTS = """
+import httpx
+import pytest
+from perfsuite import Request, Scenario
+
+def item(ctx):
+    return ctx.get(f"/items/{ctx.rng.randrange(1100)}")   # ids >= 1000 are missing
+
+@pytest.mark.perf
+def test_items(perf_run, perf_phases):
+    scenario = Scenario(Request(name="item", build=item, status={200, 404}))
+    perf_run(scenario, perf_phases.constant(1000, "10m"))
+"""
+
+
+def test_go_style_service_leaking_elsewhere(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyprojecttoml(GO_PROJECT)
+    pytester.makepyfile(test_go=GO_TESTS)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    correct = pytester.runpytest_subprocess("-m", "perf", "--perf-profile=smoke", "-rA")
+    correct.assert_outcomes(passed=1)
+    correct.stdout.fnmatch_lines(["*pool back to idle*"])
+    monkeypatch.setenv("LEAKY", "1")  # the service's own error path leaks
+    leaky = pytester.runpytest_subprocess("-m", "perf", "--perf-profile=smoke", "-rA")
+    leaky.assert_outcomes(failed=1)
+    leaky.stdout.fnmatch_lines(
+        [
+            "*connection pool did not return to idle:*",
+            "*the pool reports * connection(s) still in use (never released: a leak)*",
+        ]
+    )
