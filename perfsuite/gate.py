@@ -16,6 +16,7 @@ import numpy as np
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare
 from perfsuite.stats.slo import Objective, SloResult, evaluate, parse_slo
+from perfsuite.stats.trend import Slope
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import StoredLoad, decode_load, encode_load
 
@@ -42,6 +43,7 @@ class TestVerdict:
     """What the gate found for one test."""
 
     slo: list[SloResult] = field(default_factory=list)
+    growth: list[tuple[Slope, bool]] = field(default_factory=list)  # (slope, too fast)
     comparisons: dict[str, list[MetricComparison]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     confirmed: bool | None = None  # --perf-confirm: did the rerun agree?
@@ -65,6 +67,7 @@ class TestVerdict:
         lines = []
         if "slo" in fail_on:
             lines += [f"SLO violated: {r.describe()}" for r in self.slo_failures()]
+            lines += [f"memory grows {_growth(s)}" for s, too_fast in self.growth if too_fast]
         if "regression" in fail_on:
             lines += [f"regression in {where}: {c.describe()}" for where, c in self.regressions()]
         return lines
@@ -72,6 +75,10 @@ class TestVerdict:
     def report(self) -> str:
         """Everything judged, one line each (for the test's report section)."""
         lines = [("ok  " if r.passed else "FAIL") + f" SLO {r.describe()}" for r in self.slo]
+        lines += [
+            ("FAIL" if too_fast else "ok  ") + f" memory growth {_growth(s)}"
+            for s, too_fast in self.growth
+        ]
         for where, cs in self.comparisons.items():
             lines.append(f"baseline comparison, {where}:")
             lines += [f"  {c.describe()}" for c in cs]
@@ -153,6 +160,13 @@ class Gate:
             loads=[encode_load(r) for r in results],
         )
         self.store.save(test_id, record)
+
+
+def _growth(slope: Slope) -> str:
+    return (
+        f"{slope.per_minute:+.2f} MB/min (95 % CI {slope.low:+.2f} to {slope.high:+.2f}) "
+        f"over {slope.points} samples"
+    )
 
 
 def _fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ from perfsuite.gate import FAIL_ON, TestVerdict
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
 from perfsuite.probes.pool import PoolVerdict, PoolWatch
+from perfsuite.probes.resources import ResourceSeries
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
 
@@ -28,6 +29,7 @@ RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
 VERDICT_KEY = pytest.StashKey[TestVerdict]()
 WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
 POOL_KEY = pytest.StashKey[PoolVerdict]()
+RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
 _NO_POOL_MARKER = "no_pool_check: skip the check that the connection pool returns to idle"
 _SLO_MARKER = (
     "slo(p95='200ms', p99=..., mean=..., max=..., error_rate='0.1%', min_rps=950, "
@@ -187,7 +189,10 @@ def _gate_failures(item: pytest.Item) -> list[str]:
         item.runtest()
         return item.stash.get(RESULTS_KEY, [])
 
-    verdict = session.judge(session.test_id(item.path, item.nodeid), results, marks, rerun)
+    resources = item.stash.get(RESOURCES_KEY, [])
+    verdict = session.judge(
+        session.test_id(item.path, item.nodeid), results, marks, rerun, resources
+    )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
         warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {warning}"), stacklevel=1)
@@ -282,20 +287,25 @@ def perf_run(
     """
 
     def run(scenario: Scenario, phases: Any, *, target: str | None = None) -> LoadResult:
-        watch = None
+        watch = sampler = None
         if target is None:
             target = request.getfixturevalue("perf_service").base_url
-            # The pool is only ours to check when the load went to our service.
+            # The pool and the process are only ours to watch when the load went to our service.
             disabled = request.node.get_closest_marker("no_pool_check") is not None
             watch = perf_session.pool_watch(disabled=disabled)
+            sampler = perf_session.resource_sampler()
         live = _live_line(request.config)
         if watch is not None:
             request.node.stash.setdefault(WATCHES_KEY, []).append(watch)
             watch.start()
+        if sampler is not None:
+            sampler.start()
         try:
             result = perf_session.run_load(scenario, phases, target=target, progress=live)
         finally:
             live.close()
+            if sampler is not None:
+                request.node.stash.setdefault(RESOURCES_KEY, []).append(sampler.stop())
             if watch is not None:
                 watch.stop()
         request.node.stash.setdefault(RESULTS_KEY, []).append(result)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from perfsuite import __version__
@@ -25,6 +27,7 @@ from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
+from perfsuite.probes.resources import ResourceSampler, ResourceSeries
 from perfsuite.provision import (
     DockerStatus,
     MySQLServer,
@@ -36,6 +39,8 @@ from perfsuite.provision import (
     start_service,
 )
 from perfsuite.stats.compare import CompareOptions, MetricComparison
+from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
+from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
 
 __all__ = ["PerfSession"]
@@ -273,6 +278,7 @@ class PerfSession:
         results: list[LoadResult],
         marks: Sequence[Mapping[str, Any]],
         rerun: Callable[[], list[LoadResult]],
+        resources: Sequence[ResourceSeries] = (),
     ) -> TestVerdict:
         """SLOs, then the baseline comparison (confirmed by a rerun if asked), then saving."""
         if marks and not results:
@@ -281,6 +287,7 @@ class PerfSession:
         verdict = TestVerdict()
         objectives = objectives_for(self.config.slo, marks)
         verdict.slo = gate.judge_slo(results, objectives)
+        verdict.slo += self._judge_resources(objectives, resources, verdict)
         if self.compare and results:
             verdict.comparisons, verdict.warnings = gate.compare(test_id, results)
             if self.confirm and verdict.regressions():
@@ -289,6 +296,38 @@ class PerfSession:
         if self.save_baseline and results:
             gate.save(test_id, results)
         return verdict
+
+    def _judge_resources(
+        self,
+        objectives: list[Objective],
+        series: Sequence[ResourceSeries],
+        verdict: TestVerdict,
+    ) -> list[SloResult]:
+        res = self.config.resources
+        wanted = [o for o in objectives if o.metric in RESOURCE_METRICS]
+        if wanted and not any(s.cpu for s in series):
+            raise ConfigError(
+                "cpu/memory SLOs need a local service process to sample "
+                "([tool.perfsuite.service] command) and a load against it"
+            )
+        for s in series:
+            slope = theil_sen(s.seconds, s.rss_mib)
+            if slope is not None:
+                limit = res.max_growth_mib_per_min
+                too_fast = limit is not None and slope.low > 0 and slope.per_minute > limit
+                verdict.growth.append((slope, too_fast))
+        return evaluate_resources(
+            wanted,
+            [c for s in series for c in s.cpu],
+            [m for s in series for m in s.rss_mib],
+            cores=res.cpu_limit or float(os.cpu_count() or 1),
+            memory_mib=res.memory_limit_mib or psutil.virtual_memory().total / 2**20,
+        )
+
+    def resource_sampler(self) -> ResourceSampler | None:
+        """A sampler of the local service process, when there is one."""
+        pid = self.service.pid if self.service is not None else None
+        return ResourceSampler(pid) if pid is not None else None
 
     def close(self) -> None:
         """Remove what the session itself holds (the Docker network)."""

@@ -13,6 +13,7 @@ from perfsuite.config.model import (
     PerfConfig,
     PoolConfig,
     Profile,
+    ResourcesConfig,
     ServiceConfig,
     parse_duration,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "PerfConfig",
     "PoolConfig",
     "Profile",
+    "ResourcesConfig",
     "ServiceConfig",
     "load_config",
     "parse_duration",

@@ -19,6 +19,7 @@ __all__ = [
     "PoolConfig",
     "Profile",
     "ProviderName",
+    "ResourcesConfig",
     "ServiceConfig",
     "ServiceKind",
     "parse_duration",
@@ -149,6 +150,15 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ResourcesConfig:
+    """``[tool.perfsuite.resources]``: what ``cpu``/``memory`` SLOs are percentages of."""
+
+    cpu_limit: float | None = None  # cores; default: this machine's
+    memory_limit_mib: float | None = None  # default: this machine's memory
+    max_growth_mib_per_min: float | None = None  # memory growth that fails a test
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -161,3 +171,4 @@ class PerfConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     slo: Mapping[str, Any] = field(default_factory=dict)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)

@@ -18,6 +18,7 @@ from perfsuite.config.model import (
     PoolConfig,
     Profile,
     ProviderName,
+    ResourcesConfig,
     ServiceConfig,
     parse_duration,
 )
@@ -41,7 +42,11 @@ _TOP_KEYS = {
     "baseline",
     "slo",
     "pool",
+    "resources",
 }
+_RESOURCES_KEYS = {"cpu_limit", "memory_limit", "max_growth"}
+_MIB = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)?\s*(/min)?\s*$", re.IGNORECASE)
+_TO_MIB = {"kb": 1 / 1024, "kib": 1 / 1024, "mb": 1.0, "mib": 1.0, "gb": 1024.0, "gib": 1024.0}
 _POOL_KEYS = {
     "check",
     "user",
@@ -323,6 +328,7 @@ def load_config(
         baseline=_baseline_config(table.get("baseline"), rootdir, baseline_dir),
         slo=_slo_table(table.get("slo")),
         pool=_pool_config(table.get("pool")),
+        resources=_resources_config(table.get("resources")),
     )
 
 
@@ -351,6 +357,37 @@ def _pool_config(table: Any) -> PoolConfig:
         metrics=_str(table, "metrics", where, "none") or "none",
         metrics_path=path,
         metric_names=names,
+    )
+
+
+def _mib(value: object, key: str, *, per_minute: bool) -> float:
+    match = _MIB.match(value) if isinstance(value, str) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if match is None or bool(match.group(3)) != per_minute or not float(match.group(1)) > 0:
+        example = "'10MB/min'" if per_minute else "'512MB'"
+        raise ConfigError(f"{key}: expected a size like {example}, got {value!r}")
+    return float(match.group(1)) * _TO_MIB[(match.group(2) or "MB").lower()]
+
+
+def _resources_config(table: Any) -> ResourcesConfig:
+    where = "[tool.perfsuite.resources]"
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, _RESOURCES_KEYS, where)
+    cpu = table.get("cpu_limit")
+    if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu <= 0):
+        raise ConfigError(f"{where}.cpu_limit: expected a number of cores, got {cpu!r}")
+    memory, growth = table.get("memory_limit"), table.get("max_growth")
+    return ResourcesConfig(
+        cpu_limit=float(cpu) if cpu is not None else None,
+        memory_limit_mib=None
+        if memory is None
+        else _mib(memory, f"{where}.memory_limit", per_minute=False),
+        max_growth_mib_per_min=None
+        if growth is None
+        else _mib(growth, f"{where}.max_growth", per_minute=True),
     )
 
 

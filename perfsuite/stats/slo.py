@@ -21,11 +21,20 @@ import numpy as np
 from perfsuite.errors import ConfigError
 from perfsuite.stats.blocks import BlockSet, bootstrap_metric
 
-__all__ = ["LATENCY_METRICS", "Objective", "SloResult", "evaluate", "parse_slo"]
+__all__ = [
+    "LATENCY_METRICS",
+    "RESOURCE_METRICS",
+    "Objective",
+    "SloResult",
+    "evaluate",
+    "evaluate_resources",
+    "parse_slo",
+]
 
 LATENCY_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 _SELECTORS = ("endpoint", "phase")
-KNOWN = (*LATENCY_METRICS, "error_rate", "min_rps", *_SELECTORS)
+RESOURCE_METRICS = ("cpu", "memory")
+KNOWN = (*LATENCY_METRICS, "error_rate", "min_rps", *RESOURCE_METRICS, *_SELECTORS)
 _LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$")
 _TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}
@@ -44,14 +53,16 @@ class Objective:
 
     def where(self) -> str:
         """``"order_query in steady"``, ``"all endpoints in all measured phases"``."""
+        if self.metric in RESOURCE_METRICS:
+            return "the service during the load"
         endpoint = self.endpoint or "all endpoints"
         phase = f"phase {self.phase}" if self.phase else "all measured phases"
         return f"{endpoint}, {phase}"
 
     def format(self, value: float) -> str:
         """A value of this metric with its unit."""
-        if self.metric == "error_rate":
-            return f"{value:.3%}"
+        if self.metric in ("error_rate", *RESOURCE_METRICS):
+            return f"{value:.3%}" if self.metric == "error_rate" else f"{value:.1%}"
         if self.metric == "rps":
             return f"{value:,.1f} req/s"
         return f"{value:,.2f} ms"
@@ -113,7 +124,7 @@ def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objec
             continue
         if key in LATENCY_METRICS:
             metric, limit, bound = key, _latency(raw, key, where), "max"
-        elif key == "error_rate":
+        elif key in ("error_rate", *RESOURCE_METRICS):
             metric, limit, bound = key, _rate(raw, key, where), "max"
         else:
             metric, limit, bound = "rps", _rps(raw, key, where), "min"
@@ -146,8 +157,9 @@ class SloResult:
         """An SRE's line: metric, where, measured with interval, limit."""
         o = self.objective
         verb = "within" if self.passed else ("exceeds" if o.bound == "max" else "below")
+        kind = "range" if o.metric in RESOURCE_METRICS else "95 % CI"
         interval = (
-            f" (95 % CI {o.format(self.low)} to {o.format(self.high)})"
+            f" ({kind} {o.format(self.low)} to {o.format(self.high)})"
             if math.isfinite(self.low)
             else ""
         )
@@ -167,6 +179,8 @@ def evaluate(
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
+        if o.metric in RESOURCE_METRICS:
+            continue  # judged on the resource series: evaluate_resources
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
         if blocks.n > 1:
@@ -180,5 +194,30 @@ def evaluate(
             passed = measured <= o.limit
         else:
             passed = measured >= o.limit
+        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+    return results
+
+
+def evaluate_resources(
+    objectives: list[Objective],
+    cpu_percent: list[float],
+    rss_mib: list[float],
+    *,
+    cores: float,
+    memory_mib: float,
+) -> list[SloResult]:
+    """``cpu`` (mean, share of ``cores``) and ``memory`` (peak RSS, share of ``memory_mib``)."""
+    results = []
+    for o in objectives:
+        if o.metric == "cpu":
+            values = [c / 100.0 / cores for c in cpu_percent]
+            measured = float(np.mean(values)) if values else math.nan
+        elif o.metric == "memory":
+            values = [m / memory_mib for m in rss_mib]
+            measured = max(values) if values else math.nan
+        else:
+            continue
+        low, high = (min(values), max(values)) if values else (math.nan, math.nan)
+        passed = not math.isnan(measured) and measured <= o.limit
         results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
     return results
