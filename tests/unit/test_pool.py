@@ -209,6 +209,12 @@ def item(ctx):
 def test_items(perf_run, perf_phases):
     scenario = Scenario(Request(name="item", build=item, status={200, 404}))
     perf_run(scenario, perf_phases.constant(1000, "10m"))
+
+@pytest.mark.perf
+@pytest.mark.no_pool_check
+def test_items_unchecked(perf_run, perf_phases):
+    scenario = Scenario(Request(name="item", build=item, status={200, 404}))
+    perf_run(scenario, perf_phases.constant(1000, "1m"))
 """
 
 
@@ -219,11 +225,11 @@ def test_go_style_service_leaking_elsewhere(
     pytester.makepyfile(test_go=GO_TESTS)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
     correct = pytester.runpytest_subprocess("-m", "perf", "--perf-profile=smoke", "-rA")
-    correct.assert_outcomes(passed=1)
+    correct.assert_outcomes(passed=2)
     correct.stdout.fnmatch_lines(["*pool back to idle*"])
     monkeypatch.setenv("LEAKY", "1")  # the service's own error path leaks
     leaky = pytester.runpytest_subprocess("-m", "perf", "--perf-profile=smoke", "-rA")
-    leaky.assert_outcomes(failed=1)
+    leaky.assert_outcomes(failed=1, passed=1)  # the marked test is not checked
     leaky.stdout.fnmatch_lines(
         [
             "*connection pool did not return to idle:*",
