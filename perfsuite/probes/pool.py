@@ -132,6 +132,7 @@ class PoolVerdict:
     before: DbSnapshot
     after: DbSnapshot
     peak_threads: int
+    peak_running: int = 0
     gauges: list[tuple[float, PoolGauges]] = field(default_factory=list)
     waited: float = 0.0
 
@@ -141,8 +142,8 @@ class PoolVerdict:
         lines += [f"  {r}" for r in self.reasons]
         lines.append(
             f"Threads_connected before {self.before.threads_connected}, peak "
-            f"{self.peak_threads}, after {self.after.threads_connected} "
-            f"(waited {self.waited:.1f} s)"
+            f"{self.peak_threads}, after {self.after.threads_connected}; Threads_running peak "
+            f"{self.peak_running} (waited {self.waited:.1f} s)"
         )
         conns = self.after.connections
         if conns and not self.ok:
@@ -188,6 +189,7 @@ class PoolWatch:
         self.timeout = timeout
         self.interval = interval
         self.samples: list[tuple[float, int, PoolGauges | None]] = []
+        self.peak_running = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.before: DbSnapshot | None = None
@@ -195,6 +197,7 @@ class PoolWatch:
 
     def _sample(self) -> None:
         snap = self.probe.snapshot()
+        self.peak_running = max(self.peak_running, snap.threads_running)
         self.samples.append((snap.at, snap.threads_connected, self._read()))
 
     def _read(self) -> PoolGauges | None:
@@ -248,6 +251,7 @@ class PoolWatch:
             before=self.before,
             after=snap,
             peak_threads=peak,
+            peak_running=self.peak_running,
             gauges=series,
             waited=waited,
         )
