@@ -112,3 +112,34 @@ def target_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inner pytest runs find the server in $TARGET, and no Docker engine."""
     monkeypatch.setenv("TARGET", server.url)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def run_example_suite(
+    *args: str, select: str, fault: str = "", profile: str = "smoke"
+) -> subprocess.CompletedProcess[str]:
+    """The project's own perf suite (tests/perf, ``-k select``) in a subprocess."""
+    env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/perf",
+            "-m",
+            "perf",
+            "-k",
+            select,
+            f"--perf-profile={profile}",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

@@ -8,40 +8,15 @@ takes 3 ms longer: about +80 % on its median, +130 % on its p95).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from .conftest import REPO
+from .conftest import run_example_suite
 
 
 def _perf(baselines: Path, *args: str, fault: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/perf",
-            "-m",
-            "perf",
-            "-k",
-            "order_query",
-            "--perf-profile=smoke",
-            f"--perf-baseline-dir={baselines}",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    return run_example_suite(
+        f"--perf-baseline-dir={baselines}", *args, select="order_query", fault=fault
     )
 
 

@@ -4,9 +4,7 @@ the example service (``ORDER_SERVICE_FAULT=leak``) caught with its report."""
 from __future__ import annotations
 
 import http.server
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -17,7 +15,7 @@ from perfsuite import ConfigError, MySQLServer
 from perfsuite.probes.metrics import read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
 
-from .conftest import REPO
+from .conftest import REPO, run_example_suite
 
 HIKARI = """# HELP hikaricp_connections_active Active connections
 # TYPE hikaricp_connections_active gauge
@@ -144,29 +142,7 @@ def test_probe_sees_a_busy_connection(mariadb: MySQLServer, order_data: object) 
 
 
 def _suite(fault: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tests/perf",
-            "-m",
-            "perf",
-            "-k",
-            "payment_callback",
-            "--perf-profile=smoke",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_example_suite(select="payment_callback", fault=fault)
 
 
 def test_leak_is_caught_with_its_report_and_the_correct_service_passes() -> None:
