@@ -22,7 +22,9 @@ from perfsuite.load.progress import LiveLine
 from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.provision import MySQLServer, Service
+from perfsuite.report.terminal import render_table
 from perfsuite.session import PerfSession
+from perfsuite.store.runs import entry_for_test
 
 _SESSION_KEY = pytest.StashKey[PerfSession]()
 RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
@@ -111,6 +113,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rerun a test that regressed once; keep the regression only if the rerun agrees",
     )
+    group.addoption(
+        "--perf-markdown",
+        dest="perf_markdown",
+        metavar="FILE",
+        help="write a Markdown summary for pull requests (also appended to $GITHUB_STEP_SUMMARY)",
+    )
+    group.addoption(
+        "--perf-reports-dir",
+        dest="perf_reports_dir",
+        metavar="DIR",
+        help="where run records go (default reports/; records in DIR/runs/)",
+    )
     parser.addini("perf_profile", "default of --perf-profile", default=None)
     parser.addini("perf_mysql", "default of --perf-mysql", default=None)
 
@@ -164,8 +178,39 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     finally:
         for watch in item.stash.get(WATCHES_KEY, []):
             watch.close()
+        _record_properties(item)
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
+
+
+def _record_properties(item: pytest.Item) -> None:
+    # JUnit XML properties (what record_property does), so CI systems show the numbers.
+    for result in item.stash.get(RESULTS_KEY, []):
+        for endpoint in result.endpoints:
+            m = result.measured(endpoint)
+            for name, value in (
+                ("requests", m.requests),
+                ("errors", m.errors),
+                ("error_rate", round(m.error_rate, 6)),
+                ("rps", round(m.achieved_rps, 3)),
+                ("p50_ms", round(m.latency.p50, 3)),
+                ("p95_ms", round(m.latency.p95, 3)),
+                ("p99_ms", round(m.latency.p99, 3)),
+                ("mean_ms", round(m.latency.mean, 3)),
+            ):
+                item.user_properties.append((f"perf.{endpoint}.{name}", value))
+    verdict = item.stash.get(VERDICT_KEY, None)
+    if verdict is not None:
+        for r in verdict.slo:
+            item.user_properties.append(
+                (f"perf.slo.{r.objective.metric}", "pass" if r.passed else "fail")
+            )
+        for where, comparisons in verdict.comparisons.items():
+            for c in comparisons:
+                item.user_properties.append((f"perf.{where}.{c.metric}.verdict", c.verdict))
+    pool = item.stash.get(POOL_KEY, None)
+    if pool is not None:
+        item.user_properties.append(("perf.pool", "idle" if pool.ok else "leak"))
 
 
 def _pool_failures(item: pytest.Item) -> list[str]:
@@ -217,6 +262,8 @@ def pytest_runtest_makereport(
     pool = item.stash.get(POOL_KEY, None)
     if report.when == "call" and pool is not None:
         report.sections.append(("perfsuite: pool", pool.report()))
+    if report.when == "call" and (results or verdict is not None):
+        item.config.stash[_SESSION_KEY].add_entry(_entry(item, report.outcome))
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:
@@ -312,3 +359,41 @@ def perf_run(
         return result
 
     return run
+
+
+def _entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
+    session = item.config.stash[_SESSION_KEY]
+    verdict = item.stash.get(VERDICT_KEY, None)
+    pool = item.stash.get(POOL_KEY, None)
+    results: list[LoadResult] = item.stash.get(RESULTS_KEY, [])
+    return entry_for_test(
+        test_id=session.test_id(item.path, item.nodeid),
+        outcome=outcome,
+        results=results,
+        slo=verdict.slo if verdict else (),
+        comparisons=verdict.comparisons if verdict else None,
+        warnings=verdict.warnings if verdict else (),
+        growth=[
+            {"per_minute": s.per_minute, "low": s.low, "high": s.high, "too_fast": bad}
+            for s, bad in (verdict.growth if verdict else [])
+        ],
+        pool=None
+        if pool is None
+        else {"ok": pool.ok, "reasons": pool.reasons, "report": pool.report()},
+        resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    session = config.stash.get(_SESSION_KEY, None)
+    if session is None or not session.entries:
+        return
+    text = render_table(
+        session.entries,
+        # Not a terminal (CI logs): wide enough that no column is cut.
+        width=terminalreporter._tw.fullwidth if terminalreporter._tw.hasmarkup else 160,
+        color=terminalreporter._tw.hasmarkup,
+    )
+    terminalreporter.write(text)
+    for path in session.finish():
+        terminalreporter.write_line(f"perfsuite: wrote {path}")

@@ -38,10 +38,12 @@ from perfsuite.provision import (
     probe_docker,
     start_service,
 )
+from perfsuite.report.markdown import render_markdown
 from perfsuite.stats.compare import CompareOptions, MetricComparison
 from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
 from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
+from perfsuite.store.runs import write_run
 
 __all__ = ["PerfSession"]
 
@@ -93,6 +95,10 @@ class PerfSession:
         )
         self._gate: Gate | None = None
         self.mysql_server: MySQLServer | None = None
+        self.entries: list[dict[str, Any]] = []
+        self.markdown: str | None = config.getoption("perf_markdown", default=None)
+        reports = config.getoption("perf_reports_dir", default=None)
+        self.reports_dir = root / (reports or "reports")
         pool = self.config.pool
         self._pool_names = (
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
@@ -328,6 +334,37 @@ class PerfSession:
         """A sampler of the local service process, when there is one."""
         pid = self.service.pid if self.service is not None else None
         return ResourceSampler(pid) if pid is not None else None
+
+    # -- records and reports --------------------------------------------------
+
+    def add_entry(self, entry: dict[str, Any]) -> None:
+        """A perf test's results and verdicts, for the run record and the summaries."""
+        self.entries.append(entry)
+
+    def finish(self) -> list[Path]:
+        """Write the run record and the Markdown summary; return what was written."""
+        if not self.entries:
+            return []
+        gate = self.gate()
+        written = [
+            write_run(
+                self.reports_dir / "runs",
+                commit=gate.commit,
+                fingerprint=gate.fingerprint,
+                profile=self.config.profile.name,
+                tests=self.entries,
+            )
+        ]
+        text = render_markdown(self.entries, commit=gate.commit, profile=self.config.profile.name)
+        if self.markdown:
+            path = Path(self.markdown)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(text)
+        return written
 
     def close(self) -> None:
         """Remove what the session itself holds (the Docker network)."""

@@ -89,9 +89,19 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     )
 
     monkeypatch.setenv("QUERY_PATH", "/sleep/40")  # 20 times slower
-    slow = run(project, "--perf-compare")
+    summary = project.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    slow = run(project, "--perf-compare", "--perf-markdown=pr.md")
     slow.assert_outcomes(failed=1)
     slow.stdout.fnmatch_lines(["*regression in query: p50 regressed: *"])
+    # The pull-request summary: the regression expanded, the table one line each.
+    markdown = (project.path / "pr.md").read_text()
+    assert "**1 problem(s)**" in markdown
+    assert "- 🔴 **query** p50 regressed: " in markdown
+    assert "| `test_query` | query |" in markdown
+    assert "| regressed |" in markdown
+    assert summary.read_text() == markdown
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
 
     # --perf-fail-on=slo: the regression is reported, not fatal.
     run(project, "--perf-compare", "--perf-fail-on=slo").assert_outcomes(passed=1)

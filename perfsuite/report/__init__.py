@@ -1,0 +1,1 @@
+"""Reports, rendered from run records only: terminal, JUnit properties, Markdown."""

@@ -1,0 +1,68 @@
+"""The pull-request summary in Markdown: regressions and improvements expanded,
+the rest one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from perfsuite.report.rows import rows
+
+__all__ = ["render_markdown"]
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, profile: str) -> str:
+    """The Markdown text of a run."""
+    all_rows = [r for e in entries for r in rows(e)]
+    regressed = [
+        r for r in all_rows if r.verdict == "regressed" or r.slo == "FAIL" or r.pool == "LEAK"
+    ]
+    lines = [
+        "## perfsuite",
+        "",
+        f"{len(entries)} perf test(s), profile `{profile}`"
+        + (f", commit `{commit[:12]}`" if commit else "")
+        + (f": **{len(regressed)} problem(s)**" if regressed else ": no regression"),
+        "",
+    ]
+    for entry in entries:
+        changed = {
+            where: [c for c in cs if c["verdict"] in ("regressed", "improved")]
+            for where, cs in entry.get("comparisons", {}).items()
+        }
+        failed_slo = [s for s in entry["slo"] if not s["passed"]]
+        pool = entry.get("pool")
+        if any(changed.values()) or failed_slo or (pool and not pool["ok"]):
+            lines.append(f"### `{entry['id']}`")
+            lines.append("")
+            for where, cs in changed.items():
+                for c in cs:
+                    icon = "🔴" if c["verdict"] == "regressed" else "🟢"
+                    lines.append(f"- {icon} **{where}** {c['text']}")
+            for s in failed_slo:
+                lines.append(f"- 🔴 SLO violated: {s['text']}")
+            if pool and not pool["ok"]:
+                lines.append("- 🔴 the connection pool did not return to idle:")
+                lines.append("")
+                lines.append("```")
+                lines.append(pool["report"])
+                lines.append("```")
+            for w in entry.get("warnings", []):
+                lines.append(f"- ⚠️ {w}")
+            lines.append("")
+    header = ["test", "endpoint", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SLO"]
+    header += ["vs baseline", "pool"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | :---: | :---: | :---: |")
+    for r in all_rows:
+        rps = "-" if r.rps is None else f"{r.rps:,.0f}"
+        lines.append(
+            f"| `{r.test.rsplit('::', 1)[-1]}` | {r.endpoint} | {rps} | {_ms(r.p50)} | "
+            f"{_ms(r.p95)} | {_ms(r.p99)} | {r.errors}/{r.requests} | {r.slo} | {r.verdict} | "
+            f"{r.pool} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,59 @@
+"""The session's summary table in the terminal (rich)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from perfsuite.report.rows import rows
+
+__all__ = ["render_table"]
+
+_STYLE = {"regressed": "bold red", "improved": "green", "FAIL": "bold red", "LEAK": "bold red"}
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) -> str:
+    """The table as text (with ANSI styles when ``color``)."""
+    table = Table(title="perfsuite", title_justify="left", show_lines=False)
+    for name, justify in [
+        ("test", "left"),
+        ("endpoint", "left"),
+        ("phases", "left"),
+        ("req/s", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("p99 ms", "right"),
+        ("errors", "right"),
+        ("SLO", "center"),
+        ("vs baseline", "center"),
+        ("pool", "center"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for entry in entries:
+        for r in rows(entry):
+            table.add_row(
+                r.test.rsplit("::", 1)[-1],
+                r.endpoint,
+                r.phases,
+                "-" if r.rps is None else f"{r.rps:,.0f}",
+                _ms(r.p50),
+                _ms(r.p95),
+                _ms(r.p99),
+                f"{r.errors}/{r.requests}",
+                f"[{_STYLE.get(r.slo, '')}]{r.slo}" if r.slo in _STYLE else r.slo,
+                f"[{_STYLE[r.verdict]}]{r.verdict}" if r.verdict in _STYLE else r.verdict,
+                f"[{_STYLE[r.pool]}]{r.pool}" if r.pool in _STYLE else r.pool,
+            )
+    out = io.StringIO()
+    Console(
+        file=out, width=width, force_terminal=color, color_system="standard" if color else None
+    ).print(table)
+    return out.getvalue()

@@ -1,0 +1,137 @@
+"""Run records: ``reports/runs/<timestamp>_<commit>.json``, one per perf session.
+
+::
+
+    {"schema": 1, "kind": "perfsuite-run", "created": ..., "commit": ...,
+     "fingerprint": {...}, "profile": "ci",
+     "tests": [{"id", "outcome", "loads": [<encode_load>], "slo": [...],
+                "comparisons": {where: [...]}, "warnings": [...],
+                "growth": [...], "pool": {...} | null, "resources": [...]}]}
+
+The same load data as the baselines (HDR histograms, blocks, summaries),
+plus what was judged. Reports are rendered from these records only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from perfsuite.load.result import LoadResult
+from perfsuite.stats.compare import MetricComparison
+from perfsuite.stats.slo import SloResult
+from perfsuite.store.records import encode_load
+
+__all__ = ["SCHEMA", "entry_for_test", "write_run"]
+
+SCHEMA = 1
+KIND = "perfsuite-run"
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 6)  # NaN -> null
+
+
+def _slo(r: SloResult) -> dict[str, Any]:
+    o = r.objective
+    return {
+        "metric": o.metric,
+        "endpoint": o.endpoint,
+        "phase": o.phase,
+        "limit": o.limit,
+        "bound": o.bound,
+        "measured": _num(r.measured),
+        "low": _num(r.low),
+        "high": _num(r.high),
+        "passed": r.passed,
+        "text": r.describe(),
+    }
+
+
+def _comparison(c: MetricComparison) -> dict[str, Any]:
+    return {
+        "metric": c.metric,
+        "verdict": c.verdict,
+        "baseline": _num(c.baseline),
+        "current": _num(c.current),
+        "change": _num(c.change),
+        "low": _num(c.low),
+        "high": _num(c.high),
+        "p_value": _num(c.p_value),
+        "method": c.method,
+        "tolerance": c.tolerance,
+        "text": c.describe(),
+    }
+
+
+def entry_for_test(
+    *,
+    test_id: str,
+    outcome: str,
+    results: Sequence[LoadResult],
+    slo: Sequence[SloResult] = (),
+    comparisons: Mapping[str, Sequence[MetricComparison]] | None = None,
+    warnings: Sequence[str] = (),
+    growth: Sequence[Mapping[str, Any]] = (),
+    pool: Mapping[str, Any] | None = None,
+    resources: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """One test of a run record, JSON-ready."""
+    return {
+        "id": test_id,
+        "outcome": outcome,
+        "loads": [encode_load(r) for r in results],
+        "slo": [_slo(r) for r in slo],
+        "comparisons": {
+            where: [_comparison(c) for c in cs] for where, cs in (comparisons or {}).items()
+        },
+        "warnings": list(warnings),
+        "growth": list(growth),
+        "pool": dict(pool) if pool is not None else None,
+        "resources": list(resources),
+    }
+
+
+def write_run(
+    folder: Path,
+    *,
+    commit: str | None,
+    fingerprint: Mapping[str, Any],
+    profile: str,
+    tests: list[dict[str, Any]],
+) -> Path:
+    """Write a run record atomically; return its path."""
+    now = datetime.now(UTC)
+    record = {
+        "schema": SCHEMA,
+        "kind": KIND,
+        "created": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "commit": commit,
+        "fingerprint": dict(fingerprint),
+        "profile": profile,
+        "tests": tests,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{now:%Y%m%dT%H%M%SZ}_{(commit or 'nocommit')[:12]}"
+    path = folder / f"{name}.json"
+    n = 1
+    while path.exists():  # two sessions in one second
+        n += 1
+        path = folder / f"{name}_{n}.json"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, separators=(",", ":"))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

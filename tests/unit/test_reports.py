@@ -1,0 +1,73 @@
+"""Run records, JUnit properties and the terminal summary (pytester)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.usefixtures("target_env")
+
+TESTS = """
+import os
+import httpx
+import pytest
+from perfsuite import Request, Scenario
+
+@pytest.mark.perf
+@pytest.mark.slo(p95="500ms")
+def test_query(perf_run, perf_phases):
+    query = Request(name="query", build=httpx.Request("GET", os.environ["TARGET"] + "/ok"))
+    perf_run(Scenario(query), perf_phases.constant(1000, "10m"), target=os.environ["TARGET"])
+
+def test_plain():
+    pass
+"""
+
+
+def test_run_record_junit_and_terminal_summary(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml("[tool.perfsuite]\n")
+    pytester.makepyfile(test_user=TESTS)
+    result = pytester.runpytest_subprocess(
+        "-m", "perf or not perf", "--perf-profile=smoke", "--junitxml=junit.xml"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test * endpoint * req/s * p50 ms * p95 ms * p99 ms * errors * SLO * vs * pool*",
+            "*test_query * query * steady * 100 * pass * - * - *",
+            "perfsuite: wrote *reports/runs/*.json",
+        ]
+    )
+    (record_path,) = (pytester.path / "reports" / "runs").glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert (record["schema"], record["kind"], record["profile"]) == (1, "perfsuite-run", "smoke")
+    assert set(record["fingerprint"]) >= {"cpu", "cores", "python", "perfsuite"}
+    (entry,) = record["tests"]  # the plain test ran no load: no entry
+    assert entry["id"] == "test_user.py::test_query"
+    assert entry["outcome"] == "passed"
+    assert entry["slo"][0]["metric"] == "p95"
+    assert entry["slo"][0]["passed"]
+    (cell,) = [c for c in entry["loads"][0]["cells"] if c["phase"] == "steady"]
+    assert cell["summary"]["requests"] == 600
+    assert cell["latency"].startswith("HISTFAA")  # the standard HDR encoding
+
+    root = ET.parse(pytester.path / "junit.xml").getroot()
+    props = {
+        p.get("name"): p.get("value")
+        for case in root.iter("testcase")
+        if case.get("name") == "test_query"
+        for p in case.iter("property")
+    }
+    assert props["perf.query.requests"] == "600"
+    assert props["perf.query.errors"] == "0"
+    assert float(props["perf.query.p95_ms"]) > 0
+    assert props["perf.slo.p95"] == "pass"
+
+
+def test_nothing_written_without_perf_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=TESTS)
+    pytester.runpytest().assert_outcomes(passed=1, deselected=1)
+    assert not (pytester.path / "reports").exists()
