@@ -7,6 +7,7 @@ against the test's baseline runs of the same environment fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from perfsuite.stats.trend import Slope
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import StoredLoad, decode_load, encode_load
 
-__all__ = ["Gate", "TestVerdict", "objectives_for"]
+__all__ = ["Gate", "TestVerdict", "confirm", "objectives_for"]
 
 FAIL_ON = ("slo", "regression")
 
@@ -173,3 +174,20 @@ def _fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "unknown difference"
+
+
+def confirm(verdict: TestVerdict, again: dict[str, list[MetricComparison]]) -> bool:
+    """Keep a regression only where the rerun regressed too; True if any remains."""
+    kept = False
+    for where, comparisons in verdict.comparisons.items():
+        rerun = {c.metric: c.verdict for c in again.get(where, [])}
+        updated = []
+        for c in comparisons:
+            if c.verdict == "regressed" and rerun.get(c.metric) != "regressed":
+                c = dataclasses.replace(
+                    c, verdict="inconclusive", method=c.method + ", rerun disagreed"
+                )
+            kept = kept or c.verdict == "regressed"
+            updated.append(c)
+        verdict.comparisons[where] = updated
+    return kept

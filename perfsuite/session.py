@@ -7,7 +7,6 @@ built and driven without pytest's machinery beyond a ``pytest.Config``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import os
 import sys
@@ -22,7 +21,7 @@ import pytest
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
 from perfsuite.errors import ConfigError, DockerError, LoadGeneratorSaturated
-from perfsuite.gate import FAIL_ON, Gate, TestVerdict, objectives_for
+from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, objectives_for
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
@@ -39,7 +38,7 @@ from perfsuite.provision import (
     start_service,
 )
 from perfsuite.report.markdown import render_markdown
-from perfsuite.stats.compare import CompareOptions, MetricComparison
+from perfsuite.stats.compare import CompareOptions
 from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
 from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
@@ -320,7 +319,7 @@ class PerfSession:
             slope = theil_sen(s.seconds, s.rss_mib)
             if slope is not None:
                 limit = res.max_growth_mib_per_min
-                too_fast = limit is not None and slope.low > 0 and slope.per_minute > limit
+                too_fast = bool(limit is not None and slope.low > 0 and slope.per_minute > limit)
                 verdict.growth.append((slope, too_fast))
         return evaluate_resources(
             wanted,
@@ -392,20 +391,3 @@ def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
     for item in phases:
         flat.extend(flatten_phases(item))
     return flat
-
-
-def confirm(verdict: TestVerdict, again: dict[str, list[MetricComparison]]) -> bool:
-    """Keep a regression only where the rerun regressed too; True if any remains."""
-    kept = False
-    for where, comparisons in verdict.comparisons.items():
-        rerun = {c.metric: c.verdict for c in again.get(where, [])}
-        updated = []
-        for c in comparisons:
-            if c.verdict == "regressed" and rerun.get(c.metric) != "regressed":
-                c = dataclasses.replace(
-                    c, verdict="inconclusive", method=c.method + ", rerun disagreed"
-                )
-            kept = kept or c.verdict == "regressed"
-            updated.append(c)
-        verdict.comparisons[where] = updated
-    return kept

@@ -36,4 +36,9 @@ def theil_sen(seconds: list[float], values: list[float], *, max_points: int = 12
         t = np.array([t[a:b].mean() for a, b in itertools.pairwise(edges)])
         v = np.array([np.median(v[a:b]) for a, b in itertools.pairwise(edges)])
     slope, _, low, high = st.theilslopes(v, t, alpha=0.95)
-    return Slope(per_minute=slope * 60.0, low=low * 60.0, high=high * 60.0, points=int(t.size))
+    return Slope(
+        per_minute=float(slope) * 60.0,
+        low=float(low) * 60.0,
+        high=float(high) * 60.0,
+        points=int(t.size),
+    )

@@ -8,6 +8,7 @@ takes 3 ms longer: about +80 % on its median, +130 % on its p95).
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -31,5 +32,6 @@ def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
 
     slow = _perf(tmp_path, "--perf-compare", fault="slow:3")
     assert slow.returncode == 1, slow.stdout[-3000:]
-    assert "regression in order_query: p50 regressed:" in slow.stdout
+    # Which latency metric crosses first varies from run to run; one of them must.
+    assert re.search(r"regression in order_query: (p50|p95|p99|mean) regressed:", slow.stdout)
     assert "1 failed" in slow.stdout
