@@ -23,7 +23,7 @@ from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.report.terminal import render_table
-from perfsuite.session import PerfSession
+from perfsuite.session import PerfSession, perf_lock
 from perfsuite.store.runs import entry_for_test
 
 _SESSION_KEY = pytest.StashKey[PerfSession]()
@@ -164,7 +164,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    # Runs only when the test body passed: then its load is judged.
+    # Perf tests never overlap on one machine (xdist workers, parallel sessions):
+    # they would steal each other's CPU. The judging runs only if the body passed.
+    lock = perf_lock(item.config.stash[_SESSION_KEY]) if item.get_closest_marker("perf") else None
     try:
         try:
             yield
@@ -179,6 +181,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         for watch in item.stash.get(WATCHES_KEY, []):
             watch.close()
         _record_properties(item)
+        if lock is not None:
+            lock.close()
     if failures:
         pytest.fail("\n".join(failures), pytrace=False)
 
@@ -263,7 +267,8 @@ def pytest_runtest_makereport(
     if report.when == "call" and pool is not None:
         report.sections.append(("perfsuite: pool", pool.report()))
     if report.when == "call" and (results or verdict is not None):
-        item.config.stash[_SESSION_KEY].add_entry(_entry(item, report.outcome))
+        # On the report, so that pytest-xdist ships it from a worker to the controller.
+        report.perfsuite_entry = _entry(item, report.outcome)  # type: ignore[attr-defined]
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:

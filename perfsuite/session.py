@@ -7,12 +7,15 @@ built and driven without pytest's machinery beyond a ``pytest.Config``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import importlib
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import psutil
@@ -95,6 +98,7 @@ class PerfSession:
         self._gate: Gate | None = None
         self.mysql_server: MySQLServer | None = None
         self.entries: list[dict[str, Any]] = []
+        self.is_worker = hasattr(config, "workerinput")  # a pytest-xdist worker
         self.markdown: str | None = config.getoption("perf_markdown", default=None)
         reports = config.getoption("perf_reports_dir", default=None)
         self.reports_dir = root / (reports or "reports")
@@ -340,6 +344,12 @@ class PerfSession:
         """A perf test's results and verdicts, for the run record and the summaries."""
         self.entries.append(entry)
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """(a pytest hook) Collect the entries the reports carry, also from xdist workers."""
+        entry = getattr(report, "perfsuite_entry", None)
+        if entry is not None and not self.is_worker:
+            self.add_entry(entry)
+
     def finish(self) -> list[Path]:
         """Write the run record and the Markdown summary; return what was written."""
         if not self.entries:
@@ -391,3 +401,12 @@ def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
     for item in phases:
         flat.extend(flatten_phases(item))
     return flat
+
+
+def perf_lock(session: PerfSession) -> IO[str]:
+    """Hold the machine-wide lock of this project's perf tests (closed: released)."""
+    digest = hashlib.sha1(str(session.config.rootdir).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"perfsuite-{digest}.lock"
+    fh = path.open("a+")
+    fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+    return fh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import xml.etree.ElementTree as ET
 
@@ -71,3 +72,52 @@ def test_nothing_written_without_perf_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=TESTS)
     pytester.runpytest().assert_outcomes(passed=1, deselected=1)
     assert not (pytester.path / "reports").exists()
+
+
+XDIST_TESTS = """
+import os, pathlib, time
+import httpx
+import pytest
+from perfsuite import Request, Scenario
+
+def _load(perf_run, perf_phases, name):
+    log = pathlib.Path(os.environ["SPANS"])
+    start = time.time()
+    query = Request(name=name, build=httpx.Request("GET", os.environ["TARGET"] + "/ok"))
+    perf_run(Scenario(query), perf_phases.constant(1000, "2m"), target=os.environ["TARGET"])
+    with log.open("a") as fh:
+        fh.write(f"{start} {time.time()}\\n")
+
+@pytest.mark.perf
+def test_one(perf_run, perf_phases):
+    _load(perf_run, perf_phases, "one")
+
+@pytest.mark.perf
+def test_two(perf_run, perf_phases):
+    _load(perf_run, perf_phases, "two")
+
+@pytest.mark.perf
+def test_three(perf_run, perf_phases):
+    _load(perf_run, perf_phases, "three")
+"""
+
+
+def test_xdist_serialises_perf_tests_and_reports_them_all(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans = pytester.path / "spans.txt"
+    monkeypatch.setenv("SPANS", str(spans))
+    pytester.makepyprojecttoml("[tool.perfsuite]\n")
+    pytester.makepyfile(test_user=XDIST_TESTS)
+    result = pytester.runpytest_subprocess("-n", "2", "-m", "perf", "--perf-profile=smoke")
+    result.assert_outcomes(passed=3)
+    intervals = sorted(tuple(map(float, line.split())) for line in spans.read_text().splitlines())
+    assert len(intervals) == 3
+    for (_, end), (start, _) in itertools.pairwise(intervals):
+        assert start >= end - 0.05, f"perf tests overlapped: {intervals}"
+    # Results from both workers reach the controller's table and record.
+    for name in ("one", "two", "three"):  # in the order the workers finished them
+        result.stdout.fnmatch_lines([f"*test_{name} * {name} *"])
+    (record,) = (pytester.path / "reports" / "runs").glob("*.json")
+    tests = {t["id"] for t in json.loads(record.read_text())["tests"]}
+    assert tests == {f"test_user.py::test_{n}" for n in ("one", "two", "three")}
