@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib
 import os
 import sys
@@ -404,9 +403,13 @@ def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
 
 
 def perf_lock(session: PerfSession) -> IO[str]:
-    """Hold the machine-wide lock of this project's perf tests (closed: released)."""
-    digest = hashlib.sha1(str(session.config.rootdir).encode()).hexdigest()[:12]
-    path = Path(tempfile.gettempdir()) / f"perfsuite-{digest}.lock"
+    """Hold the machine-wide lock of perf tests (closing the file releases it).
+
+    One lock for the machine, whatever the project: two load tests at once
+    would steal each other's CPU. The file stays (removing a lock file races).
+    """
+    del session
+    path = Path(tempfile.gettempdir()) / "perfsuite.lock"
     fh = path.open("a+")
-    fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+    fcntl.flock(fh, fcntl.LOCK_EX)
     return fh
