@@ -112,6 +112,15 @@ def _int(table: Mapping[str, Any], key: str, where: str, default: int, lo: int, 
     return value
 
 
+def _section(table: Any, known: set[str], where: str) -> dict[str, Any]:
+    """A sub-table of [tool.perfsuite] ({} when absent), its keys checked."""
+    table = {} if table is None else table
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _check_keys(table, known, where)
+    return table
+
+
 def parse_mysql_choice(value: str) -> tuple[ProviderName, str | None]:
     """``auto | process | container | mysql://user:pass@host:port/db`` -> (provider, url)."""
     if value in ("auto", "process", "container"):
@@ -229,10 +238,7 @@ def _profiles(table: Any) -> dict[str, Profile]:
 
 def _load_config(table: Any, allowed: Any) -> LoadConfig:
     where = "[tool.perfsuite.load]"
-    table = {} if table is None else table
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _check_keys(table, _LOAD_KEYS, where)
+    table = _section(table, _LOAD_KEYS, where)
     allowed = [] if allowed is None else allowed
     if not isinstance(allowed, list) or not all(isinstance(h, str) and h for h in allowed):
         raise ConfigError(
@@ -269,10 +275,7 @@ def _fraction(value: object, key: str) -> float:
 
 def _baseline_config(table: Any, rootdir: Path, folder: str | None) -> BaselineConfig:
     where = "[tool.perfsuite.baseline]"
-    table = {} if table is None else table
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _check_keys(table, _BASELINE_KEYS, where)
+    table = _section(table, _BASELINE_KEYS, where)
     defaults = BaselineConfig()
     metrics = table.get("metrics", list(defaults.metrics))
     if not isinstance(metrics, list) or not metrics or not set(metrics) <= set(_GATE_METRICS):
@@ -334,10 +337,7 @@ def load_config(
 
 def _pool_config(table: Any) -> PoolConfig:
     where = "[tool.perfsuite.pool]"
-    table = {} if table is None else table
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _check_keys(table, _POOL_KEYS, where)
+    table = _section(table, _POOL_KEYS, where)
     check = table.get("check", True)
     if not isinstance(check, bool):
         raise ConfigError(f"{where}.check: expected true or false, got {check!r}")
@@ -372,10 +372,7 @@ def _mib(value: object, key: str, *, per_minute: bool) -> float:
 
 def _resources_config(table: Any) -> ResourcesConfig:
     where = "[tool.perfsuite.resources]"
-    table = {} if table is None else table
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table")
-    _check_keys(table, _RESOURCES_KEYS, where)
+    table = _section(table, _RESOURCES_KEYS, where)
     cpu = table.get("cpu_limit")
     if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu <= 0):
         raise ConfigError(f"{where}.cpu_limit: expected a number of cores, got {cpu!r}")

@@ -18,7 +18,6 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 
 from perfsuite import __version__
 from perfsuite.errors import StoreError
+from perfsuite.store.files import write_json_atomic
 
 __all__ = ["SCHEMA", "BaselineStore", "RunRecord", "commit_of", "fingerprint"]
 
@@ -153,18 +153,7 @@ class BaselineStore:
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(test_id)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, separators=(",", ":"))
-            # mkstemp makes the file private; a baseline is meant to be shared.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, data)
         return path
 
 

@@ -14,9 +14,6 @@ plus what was judged. Reports are rendered from these records only.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.compare import MetricComparison
 from perfsuite.stats.slo import SloResult
+from perfsuite.store.files import write_json_atomic
 from perfsuite.store.records import encode_load
 
 __all__ = ["SCHEMA", "entry_for_test", "write_run"]
@@ -123,15 +121,5 @@ def write_run(
     while path.exists():  # two sessions in one second
         n += 1
         path = folder / f"{name}_{n}.json"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, separators=(",", ":"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, record)
     return path
