@@ -125,6 +125,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="where run records go (default reports/; records in DIR/runs/)",
     )
+    group.addoption(
+        "--perf-history",
+        dest="perf_history",
+        metavar="URL_OR_PATH",
+        help="the history database: a SQLite path or a SQLAlchemy URL, 'none' to keep no "
+        "history (default: $PERFSUITE_HISTORY, else [tool.perfsuite] history, else "
+        "reports/history.sqlite)",
+    )
     parser.addini("perf_profile", "default of --perf-profile", default=None)
     parser.addini("perf_mysql", "default of --perf-mysql", default=None)
 

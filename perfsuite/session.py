@@ -43,7 +43,9 @@ from perfsuite.report.markdown import render_markdown
 from perfsuite.stats.compare import CompareOptions
 from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
 from perfsuite.stats.trend import theil_sen
-from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
+from perfsuite.store.baselines import BaselineStore, branch_of, commit_of, fingerprint
+from perfsuite.store.history import History, history_url, redact
+from perfsuite.store.ingest import append_record, run_uid
 from perfsuite.store.runs import write_run
 
 __all__ = ["PerfSession"]
@@ -101,6 +103,9 @@ class PerfSession:
         self.markdown: str | None = config.getoption("perf_markdown", default=None)
         reports = config.getoption("perf_reports_dir", default=None)
         self.reports_dir = root / (reports or "reports")
+        self.history: str | None = history_target(
+            config.getoption("perf_history", default=None), self.config.history, self.reports_dir
+        )
         pool = self.config.pool
         self._pool_names = (
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
@@ -349,25 +354,29 @@ class PerfSession:
         if entry is not None and not self.is_worker:
             self.add_entry(entry)
 
-    def finish(self) -> list[Path]:
+    def finish(self) -> list[str]:
         """Write the run record and the Markdown summary; return what was written."""
         if not self.entries:
             return []
         gate = self.gate()
-        written = [
-            write_run(
-                self.reports_dir / "runs",
-                commit=gate.commit,
-                fingerprint=gate.fingerprint,
-                profile=self.config.profile.name,
-                tests=self.entries,
-            )
-        ]
+        path, record = write_run(
+            self.reports_dir / "runs",
+            commit=gate.commit,
+            branch=branch_of(self.config.rootdir),
+            fingerprint=gate.fingerprint,
+            profile=self.config.profile.name,
+            tests=self.entries,
+        )
+        written = [str(path)]
+        if self.history is not None:
+            url = history_url(self.history, self.config.rootdir)
+            with History(url) as history:
+                append_record(history, record, uid=run_uid(record, path.stem))
+            written.append(f"{redact(url)} (history)")
         text = render_markdown(self.entries, commit=gate.commit, profile=self.config.profile.name)
         if self.markdown:
-            path = Path(self.markdown)
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+            Path(self.markdown).write_text(text, encoding="utf-8")
+            written.append(self.markdown)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
             with open(summary, "a", encoding="utf-8") as fh:
@@ -390,6 +399,15 @@ class PerfSession:
     def short_error(exc: BaseException) -> str:
         """One clear line (or block) for a perfsuite error, no traceback."""
         return f"perfsuite: {type(exc).__name__}: {exc}"
+
+
+def history_target(option: str | None, configured: str | None, reports: Path) -> str | None:
+    """Where the history goes: the option, else $PERFSUITE_HISTORY, else the config, else
+    ``<reports>/history.sqlite``; None when any of them says ``none``."""
+    target = option or os.environ.get("PERFSUITE_HISTORY") or configured
+    if target is None:
+        return str(reports / "history.sqlite")
+    return None if target.strip().lower() in ("none", "") else target
 
 
 def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:

@@ -172,3 +172,5 @@ class PerfConfig:
     slo: Mapping[str, Any] = field(default_factory=dict)
     pool: PoolConfig = field(default_factory=PoolConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    # A path (relative to the root) or a SQLAlchemy URL; None: <reports>/history.sqlite.
+    history: str | None = None

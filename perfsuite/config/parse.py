@@ -27,6 +27,7 @@ from perfsuite.errors import ConfigError
 __all__ = ["load_config", "parse_mysql_choice", "read_pyproject"]
 
 _TOP_KEYS = {
+    "history",
     "mysql",
     "mysql_image",
     "mysqld",
@@ -332,6 +333,7 @@ def load_config(
         slo=_slo_table(table.get("slo")),
         pool=_pool_config(table.get("pool")),
         resources=_resources_config(table.get("resources")),
+        history=_str(table, "history", "[tool.perfsuite]", None),
     )
 
 

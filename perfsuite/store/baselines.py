@@ -28,7 +28,7 @@ from perfsuite import __version__
 from perfsuite.errors import StoreError
 from perfsuite.store.files import write_json_atomic
 
-__all__ = ["SCHEMA", "BaselineStore", "RunRecord", "commit_of", "fingerprint"]
+__all__ = ["SCHEMA", "BaselineStore", "RunRecord", "branch_of", "commit_of", "fingerprint"]
 
 SCHEMA = 1
 KIND = "perfsuite-baseline"
@@ -73,6 +73,26 @@ def commit_of(rootdir: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def branch_of(rootdir: Path) -> str | None:
+    """The branch under test: CI's variables, else git's current branch."""
+    for var in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "BRANCH_NAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=rootdir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    branch = out.stdout.strip()
+    return branch if branch and branch != "HEAD" else None
 
 
 @dataclass(frozen=True, kw_only=True)

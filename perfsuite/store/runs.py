@@ -2,7 +2,8 @@
 
 ::
 
-    {"schema": 1, "kind": "perfsuite-run", "created": ..., "commit": ...,
+    {"schema": 1, "kind": "perfsuite-run", "id": <uuid4 hex>, "created": ...,
+     "commit": ..., "branch": ...,
      "fingerprint": {...}, "profile": "ci",
      "tests": [{"id", "outcome", "loads": [<encode_load>], "slo": [...],
                 "comparisons": {where: [...]}, "warnings": [...],
@@ -14,6 +15,7 @@ plus what was judged. Reports are rendered from these records only.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,17 +101,22 @@ def write_run(
     folder: Path,
     *,
     commit: str | None,
+    branch: str | None = None,
     fingerprint: Mapping[str, Any],
     profile: str,
     tests: list[dict[str, Any]],
-) -> Path:
-    """Write a run record atomically; return its path."""
+) -> tuple[Path, dict[str, Any]]:
+    """Write a run record atomically; return its path and the record."""
     now = datetime.now(UTC)
     record = {
         "schema": SCHEMA,
         "kind": KIND,
+        # Parallel CI jobs of one commit can start in the same second: the
+        # random id is what tells their runs apart in a shared history.
+        "id": uuid.uuid4().hex,
         "created": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "commit": commit,
+        "branch": branch,
         "fingerprint": dict(fingerprint),
         "profile": profile,
         "tests": tests,
@@ -122,4 +129,4 @@ def write_run(
         n += 1
         path = folder / f"{name}_{n}.json"
     write_json_atomic(path, record)
-    return path
+    return path, record
