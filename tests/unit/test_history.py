@@ -114,7 +114,7 @@ def test_missing_driver_is_a_clear_error() -> None:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        with pytest.raises(StoreError, match="driver is not installed .psycopg") as err:
+        with pytest.raises(StoreError, match=r"driver is not installed \(psycopg") as err:
             History("postgresql+psycopg://u:secret@127.0.0.1/x")
         assert "secret" not in str(err.value)
 
