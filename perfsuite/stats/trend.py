@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-__all__ = ["Slope", "theil_sen"]
+__all__ = ["Band", "Slope", "prediction_band", "theil_sen"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,3 +42,29 @@ def theil_sen(seconds: list[float], values: list[float], *, max_points: int = 12
         high=float(high) * 60.0,
         points=int(t.size),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Band:
+    """Where the next run is expected (a prediction interval from the runs before it)."""
+
+    low: float
+    high: float
+
+
+def prediction_band(runs: list[float], *, level: float = 0.98, log: bool = True) -> Band | None:
+    """The ``level`` prediction interval of one more run, from ``runs`` (None below 3 runs).
+
+    The same log-normal model the baseline gate judges by (at level 0.98 each
+    side holds 1 %, the gate's alpha).
+    """
+    values = np.asarray([v for v in runs if v == v], dtype=np.float64)
+    if values.size < 3 or (log and np.any(values <= 0)):
+        return None
+    x = np.log(values) if log else values
+    n = x.size
+    half = float(st.t.ppf(0.5 + level / 2.0, df=n - 1)) * float(x.std(ddof=1)) * (1 + 1 / n) ** 0.5
+    mean = float(x.mean())
+    if log:
+        return Band(low=float(np.exp(mean - half)), high=float(np.exp(mean + half)))
+    return Band(low=mean - half, high=mean + half)
