@@ -48,7 +48,7 @@ def test_two_changes_report_neighbouring_levels() -> None:
 def test_absolute_scale_for_error_rates_with_zeros() -> None:
     series = [0.0] * 8 + [0.02, 0.021, 0.019, 0.02, 0.022, 0.02]
     (cp,) = change_points(series, log=False)
-    assert cp.index == 8 and cp.before == 0.0
+    assert (cp.index, cp.before) == (8, 0.0)
     with pytest.raises(ValueError, match="positive"):
         change_points(series, log=True)
 
