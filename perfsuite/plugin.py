@@ -392,7 +392,12 @@ def _entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         ],
         pool=None
         if pool is None
-        else {"ok": pool.ok, "reasons": pool.reasons, "report": pool.report()},
+        else {
+            "ok": pool.ok,
+            "reasons": pool.reasons,
+            "report": pool.report(),
+            "series": pool.series(),
+        },
         resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
     )
 

@@ -135,6 +135,23 @@ class PoolVerdict:
     peak_running: int = 0
     gauges: list[tuple[float, PoolGauges]] = field(default_factory=list)
     waited: float = 0.0
+    threads: list[tuple[float, int]] = field(default_factory=list)  # Threads_connected over time
+
+    def series(self) -> dict[str, list[float | None]]:
+        """Once-a-second readings, for run records: seconds since the load began."""
+        t0 = self.before.at
+        gauges = dict(self.gauges)
+
+        def gauge(t: float, role: str) -> float | None:
+            g = gauges.get(t)
+            value = getattr(g, role) if g is not None else math.nan
+            return None if math.isnan(value) else float(value)
+
+        return {
+            "seconds": [round(t - t0, 3) for t, _ in self.threads],
+            "threads_connected": [float(n) for _, n in self.threads],
+            **{role: [gauge(t, role) for t, _ in self.threads] for role in ("in_use", "waiting")},
+        }
 
     def report(self) -> str:
         """The leak report: what is stuck, the threads, the pool gauges over the test."""
@@ -254,6 +271,7 @@ class PoolWatch:
             peak_running=self.peak_running,
             gauges=series,
             waited=waited,
+            threads=[(t, n) for t, n, _ in self.samples],
         )
 
     def _reasons(self, snap: DbSnapshot, gauges: PoolGauges | None) -> list[str]:

@@ -1,6 +1,7 @@
 """A load result as stored JSON, and back: HDR histograms, blocks, summaries.
 
-Blocks are kept per phase x endpoint, grouped into at most 30 stretches of
+Each cell also keeps its per-second timeline (requests, errors, p50, p99)
+for the report. Blocks are kept per phase x endpoint, grouped into at most 30 stretches of
 equal time per phase (the unit of the statistics), as sparse HDR bin counts
 packed with zlib: a ten-minute run stays a few tens of kB per endpoint.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from perfsuite.errors import StoreError
 from perfsuite.load.result import LoadResult
-from perfsuite.stats.blocks import Block, BlockSet, merge_blocks
+from perfsuite.stats.blocks import Block, BlockSet, merge_blocks, metric_of_rows
 from perfsuite.stats.hdr import encode
 
 __all__ = ["StoredLoad", "decode_load", "encode_load"]
@@ -82,6 +83,24 @@ def _decode_blocks(data: Mapping[str, Any]) -> list[Block]:
     ]
 
 
+def _series(blocks: Iterable[Block]) -> dict[str, list[Any]]:
+    """Per-second timeline of one cell: requests, errors, p50 and p99 (ms)."""
+    out: dict[str, list[Any]] = {"t": [], "requests": [], "errors": [], "p50": [], "p99": []}
+    for b in sorted(blocks, key=lambda b: b.t):
+        rows = b.counts[None, :]
+        out["t"].append(b.t)
+        out["requests"].append(b.requests)
+        out["errors"].append(b.errors)
+        for name in ("p50", "p99"):
+            value = float(metric_of_rows(name, rows, *_ZERO, index=b.index)[0])
+            out[name].append(None if math.isnan(value) else round(value, 4))
+    return out
+
+
+# Request, error and second counts that percentiles do not read.
+_ZERO = (np.zeros(1), np.zeros(1), np.zeros(1))
+
+
 def _summary(result: LoadResult, endpoint: str, phase: str) -> dict[str, float | None]:
     s = result.summary(endpoint=endpoint, phase=phase)
 
@@ -126,6 +145,7 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
                 "service_time": encode(c.service_time),
                 "blocks": _encode_blocks(group_by_time(c.blocks, *spans[c.phase])),
                 "summary": _summary(result, c.endpoint, c.phase),
+                "series": _series(c.blocks),
             }
             for c in result.cells
         ],
