@@ -3,7 +3,9 @@
 ``perfsuite run URL`` is an ad-hoc load run, like wrk or vegeta;
 ``perfsuite info`` prints what a perf run here would use; ``perfsuite mysql``
 starts the throwaway MySQL of the config (schema loaded) and keeps it until
-Ctrl-C, for poking at the service by hand.
+Ctrl-C, for poking at the service by hand. ``perfsuite report`` writes the
+offline HTML trend report from the history; ``perfsuite history import``
+adds run records and pytest-benchmark's saved runs to it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
 from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.provision import choose_provider, open_mysql, probe_docker
+from perfsuite.report.html import build_report
+from perfsuite.store.history import History, history_target, history_url, redact
+from perfsuite.store.ingest import import_paths
 
 __all__ = ["main"]
 
@@ -134,6 +140,79 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return 1 if result.saturated else 0
 
 
+def _history(args: argparse.Namespace) -> History:
+    config = _config(args)
+    target = history_target(args.history, config.history, config.rootdir / "reports")
+    if target is None:
+        raise ConfigError("history: 'none' keeps no history, so there is nothing to read")
+    return History(history_url(target, config.rootdir))
+
+
+def _report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    with _history(args) as history:
+        info = build_report(
+            history,
+            Path(args.out),
+            limit=args.limit,
+            profile=args.report_profile,
+            window=args.window,
+            p_value=args.p_value,
+        )
+    out(
+        f"perfsuite: wrote {info.path} ({info.runs} runs, {info.charts} charts, "
+        f"{info.shifts} change points)"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    with _history(args) as history:
+        added, skipped = import_paths(history, [Path(p) for p in args.paths])
+        out(
+            f"perfsuite: imported {added} runs into {redact(history.url)} ({skipped} already there)"
+        )
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _p_value(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a p-value in (0, 1), got {text!r}")
+    return value
+
+
+def _add_history_commands(sub: Any) -> None:
+    help_history = (
+        "a SQLite path or SQLAlchemy URL (default: $PERFSUITE_HISTORY, else [tool.perfsuite] "
+        "history, else reports/history.sqlite)"
+    )
+    report = sub.add_parser("report", help="write the offline HTML trend report")
+    report.add_argument("--history", default=None, help=help_history)
+    report.add_argument("--out", default="reports/index.html", help="(default %(default)s)")
+    report.add_argument("--limit", type=_positive, default=200, help="newest runs to show")
+    report.add_argument(
+        "--report-profile", default=None, help="runs of this profile (default: the newest run's)"
+    )
+    report.add_argument("--window", type=_positive, default=10, help="runs in the baseline band")
+    report.add_argument(
+        "--p-value", type=_p_value, default=0.001, help="change points: Welch t-test threshold"
+    )
+    history = sub.add_parser("history", help="manage the history database")
+    hsub = history.add_subparsers(dest="history_command", required=True)
+    imp = hsub.add_parser(
+        "import", help="add run records (reports/runs) and pytest-benchmark files (.benchmarks)"
+    )
+    imp.add_argument("paths", nargs="+", help="files or folders")
+    imp.add_argument("--history", default=None, help=help_history)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (shared by ``main`` and the tests)."""
     parser = argparse.ArgumentParser(prog="perfsuite", description=__doc__)
@@ -164,13 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     mysql.add_argument(
         "--timeout", type=float, default=24 * 3600.0, help="stop after this many seconds"
     )
+    _add_history_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
     """Entry point of the ``perfsuite`` console script."""
     args = build_parser().parse_args(argv)
-    commands = {"info": _info, "mysql": _mysql, "run": _run}
+    commands = {"info": _info, "mysql": _mysql, "run": _run, "report": _report, "history": _import}
     try:
         return commands[args.command](args, out)
     except PerfsuiteError as exc:

@@ -44,7 +44,7 @@ from perfsuite.stats.compare import CompareOptions
 from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
 from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, branch_of, commit_of, fingerprint
-from perfsuite.store.history import History, history_url, redact
+from perfsuite.store.history import History, history_target, history_url, redact
 from perfsuite.store.ingest import append_record, run_uid
 from perfsuite.store.runs import write_run
 
@@ -399,15 +399,6 @@ class PerfSession:
     def short_error(exc: BaseException) -> str:
         """One clear line (or block) for a perfsuite error, no traceback."""
         return f"perfsuite: {type(exc).__name__}: {exc}"
-
-
-def history_target(option: str | None, configured: str | None, reports: Path) -> str | None:
-    """Where the history goes: the option, else $PERFSUITE_HISTORY, else the config, else
-    ``<reports>/history.sqlite``; None when any of them says ``none``."""
-    target = option or os.environ.get("PERFSUITE_HISTORY") or configured
-    if target is None:
-        return str(reports / "history.sqlite")
-    return None if target.strip().lower() in ("none", "") else target
 
 
 def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:

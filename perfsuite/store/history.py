@@ -21,6 +21,7 @@ don't race either.
 from __future__ import annotations
 
 import json
+import os
 import re
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from perfsuite.errors import StoreError
 
-__all__ = ["SCHEMA", "History", "HistoryRun", "Point", "history_url", "redact"]
+__all__ = ["SCHEMA", "History", "HistoryRun", "Point", "history_target", "history_url", "redact"]
 
 SCHEMA = 1
 
@@ -111,6 +112,15 @@ def history_url(target: str, root: Path) -> str:
         return target
     path = Path(target)
     return f"sqlite:///{(path if path.is_absolute() else root / path).resolve()}"
+
+
+def history_target(option: str | None, configured: str | None, reports: Path) -> str | None:
+    """Where the history goes: the option, else $PERFSUITE_HISTORY, else the config, else
+    ``<reports>/history.sqlite``; None when any of them says ``none``."""
+    target = option or os.environ.get("PERFSUITE_HISTORY") or configured
+    if target is None:
+        return str(reports / "history.sqlite")
+    return None if target.strip().lower() in ("none", "") else target
 
 
 def redact(url: str) -> str:

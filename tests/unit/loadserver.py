@@ -1,6 +1,7 @@
 """A small HTTP/1.1 server for the engine's tests, run as a subprocess.
 
-Paths: /ok, /status/<code>, /sleep/<ms>, /body/<text>, /close (answers with
+Paths: /ok, /status/<code>, /sleep/<ms>, /cpu/<us> (busy for that long,
+holding the only thread: capacity 1e6/us req/s), /body/<text>, /close (answers with
 Connection: close), /drop (closes without answering), /hang (never answers),
 /stats (requests seen, max concurrency, first and last arrival), /reset.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
@@ -80,6 +81,10 @@ class Handler(asyncio.Protocol):
                 status = int(parts[2])
             elif kind == "sleep":
                 await asyncio.sleep(int(parts[2]) / 1000)
+            elif kind == "cpu":
+                until = time.perf_counter() + int(parts[2]) / 1e6
+                while time.perf_counter() < until:
+                    pass
             elif kind == "body":
                 body = parts[2].encode()
             elif kind == "close":
