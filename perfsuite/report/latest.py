@@ -72,7 +72,9 @@ def _phase_lines(load: Mapping[str, Any]) -> list[VLine]:
     return [
         VLine(
             x=float(p["start"]),
-            label=p["name"] if p["role"] == "measure" else f"{p['name']} ({p['role']})",
+            label=p["name"]
+            if p["role"] in ("measure", p["name"])
+            else f"{p['name']} ({p['role']})",
             tip=f"{p['name']}: {p['description']} from {p['start']:.0f} s",
             color="#777",
         )

@@ -141,7 +141,10 @@ def _bounds(
         xs = [0.0, 1.0]
     if not ys:
         ys = [0.0, 1.0]
-    return min(xs), max(xs), min(0.0, min(ys)), max(ys) * 1.08 or 1.0
+    x0, x1 = min(xs), max(xs)
+    if x0 == x1:  # one run: put it in the middle
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    return x0, x1, min(0.0, min(ys)), max(ys) * 1.08 or 1.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,13 +221,14 @@ def chart(
                 f'fill="{area.color}" fill-opacity="0.15" stroke="none">'
                 f"<title>{esc(area.name)}</title></path>"
             )
-    for v in vlines:
+    for n, v in enumerate(vlines):
         px = frame.sx(v.x)
+        label_y = frame.top + 9 + 11 * (n % 2)  # alternate rows: close markers stay legible
         dash = ' stroke-dasharray="4 3"' if v.dashed else ""
         out.append(
             f'<g class="marker"><line x1="{px:.1f}" x2="{px:.1f}" y1="{frame.top}" '
             f'y2="{base:.1f}" stroke="{v.color}"{dash}/><text x="{px + 3:.1f}" '
-            f'y="{frame.top + 9:.1f}" fill="{v.color}" class="mark">{esc(v.label)}</text>'
+            f'y="{label_y:.1f}" fill="{v.color}" class="mark">{esc(v.label)}</text>'
             f"<title>{esc(v.tip or v.label)}</title></g>"
         )
     for line in lines:

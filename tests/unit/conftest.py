@@ -115,9 +115,12 @@ def target_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_example_suite(
-    *args: str, select: str, fault: str = "", profile: str = "smoke"
+    *args: str, select: str, reports: Path, fault: str = "", profile: str = "smoke"
 ) -> subprocess.CompletedProcess[str]:
-    """The project's own perf suite (tests/perf, ``-k select``) in a subprocess."""
+    """The project's own perf suite (tests/perf, ``-k select``) in a subprocess.
+
+    Its run records and history go to ``reports`` (not the project's own).
+    """
     env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
     env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.run(
@@ -134,6 +137,7 @@ def run_example_suite(
             "-p",
             "no:cacheprovider",
             "-rA",
+            f"--perf-reports-dir={reports}",
             *args,
         ],
         cwd=REPO,

@@ -12,12 +12,19 @@ import re
 import subprocess
 from pathlib import Path
 
+from perfsuite.report.html import build_report
+from perfsuite.store.history import History, history_url
+
 from .conftest import run_example_suite
 
 
-def _perf(baselines: Path, *args: str, fault: str = "") -> subprocess.CompletedProcess[str]:
+def _perf(root: Path, *args: str, fault: str = "") -> subprocess.CompletedProcess[str]:
     return run_example_suite(
-        f"--perf-baseline-dir={baselines}", *args, select="order_query", fault=fault
+        f"--perf-baseline-dir={root / 'baselines'}",
+        *args,
+        select="order_query",
+        fault=fault,
+        reports=root / "reports",
     )
 
 
@@ -35,3 +42,12 @@ def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
     # Which latency metric crosses first varies from run to run; one of them must.
     assert re.search(r"regression in order_query: (p50|p95|p99|mean) regressed:", slow.stdout)
     assert "1 failed" in slow.stdout
+
+    # The history has all seven runs; the report's latest run shows the verdict.
+    with History(history_url(str(tmp_path / "reports" / "history.sqlite"), tmp_path)) as history:
+        assert history.count() == 7
+        build_report(history, tmp_path / "index.html")
+    html = (tmp_path / "index.html").read_text()
+    assert '<td class="regressed">regressed</td>' in html
+    assert re.search(r'<li class="regressed">.*order_query: (p50|p95|p99|mean) regressed: ', html)
+    assert "latency by percentile" in html

@@ -7,6 +7,7 @@ import http.server
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from perfsuite import ConfigError, MySQLServer
 from perfsuite.probes.metrics import read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
+from perfsuite.report.html import build_report
+from perfsuite.store.history import History, history_url
 
 from .conftest import REPO, run_example_suite
 
@@ -141,12 +144,12 @@ def test_probe_sees_a_busy_connection(mariadb: MySQLServer, order_data: object) 
         probe.close()
 
 
-def _suite(fault: str) -> subprocess.CompletedProcess[str]:
-    return run_example_suite(select="payment_callback", fault=fault)
+def _suite(fault: str, reports: Path) -> subprocess.CompletedProcess[str]:
+    return run_example_suite(select="payment_callback", fault=fault, reports=reports)
 
 
-def test_leak_is_caught_with_its_report_and_the_correct_service_passes() -> None:
-    leaky = _suite("leak")
+def test_leak_is_caught_with_its_report_and_the_correct_service_passes(tmp_path: Path) -> None:
+    leaky = _suite("leak", tmp_path / "leaky")
     assert leaky.returncode == 1, leaky.stdout[-3000:]
     out = leaky.stdout
     assert "connection pool did not return to idle" in out
@@ -155,9 +158,24 @@ def test_leak_is_caught_with_its_report_and_the_correct_service_passes() -> None
     assert " Sleep " in out
     assert "Threads_connected before" in out
 
-    correct = _suite("")
+    # The HTML report shows the leak: its report, and the pool series over the test.
+    html = _report(tmp_path / "leaky")
+    assert "POOL DID NOT RETURN TO IDLE" in html
+    assert "pool: database connections and pool gauges" in html
+    assert "threads connected" in html
+    assert "in use" in html
+    assert "service memory (RSS)" in html
+
+    correct = _suite("", tmp_path / "correct")
     assert correct.returncode == 0, correct.stdout[-3000:]
     assert "pool back to idle" in correct.stdout
+
+
+def _report(reports: Path) -> str:
+    with History(history_url(str(reports / "history.sqlite"), reports)) as history:
+        info = build_report(history, reports / "index.html")
+    assert info.runs == 1
+    return (reports / "index.html").read_text()
 
 
 GO_PROJECT = f"""
