@@ -80,8 +80,40 @@ def test_mysql_serves_until_ctrl_c(tmp_path: Path) -> None:
     assert list(tmp_path.glob("perfsuite-*")) == []
 
 
-@pytest.mark.parametrize("argv", [[], ["launch"]])
-def test_usage_errors(argv: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: command"),
+        (["launch"], "invalid choice: 'launch'"),
+        (["report", "--limit", "0"], "expected a positive integer, got '0'"),
+        (["report", "--p-value", "2"], "expected a p-value in (0, 1), got '2'"),
+        (["history"], "the following arguments are required: history_command"),
+        (["history", "import"], "the following arguments are required: paths"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str) -> None:
     result = subprocess.run([_perfsuite(), *argv], capture_output=True, text=True)
     assert result.returncode == 2
     assert "usage: perfsuite" in result.stderr
+    assert message in result.stderr
+
+
+def test_report_and_import_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.perfsuite]\n")
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_perfsuite(), *argv], cwd=tmp_path, capture_output=True, text=True, check=False
+        )
+
+    empty = run("report")
+    assert empty.returncode == 2
+    assert empty.stderr.startswith("perfsuite: StoreError: history sqlite:///")
+    assert "holds no runs yet: nothing to report" in empty.stderr
+    assert not (tmp_path / "reports" / "index.html").exists()
+    (tmp_path / "notes.json").write_text("[1, 2]")
+    foreign = run("history", "import", "notes.json")
+    assert foreign.returncode == 2
+    assert "neither a perfsuite run record nor a pytest-benchmark file" in foreign.stderr
+    off = run("report", "--history", "none")
+    assert "'none' keeps no history" in off.stderr

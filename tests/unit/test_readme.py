@@ -46,5 +46,15 @@ def test_readme_example_runs(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-m", "perf", "--perf-profile=smoke", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["perfsuite 0.1.0: profile=smoke, mysql=*", "*test_order_query PASSED*"]
+        [
+            "perfsuite 0.1.0: profile=smoke, mysql=*",
+            "*test_order_query PASSED*",
+            "perfsuite: wrote *history.sqlite (history)",
+        ]
     )
+    # The README's report command, in the same project.
+    report = pytester.run("perfsuite", "report")
+    assert report.ret == 0
+    report.stdout.fnmatch_lines(["perfsuite: wrote reports/index.html (1 runs, * charts, *"])
+    html = (pytester.path / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "test_orders.py::test_order_query" in html
