@@ -109,3 +109,51 @@ def test_compare_two_runs_of_1m_requests(benchmark) -> None:
 
     verdicts = benchmark.pedantic(run, rounds=5, iterations=1)
     assert verdicts["p95"] == "regressed"
+
+
+def test_change_points_500_runs(benchmark) -> None:
+    from perfsuite.stats.changepoint import change_points
+
+    rng = np.random.default_rng(4)
+    series = np.exp(np.concatenate([rng.normal(0, 0.05, 300), rng.normal(0.2, 0.05, 200)]))
+    found = benchmark(change_points, list(series))
+    assert any(abs(c.index - 300) <= 1 for c in found)
+
+
+def test_report_from_200_runs_of_30_endpoints(benchmark, tmp_path) -> None:
+    # The trend part of `perfsuite report`: 200 runs x 10 tests x 3 endpoints x 6 metrics
+    # (36,000 points) read from SQLite, bands and change points for 150 series, SVG, HTML.
+    from perfsuite.report.html import build_report
+    from perfsuite.store.history import History, history_url
+
+    rng = np.random.default_rng(5)
+    url = history_url(str(tmp_path / "h.sqlite"), tmp_path)
+    with History(url) as history:
+        for run in range(200):
+            slow = 1.3 if run >= 150 else 1.0
+            points = [
+                (f"test_{t}", f"endpoint_{e}", metric, float(value))
+                for t in range(10)
+                for e in range(3)
+                for metric, value in (
+                    ("p50", 2 * slow * np.exp(rng.normal(0, 0.05))),
+                    ("p95", 5 * slow * np.exp(rng.normal(0, 0.05))),
+                    ("p99", 9 * slow * np.exp(rng.normal(0, 0.08))),
+                    ("mean", 2.5 * slow * np.exp(rng.normal(0, 0.05))),
+                    ("rps", 1000 * np.exp(rng.normal(0, 0.01))),
+                    ("error_rate", 0.0),
+                )
+            ]
+            history.append(
+                uid=f"run:{run}",
+                source="perfsuite",
+                created=f"2026-01-01T00:{run // 60:02d}:{run % 60:02d}Z",
+                commit=f"{run:040x}",
+                profile="ci",
+                points=points,
+            )
+        info = benchmark.pedantic(
+            build_report, args=(history, tmp_path / "index.html"), rounds=3, iterations=1
+        )
+    assert info.charts == 10 * 3 * 5
+    assert info.shifts >= 30  # p50 and p95 of every endpoint moved at run 150

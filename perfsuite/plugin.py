@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
@@ -276,7 +277,13 @@ def pytest_runtest_makereport(
         report.sections.append(("perfsuite: pool", pool.report()))
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.
-        report.perfsuite_entry = _entry(item, report.outcome)  # type: ignore[attr-defined]
+        try:
+            report.perfsuite_entry = _entry(item, report.outcome)  # type: ignore[attr-defined]
+        except Exception:  # a fault of ours fails this test, loudly, not the whole session
+            report.outcome = "failed"
+            report.longrepr = "perfsuite: cannot record this test's results\n" + (
+                traceback.format_exc()
+            )
     if report.failed:
         logs = item.config.stash[_SESSION_KEY].service_log_tail()
         if logs:

@@ -168,8 +168,10 @@ def metric_of_rows(
     if name == "rps":
         sec = np.asarray(seconds, dtype=np.float64)
         return np.divide(requests, sec, out=np.zeros_like(sec), where=sec > 0)
-    highest, median = index_values(index)
     rows = np.asarray(counts, dtype=np.float64)
+    if index.size == 0:  # no answered request (all errors): no latency to speak of
+        return np.full(rows.shape[0], np.nan)
+    highest, median = index_values(index)
     total = rows.sum(axis=1)
     if name == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -165,3 +165,34 @@ def test_concurrent_writers_lose_nothing_mariadb(
     with History(url) as history:  # the record survives the round trip through LONGBLOB
         first = history.runs(limit=1)[0]
         assert history.record(first.id)["tests"] == real_run[1]["tests"]
+
+
+def test_a_load_with_no_answer_at_all_is_recorded(tmp_path: Path) -> None:
+    # Every request refused: no latency in any second. The record, its
+    # per-second series and the history's points say "no value", not crash.
+    import socket
+
+    import httpx
+
+    from perfsuite import Request, Scenario, run_load
+    from perfsuite.load import OpenPhase
+    from perfsuite.store.runs import entry_for_test, write_run
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        request = Request(name="x", build=httpx.Request("GET", url + "/"))
+        result = run_load(
+            url,
+            Scenario(request),
+            [OpenPhase(name="steady", duration=1.0, start_rate=50, end_rate=50)],
+        )
+    entry = entry_for_test(test_id="t", outcome="failed", results=[result])
+    (cell,) = entry["loads"][0]["cells"]
+    assert cell["series"]["p99"] == [None] * len(cell["series"]["t"])
+    path, record = write_run(tmp_path, commit=None, fingerprint={}, profile="ci", tests=[entry])
+    with History(history_url(str(tmp_path / "h.sqlite"), tmp_path)) as history:
+        assert append_record(history, record, uid=run_uid(record, path.stem))
+        points = {p.metric: p.value for p in history.points([history.runs()[0].id])}
+    assert points["error_rate"] == 1.0
+    assert points["p99"] is None
