@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 from scipy import stats as st
 
 __all__ = ["Band", "Slope", "prediction_band", "theil_sen"]
@@ -63,7 +64,10 @@ def prediction_band(runs: list[float], *, level: float = 0.98, log: bool = True)
         return None
     x = np.log(values) if log else values
     n = x.size
-    half = float(st.t.ppf(0.5 + level / 2.0, df=n - 1)) * float(x.std(ddof=1)) * (1 + 1 / n) ** 0.5
+    # stdtrit is t.ppf without the distribution machinery: 100x faster, and a
+    # report computes a band for every run of every series.
+    quantile = float(special.stdtrit(n - 1, 0.5 + level / 2.0))
+    half = quantile * float(x.std(ddof=1)) * (1 + 1 / n) ** 0.5
     mean = float(x.mean())
     if log:
         return Band(low=float(np.exp(mean - half)), high=float(np.exp(mean + half)))
