@@ -235,19 +235,15 @@ def build_report(
         raise StoreError(f"history {redact(history.url)} holds no runs yet: nothing to report")
     profile = profile or (runs[-1].profile if runs else None)
     runs = [r for r in runs if r.profile == profile][-limit:]
-    trends = trend_series(
-        runs,
-        history.points([r.id for r in runs]),
-        metrics=LOAD_METRICS,
-        window=window,
-        p_value=p_value,
-    )
-    bench_trends = trend_series(
-        benches,
-        history.points([r.id for r in benches]),
-        metrics=BENCH_METRICS,
-        window=window,
-        p_value=p_value,
+    trends, bench_trends = (
+        trend_series(
+            chosen,
+            history.points([r.id for r in chosen]),
+            metrics=metrics,
+            window=window,
+            p_value=p_value,
+        )
+        for chosen, metrics in ((runs, LOAD_METRICS), (benches, BENCH_METRICS))
     )
     latest: dict[str, Any] = (history.record(runs[-1].id) or {}) if runs else {}
     entries = {e["id"]: e for e in latest.get("tests", [])}

@@ -56,14 +56,14 @@ def fingerprint(*, profile: str, provider: str) -> dict[str, Any]:
     }
 
 
-def commit_of(rootdir: Path) -> str | None:
-    """The commit under test: CI's variables, else ``git rev-parse HEAD``."""
-    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "BUILD_VCS_NUMBER", "GIT_COMMIT"):
+def _from_ci_or_git(rootdir: Path, variables: tuple[str, ...], *git_args: str) -> str | None:
+    """The first CI variable that is set, else what ``git`` prints (None without git)."""
+    for var in variables:
         if os.environ.get(var):
             return os.environ[var]
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *git_args],
             cwd=rootdir,
             capture_output=True,
             text=True,
@@ -75,24 +75,17 @@ def commit_of(rootdir: Path) -> str | None:
     return out.stdout.strip() or None
 
 
+def commit_of(rootdir: Path) -> str | None:
+    """The commit under test: CI's variables, else ``git rev-parse HEAD``."""
+    ci = ("GITHUB_SHA", "CI_COMMIT_SHA", "BUILD_VCS_NUMBER", "GIT_COMMIT")
+    return _from_ci_or_git(rootdir, ci, "rev-parse", "HEAD")
+
+
 def branch_of(rootdir: Path) -> str | None:
     """The branch under test: CI's variables, else git's current branch."""
-    for var in ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "BRANCH_NAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
-            cwd=rootdir,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    branch = out.stdout.strip()
-    return branch if branch and branch != "HEAD" else None
+    ci = ("GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME", "BRANCH_NAME")
+    branch = _from_ci_or_git(rootdir, ci, "rev-parse", "--abbrev-ref", "HEAD")
+    return None if branch == "HEAD" else branch  # a detached HEAD has no branch
 
 
 @dataclass(frozen=True, kw_only=True)
