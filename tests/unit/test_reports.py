@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from perfsuite.store.history import History, history_url
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("target_env")
 
@@ -121,3 +123,10 @@ def test_xdist_serialises_perf_tests_and_reports_them_all(
     (record,) = (pytester.path / "reports" / "runs").glob("*.json")
     tests = {t["id"] for t in json.loads(record.read_text())["tests"]}
     assert tests == {f"test_user.py::test_{n}" for n in ("one", "two", "three")}
+    # ... and the history (one run, written by the controller) and so the report.
+    with History(history_url("reports/history.sqlite", pytester.path)) as history:
+        (run,) = history.runs()
+        points = history.points([run.id])
+    assert {(p.test, p.endpoint) for p in points if p.metric == "p99"} == {
+        (f"test_user.py::test_{n}", n) for n in ("one", "two", "three")
+    }
