@@ -162,9 +162,11 @@ def test_slow_fault_adds_the_delay(
         slow = mean_query_seconds(slow_client)
         # Other endpoints are not slowed.
         assert slow_client.get("/health").status_code == 200
-    # Behaviour, not speed: each slow query waited at least the 80 ms it was told to.
+    # Behaviour, not speed: each slow query waited at least the 80 ms it was told to,
+    # which the same queries without the fault do not (even on a loaded CI machine,
+    # where a difference of means is too noisy to pin).
     assert slow >= 0.080
-    assert slow - normal >= 0.075
+    assert normal < 0.080
 
 
 def test_fault_parsing() -> None:
