@@ -45,7 +45,8 @@ def _curve_chart(load: Mapping[str, Any], endpoints: list[str], measured: set[st
         xs, ys = percentile_curve(texts)
         if xs:
             lines.append(Line(name=endpoint, xs=xs, ys=list(ys), color=_color(i)))
-    labels = [(float(n), f"{100 * (1 - 10**-n):g}%") for n in range(_NINES + 1)]
+    top = max((max(line.xs) for line in lines), default=0.0)
+    labels = [(float(n), f"{100 * (1 - 10**-n):g}%") for n in range(_NINES + 1) if n <= top]
     return chart(
         "latency by percentile (measured phases)",
         lines,
