@@ -27,6 +27,8 @@ import pytest
 
 from perfsuite.store.history import History, history_url
 
+from .conftest import quiet_machine
+
 FAST_US, SLOW_US = 1000, 4000  # capacity 1,000 then 250 req/s
 RUNS, SLOW_FROM = 7, 4  # commits 0-3 fast, 4-6 slow
 
@@ -100,23 +102,26 @@ def project(tmp_path_factory: pytest.TempPathFactory, server: Any) -> dict[str, 
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
         if i >= RUNS - 2:
-            bench = subprocess.run(
-                [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider",
-                 "--benchmark-save=run", "--benchmark-max-time=0.05", "--benchmark-min-rounds=5"],
-                cwd=root, env=_env(server), capture_output=True, text=True, timeout=120,
-            )  # fmt: skip
+            with quiet_machine():
+                bench = subprocess.run(
+                    [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider",
+                     "--benchmark-save=run", "--benchmark-max-time=0.05",
+                     "--benchmark-min-rounds=5"],
+                    cwd=root, env=_env(server), capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
             assert bench.returncode == 0, bench.stdout + bench.stderr
     return {"root": root, "commits": commits}
 
 
 def _perfsuite(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perfsuite.cli", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with quiet_machine():
+        return subprocess.run(
+            [sys.executable, "-m", "perfsuite.cli", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 def test_history_holds_every_run_and_the_imported_benchmarks(project: dict[str, Any]) -> None:
@@ -181,7 +186,11 @@ def test_report_renders_in_chromium_and_names_the_regressing_commit(
     slow_commit = project["commits"][SLOW_FROM]
 
     errors: list[str] = []
-    with chromium(tmp_path / "profile") as endpoint, sync_playwright() as pw:
+    with (
+        quiet_machine(),  # a browser takes both cores for a moment
+        chromium(tmp_path / "profile") as endpoint,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.connect_over_cdp(endpoint)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
