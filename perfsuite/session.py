@@ -28,7 +28,7 @@ from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
-from perfsuite.probes.resources import ResourceSampler, ResourceSeries
+from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler, ResourceSeries
 from perfsuite.provision import (
     DockerStatus,
     MySQLServer,
@@ -127,7 +127,8 @@ class PerfSession:
     def header(self) -> str:
         """The session header line: version, profile, provider and why."""
         choice = self.choice()
-        service = self.config.service.kind if self.config.service else "none configured"
+        cfg = self.config.service
+        service = cfg.for_mysql(choice.provider).kind if cfg else "none configured"
         return (
             f"perfsuite {__version__}: profile={self.config.profile.name}, "
             f"mysql={choice.provider} ({choice.reason}), service={service}"
@@ -180,12 +181,12 @@ class PerfSession:
     @contextlib.contextmanager
     def start_service(self, server: MySQLServer) -> Iterator[Service]:
         """The service under test, healthy; stopped when the block ends."""
-        cfg = self.config.service
-        if cfg is None:
+        if self.config.service is None:
             raise ConfigError(
                 "no service configured: add [tool.perfsuite.service] with a command, "
                 "an image or a url"
             )
+        cfg = self.config.service.for_mysql(server.provider)
         network = None
         if cfg.kind == "container":
             if server.provider not in ("container", "url"):
@@ -337,9 +338,13 @@ class PerfSession:
             memory_mib=res.memory_limit_mib or psutil.virtual_memory().total / 2**20,
         )
 
-    def resource_sampler(self) -> ResourceSampler | None:
-        """A sampler of the local service process, when there is one."""
-        pid = self.service.pid if self.service is not None else None
+    def resource_sampler(self) -> ResourceSampler | DockerStatsSampler | None:
+        """A sampler of the service: its local process tree, or its container's stats."""
+        if self.service is None:
+            return None
+        if self.service.container is not None:
+            return DockerStatsSampler(self.service.container.get_wrapped_container())
+        pid = self.service.pid
         return ResourceSampler(pid) if pid is not None else None
 
     # -- records and reports --------------------------------------------------

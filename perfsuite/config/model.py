@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +99,11 @@ class MySQLConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceConfig:
-    """The service under test: a local command, a container image, or a running URL."""
+    """The service under test: a local command, a container image, or a running URL.
+
+    With both a command and an image, ``kind`` is ``command``; :meth:`for_mysql`
+    picks the image when MySQL runs in a container.
+    """
 
     kind: ServiceKind
     command: tuple[str, ...] = ()
@@ -106,9 +111,18 @@ class ServiceConfig:
     url: str | None = None
     port: int = 8000
     env: Mapping[str, str] = field(default_factory=dict)
+    # Variables passed from perfsuite's environment into a service container
+    # when set (a local command inherits the whole environment anyway).
+    pass_env: tuple[str, ...] = ()
     health: str = "/health"
     startup_timeout: float = 30.0
     cwd: Path = Path()
+
+    def for_mysql(self, provider: str) -> ServiceConfig:
+        """This config as the given MySQL provider runs it (image with a container MySQL)."""
+        if self.image is not None and self.command and provider == "container":
+            return dataclasses.replace(self, kind="container")
+        return self
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -70,7 +70,17 @@ _LOAD_KEYS = {
     "max_duration",
     "workers",
 }
-_SERVICE_KEYS = {"command", "image", "url", "port", "env", "health", "startup_timeout", "cwd"}
+_SERVICE_KEYS = {
+    "command",
+    "image",
+    "url",
+    "port",
+    "env",
+    "pass_env",
+    "health",
+    "startup_timeout",
+    "cwd",
+}
 _PROFILE_KEYS = {"duration_scale", "rate_scale"}
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -175,9 +185,10 @@ def _service_config(table: Any, rootdir: Path) -> ServiceConfig | None:
         raise ConfigError(f"{where}: must be a table")
     _check_keys(table, _SERVICE_KEYS, where)
     kinds = [k for k in ("command", "image", "url") if k in table]
-    if len(kinds) != 1:
+    # command and image together: the image when MySQL runs in a container too.
+    if not kinds or ("url" in kinds and len(kinds) > 1):
         raise ConfigError(
-            f"{where}: set exactly one of command, image or url (got {kinds or 'none'})"
+            f"{where}: set a command, an image (or both), or a url (got {kinds or 'none'})"
         )
     command: tuple[str, ...] = ()
     raw = table.get("command")
@@ -192,6 +203,9 @@ def _service_config(table: Any, rootdir: Path) -> ServiceConfig | None:
     env = table.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError(f"{where}.env: expected a table of strings, got {env!r}")
+    pass_env = table.get("pass_env", [])
+    if not isinstance(pass_env, list) or not all(isinstance(v, str) and v for v in pass_env):
+        raise ConfigError(f"{where}.pass_env: expected a list of variable names, got {pass_env!r}")
     health = _str(table, "health", where, "/health") or "/health"
     if not health.startswith("/"):
         raise ConfigError(f"{where}.health: expected a path starting with '/', got {health!r}")
@@ -205,6 +219,7 @@ def _service_config(table: Any, rootdir: Path) -> ServiceConfig | None:
         url=url.rstrip("/") if url else None,
         port=_int(table, "port", where, 8000, 1, 65535),
         env=dict(env),
+        pass_env=tuple(pass_env),
         health=health,
         startup_timeout=parse_duration(
             table.get("startup_timeout", "30s"), key=f"{where}.startup_timeout"

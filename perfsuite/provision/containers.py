@@ -2,8 +2,11 @@
 
 Both containers join one Docker network; the service reaches MySQL by the
 alias ``mysql``, and perfsuite reaches both only through ports published on
-the engine's host. This path is exercised for real against a Docker engine by
-the container issue; here it is written against the real testcontainers API.
+127.0.0.1 of the engine's host. An image that is not on the engine is pulled
+first; when that fails the error says so (perfsuite's own images are built
+by ``container/images.sh``). testcontainers' Ryuk reaper is kept unless
+``TESTCONTAINERS_RYUK_DISABLED=true``: perfsuite removes what it started in
+any case, Ryuk also after a ``kill -9``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from perfsuite.config import MySQLConfig, ServiceConfig
 from perfsuite.errors import DockerError
 from perfsuite.provision.server import MySQLServer
 
-__all__ = ["MYSQL_ALIAS", "container_host", "docker_network", "mysql_container"]
+__all__ = [
+    "MYSQL_ALIAS",
+    "container_host",
+    "docker_network",
+    "ensure_image",
+    "mysql_container",
+    "service_container",
+]
 
 MYSQL_ALIAS = "mysql"
 APP_USER = "perfsuite"
@@ -42,7 +52,56 @@ def container_host(container: Any) -> str:
 
 
 def _docker_error(what: str, exc: BaseException) -> DockerError:
-    return DockerError(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    text = str(exc)
+    if "ryuk" in text.lower():
+        return DockerError(
+            f"{what}: testcontainers' reaper image (Ryuk) is not on the engine and could not "
+            f"be pulled; pull testcontainers/ryuk, or set TESTCONTAINERS_RYUK_DISABLED=true "
+            f"(perfsuite removes its containers itself; Ryuk also cleans up after a kill -9)"
+        )
+    first = text.splitlines()[0][:300] if text else ""
+    return DockerError(f"{what}: {type(exc).__name__}: {first}")
+
+
+def _local_ports(container: Any, *ports: int) -> Any:
+    """Publish ``ports`` on 127.0.0.1 only (a random host port each): the database and
+    the service are not for the network, and load stays on loopback."""
+    for port in ports:
+        container.ports[str(port)] = ("127.0.0.1",)  # docker SDK: (host ip,) = any port
+    return container
+
+
+def ensure_image(image: str) -> None:
+    """Pull ``image`` unless the engine has it; a clear error when neither works."""
+    from docker.errors import ImageNotFound
+    from testcontainers.core.docker_client import DockerClient
+
+    client = DockerClient().client
+    try:
+        client.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except Exception as exc:  # no registry, no such repository, no credentials
+        detail = str(exc).splitlines()[0][:200]
+        raise DockerError(
+            f"the image {image} is not on the Docker engine and could not be pulled ({detail}). "
+            f"Build or pull it first; perfsuite's own images are built by container/images.sh"
+        ) from exc
+
+
+def _early_exit(container: Any) -> str:
+    """The container's last log lines, when it has exited (else "")."""
+    with contextlib.suppress(Exception):
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            logs = wrapped.logs(tail=30).decode("utf-8", errors="replace")
+            code = wrapped.attrs["State"]["ExitCode"]
+            return f"; it exited with code {code}, its last log lines:\n{logs}"
+    return ""
 
 
 @contextlib.contextmanager
@@ -69,7 +128,8 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
     except ImportError:  # testcontainers < 4.13 keeps it at the old place
         from testcontainers.mysql import MySqlContainer
 
-    container = (
+    ensure_image(config.image)
+    container = _local_ports(
         MySqlContainer(
             config.image,
             username=APP_USER,
@@ -78,13 +138,17 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             dbname=config.database,
         )
         .with_network(network)
-        .with_network_aliases(MYSQL_ALIAS)
+        .with_network_aliases(MYSQL_ALIAS),
+        3306,
     )
     try:
         container.start()
     except Exception as exc:  # docker/testcontainers errors, translated at this boundary
+        exited = _early_exit(container)
         with contextlib.suppress(Exception):
             container.stop()
+        if exited:
+            raise DockerError(f"the MySQL container {config.image} did not start{exited}") from exc
         raise _docker_error(f"cannot start the MySQL container {config.image}", exc) from exc
     try:
         yield MySQLServer(
@@ -109,7 +173,10 @@ def service_container(config: ServiceConfig, env: dict[str, str], network: Any |
     from testcontainers.core.container import DockerContainer
 
     assert config.image is not None
-    container = DockerContainer(config.image).with_exposed_ports(config.port)
+    ensure_image(config.image)
+    container = _local_ports(
+        DockerContainer(config.image).with_exposed_ports(config.port), config.port
+    )
     for key, value in env.items():
         container = container.with_env(key, value)
     if network is not None:

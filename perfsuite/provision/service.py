@@ -150,7 +150,8 @@ def _container_service(
 ) -> Iterator[Service]:
     from perfsuite.provision.containers import container_host, service_container
 
-    env = {"PERFSUITE_MYSQL_URL": mysql.internal_url, **config.env}
+    passed = {name: os.environ[name] for name in config.pass_env if name in os.environ}
+    env = {"PERFSUITE_MYSQL_URL": mysql.internal_url, **passed, **config.env}
     container = service_container(config, env, network)
     try:
         container.start()

@@ -43,11 +43,23 @@ def test_unknown_service_key(tmp_path: Path) -> None:
         load_config(tmp_path, {"service": {"comand": "x"}})
 
 
-def test_service_needs_exactly_one_kind(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="exactly one of command, image or url"):
-        load_config(tmp_path, {"service": {"command": "x", "image": "y"}})
-    with pytest.raises(ConfigError, match="exactly one of command, image or url"):
+def test_service_kinds(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"a command, an image \(or both\), or a url"):
+        load_config(tmp_path, {"service": {"url": "http://127.0.0.1:1", "image": "y"}})
+    with pytest.raises(ConfigError, match=r"a command, an image \(or both\), or a url"):
         load_config(tmp_path, {"service": {"health": "/h"}})
+    with pytest.raises(ConfigError, match="pass_env: expected a list of variable names"):
+        load_config(tmp_path, {"service": {"image": "y", "pass_env": "FAULT"}})
+    both = load_config(
+        tmp_path, {"service": {"command": "x", "image": "y", "pass_env": ["FAULT"]}}
+    ).service
+    assert both is not None
+    assert (both.kind, both.pass_env) == ("command", ("FAULT",))
+    assert both.for_mysql("process").kind == "command"
+    assert both.for_mysql("container").kind == "container"
+    only_image = load_config(tmp_path, {"service": {"image": "y"}}).service
+    assert only_image is not None
+    assert only_image.for_mysql("process").kind == "container"  # refused later, with a reason
 
 
 def test_service_command_string_is_split(tmp_path: Path) -> None:
