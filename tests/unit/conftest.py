@@ -130,13 +130,23 @@ def target_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_example_suite(
-    *args: str, select: str, reports: Path, fault: str = "", profile: str = "smoke"
+    *args: str,
+    select: str,
+    reports: Path,
+    fault: str = "",
+    profile: str = "smoke",
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """The project's own perf suite (tests/perf, ``-k select``) in a subprocess.
 
     Its run records and history go to ``reports`` (not the project's own).
     """
-    env = {**os.environ, "ORDER_SERVICE_FAULT": fault, "DOCKER_HOST": "unix:///nonexistent.sock"}
+    env = {
+        **os.environ,
+        "ORDER_SERVICE_FAULT": fault,
+        "DOCKER_HOST": "unix:///nonexistent.sock",
+        **(env or {}),
+    }
     env.pop("PYTEST_XDIST_WORKER", None)
     return subprocess.run(
         [

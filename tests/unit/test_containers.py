@@ -1,0 +1,171 @@
+"""The container path for real: testcontainers on a Docker engine, locally built images.
+
+These tests need the engine ``.ci/run`` starts (``container/engine.sh``) and
+the images ``container/images.sh`` builds; they find it in
+``$PERFSUITE_TEST_DOCKER_HOST``. Without it they are skipped (a developer's
+machine), never in CI, where the variable is set and a missing engine fails.
+
+Each test holds a lock of its own so that, under ``pytest -n 2``, no other
+container test runs meanwhile: "nothing left behind" compares everything the
+engine holds before and after.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import REPO, run_example_suite
+
+IMAGES = ("perfsuite/mariadb:bookworm", "perfsuite/order-service:latest")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """A Docker client of the test engine (skip when none is configured)."""
+    host = os.environ.get("PERFSUITE_TEST_DOCKER_HOST")
+    if not host:
+        pytest.skip("no Docker engine for the container tests: .ci/run starts one")
+    import docker
+
+    client = docker.DockerClient(base_url=host)
+    client.ping()  # configured but not answering: fail, do not skip
+    for image in IMAGES:
+        client.images.get(image)  # container/images.sh builds them
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def alone(engine: Any) -> Iterator[Any]:
+    """The engine, for this test only, and what it holds before the test."""
+    with open(Path(tempfile.gettempdir()) / "perfsuite-container-tests.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        before = _holdings(engine)
+        yield engine
+        assert _holdings(engine) == before, "containers, networks or volumes were left behind"
+
+
+def _holdings(client: Any) -> dict[str, set[str]]:
+    return {
+        "containers": {c.id for c in client.containers.list(all=True)},
+        "networks": {n.id for n in client.networks.list()},
+        "volumes": {v.id for v in client.volumes.list()},
+    }
+
+
+def _env() -> dict[str, str]:
+    return {
+        "DOCKER_HOST": os.environ["PERFSUITE_TEST_DOCKER_HOST"],
+        "TESTCONTAINERS_RYUK_DISABLED": "true",  # its image cannot be pulled here
+    }
+
+
+def _suite(
+    reports: Path, *args: str, select: str, fault: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return run_example_suite(
+        "--perf-mysql=container", *args, select=select, reports=reports, fault=fault, env=_env()
+    )
+
+
+def test_example_suite_runs_through_containers(alone: Any, tmp_path: Path) -> None:
+    result = _suite(tmp_path, select="order_query or payment_callback")
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:]
+    assert "mysql=container (chosen explicitly), service=container" in out
+    assert "2 passed" in out
+    (record,) = (tmp_path / "runs").glob("*.json")
+    for test in json.loads(record.read_text())["tests"]:
+        assert test["pool"]["ok"], test["pool"]["report"]
+        # The pool gauges came from the service's /metrics through its published port.
+        assert any(v is not None for v in test["pool"]["series"]["in_use"])
+        # Resources from the Docker stats API: the container's CPU and memory.
+        (res,) = test["resources"]
+        assert max(res["cpu_percent"]) > 0
+        assert min(res["rss_mib"]) > 1
+
+
+def test_a_leak_is_caught_through_containers(alone: Any, tmp_path: Path) -> None:
+    # ORDER_SERVICE_FAULT reaches the container through [tool.perfsuite.service] pass_env.
+    result = _suite(tmp_path, select="payment_callback", fault="leak")
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "still in use (never released: a leak)" in out  # the service's gauges
+    assert "connections of 'perfsuite' after the load:" in out  # the database's processlist
+    assert " Sleep " in out
+
+
+def test_a_missing_image_names_what_builds_it(alone: Any, tmp_path: Path) -> None:
+    result = _suite(tmp_path, "--perf-mysql-image=perfsuite/no-such-image:1", select="order_query")
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "the image perfsuite/no-such-image:1 is not on the Docker engine" in out
+    assert "container/images.sh" in out
+    assert "Traceback" not in out
+
+
+def test_a_container_that_exits_early_shows_its_logs(alone: Any, tmp_path: Path) -> None:
+    # The service's image as "MySQL": it exits at once, asking for a MySQL URL.
+    result = _suite(
+        tmp_path, "--perf-mysql-image=perfsuite/order-service:latest", select="order_query"
+    )
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "the MySQL container perfsuite/order-service:latest did not start" in out
+    assert "it exited with code 2, its last log lines:" in out
+    assert "--mysql-url (or PERFSUITE_MYSQL_URL) is required" in out
+
+
+def test_auto_falls_back_to_the_process_provider_when_the_image_is_missing(
+    alone: Any, tmp_path: Path
+) -> None:
+    result = run_example_suite(
+        "--perf-mysql=auto",
+        "--perf-mysql-image=perfsuite/no-such-image:1",
+        select="order_query",
+        reports=tmp_path,
+        env=_env(),
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:]
+    assert "mysql=container (auto: Docker " in out  # the engine answered
+    assert "falling back to a local MySQL process: the image perfsuite/no-such-image:1" in out
+
+
+def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
+    env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "tests/perf", "-m", "perf", "-k", "mixed",
+         "--perf-mysql=container", "--perf-profile=ci", "-p", "no:cacheprovider",
+         f"--perf-reports-dir={tmp_path}"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until both containers run (and then a bit)
+            if len(alone.containers.list()) >= 2:
+                break
+            time.sleep(0.5)
+        assert len(alone.containers.list()) >= 2, "the containers never started"
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "KeyboardInterrupt" in output
