@@ -54,7 +54,8 @@ if [ ! -d "$DATADIR/mysql" ]; then
     for script in /docker-entrypoint-initdb.d/*.sql; do
         [ -e "$script" ] || continue
         echo "running $script"
-        mariadb --socket="$INIT_SOCKET" -uroot -p"${MYSQL_ROOT_PASSWORD:-}" \
+        # MYSQL_PWD, not -p: an empty -p would prompt (and read the script as the password).
+        MYSQL_PWD="${MYSQL_ROOT_PASSWORD:-}" mariadb --socket="$INIT_SOCKET" -uroot \
             ${MYSQL_DATABASE:+"$MYSQL_DATABASE"} < "$script"
     done
     kill "$init_pid"

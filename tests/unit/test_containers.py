@@ -169,3 +169,51 @@ def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert "KeyboardInterrupt" in output
+
+
+def _wait_logs(container: Any, text: str, count: int, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        container.reload()
+        logs = container.logs().decode("utf-8", errors="replace")
+        if logs.count(text) >= count or container.status == "exited":
+            return str(logs)
+        time.sleep(0.3)
+    raise AssertionError(f"{text!r} not logged {count} times within {timeout} s")
+
+
+def test_mariadb_image_honours_the_official_mysql_contract(alone: Any, tmp_path: Path) -> None:
+    import pymysql
+
+    (tmp_path / "init").mkdir()
+    (tmp_path / "init" / "seed.sql").write_text("CREATE TABLE t (x INT); INSERT INTO t VALUES (7);")
+    container = alone.containers.run(
+        IMAGES[0],
+        detach=True,
+        environment={"MYSQL_ALLOW_EMPTY_PASSWORD": "yes", "MYSQL_DATABASE": "shop"},
+        ports={"3306/tcp": ("127.0.0.1",)},
+        volumes={str(tmp_path / "init"): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"}},
+    )
+    try:
+        # A temporary server initialises the datadir, then the real one starts.
+        logs = _wait_logs(container, ": ready for connections", 2)
+        assert "running /docker-entrypoint-initdb.d/seed.sql" in logs
+        container.reload()
+        port = int(container.ports["3306/tcp"][0]["HostPort"])
+        assert container.ports["3306/tcp"][0]["HostIp"] == "127.0.0.1"
+        conn = pymysql.connect(
+            host="127.0.0.1", port=port, user="root", password="", database="shop"
+        )
+        with conn.cursor() as cur:
+            cur.execute("SELECT x FROM t")
+            assert cur.fetchall() == ((7,),)
+        conn.close()
+    finally:
+        container.remove(force=True, v=True)
+
+    refused = alone.containers.run(IMAGES[0], detach=True)  # no password option at all
+    try:
+        assert refused.wait(timeout=60)["StatusCode"] == 1
+        assert "You need to specify one of MYSQL_ROOT_PASSWORD" in refused.logs().decode()
+    finally:
+        refused.remove(force=True, v=True)
