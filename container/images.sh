@@ -112,3 +112,5 @@ build_service() {
 
 build_mariadb
 build_service
+# Older builds of ours, now untagged: under vfs each is a full copy (~0.4 GB).
+docker image prune -f --filter label=perfsuite.inputs > /dev/null
