@@ -34,15 +34,54 @@ class ResourceSeries:
         }
 
 
-class ResourceSampler:
-    """Samples a local process tree from a thread until stopped."""
+class _Sampler:
+    """Calls ``_sample`` once an interval from a thread until stopped."""
 
-    def __init__(self, pid: int, *, interval: float = 1.0) -> None:
-        self.process = psutil.Process(pid)
+    name = "perfsuite-resources"
+
+    def __init__(self, *, interval: float) -> None:
         self.interval = interval
         self.series = ResourceSeries()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _prime(self, t0: float) -> None:
+        """Read the counters once, so that the first sample has a delta."""
+
+    def _sample(self, t0: float) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Prime the CPU counters and start sampling."""
+        t0 = time.monotonic()
+        self._prime(t0)
+
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                try:
+                    self._sample(t0)
+                except Exception as exc:  # the target went away: keep what we have
+                    self.error = exc
+                    return
+
+        self._thread = threading.Thread(target=loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> ResourceSeries:
+        """Stop sampling and return the series."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        return self.series
+
+
+class ResourceSampler(_Sampler):
+    """Samples a local process tree from a thread until stopped."""
+
+    def __init__(self, pid: int, *, interval: float = 1.0) -> None:
+        super().__init__(interval=interval)
+        self.process = psutil.Process(pid)
         self._procs: dict[int, psutil.Process] = {}
 
     def _tree(self) -> list[psutil.Process]:
@@ -51,6 +90,11 @@ class ResourceSampler:
             procs += self.process.children(recursive=True)
         # cpu_percent needs the same Process object across calls.
         return [self._procs.setdefault(p.pid, p) for p in procs]
+
+    def _prime(self, t0: float) -> None:
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                proc.cpu_percent(None)
 
     def _sample(self, t0: float) -> None:
         cpu = rss = 0.0
@@ -64,31 +108,8 @@ class ResourceSampler:
         self.series.cpu.append(cpu)
         self.series.rss_mib.append(rss)
 
-    def start(self) -> None:
-        """Prime the CPU counters and start sampling."""
-        for proc in self._tree():
-            try:
-                proc.cpu_percent(None)
-            except psutil.Error:
-                continue
-        t0 = time.monotonic()
 
-        def loop() -> None:
-            while not self._stop.wait(self.interval):
-                self._sample(t0)
-
-        self._thread = threading.Thread(target=loop, name="perfsuite-resources", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> ResourceSeries:
-        """Stop sampling and return the series."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        return self.series
-
-
-class DockerStatsSampler:
+class DockerStatsSampler(_Sampler):
     """Samples a container through the Docker stats API until stopped.
 
     One-shot stats once a second (no 1 s wait per call), CPU from the deltas
@@ -96,29 +117,29 @@ class DockerStatsSampler:
     the cgroup's usage less its page cache, as ``docker stats`` shows it.
     """
 
+    name = "perfsuite-docker-stats"
+
     def __init__(self, container: Any, *, interval: float = 1.0) -> None:
+        super().__init__(interval=interval)
         self.container = container
-        self.interval = interval
-        self.series = ResourceSeries()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last: tuple[float, float] | None = None
-        self.error: BaseException | None = None
 
     def _read(self) -> tuple[float, float, float, float]:
         """(container CPU ns, host CPU ns, online CPUs, memory MiB) now."""
         data = self.container.stats(stream=False, one_shot=True)
         cpu = data.get("cpu_stats") or {}
         mem = data.get("memory_stats") or {}
-        cache = (mem.get("stats") or {}).get(
-            "inactive_file", (mem.get("stats") or {}).get("cache", 0)
-        )
+        detail = mem.get("stats") or {}
+        cache = detail.get("inactive_file", detail.get("cache", 0))  # cgroup v2, else v1
         return (
             float((cpu.get("cpu_usage") or {}).get("total_usage", 0)),
             float(cpu.get("system_cpu_usage", 0)),
             float(cpu.get("online_cpus") or psutil.cpu_count() or 1),
             (float(mem.get("usage", 0)) - float(cache)) / 2**20,
         )
+
+    def _prime(self, t0: float) -> None:
+        self._sample(t0)
 
     def _sample(self, t0: float) -> None:
         used, system, cpus, mib = self._read()
@@ -128,26 +149,3 @@ class DockerStatsSampler:
             self.series.cpu.append(max(0.0, cpu))
             self.series.rss_mib.append(mib)
         self._last = (used, system)
-
-    def start(self) -> None:
-        """Prime the CPU counters and start sampling."""
-        t0 = time.monotonic()
-        self._sample(t0)
-
-        def loop() -> None:
-            while not self._stop.wait(self.interval):
-                try:
-                    self._sample(t0)
-                except Exception as exc:  # the container went away: keep what we have
-                    self.error = exc
-                    return
-
-        self._thread = threading.Thread(target=loop, name="perfsuite-docker-stats", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> ResourceSeries:
-        """Stop sampling and return the series."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        return self.series
