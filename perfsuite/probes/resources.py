@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
+
+from perfsuite.errors import PerfsuiteWarning
 
 __all__ = ["DockerStatsSampler", "ResourceSampler", "ResourceSeries"]
 
@@ -73,6 +76,13 @@ class _Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.error is not None:  # said, not raised: the test's own failure comes first
+            warnings.warn(
+                f"perfsuite: resource sampling stopped early: {type(self.error).__name__}: "
+                f"{self.error}",
+                PerfsuiteWarning,
+                stacklevel=2,
+            )
         return self.series
 
 
