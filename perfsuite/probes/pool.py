@@ -133,24 +133,28 @@ class PoolVerdict:
     after: DbSnapshot
     peak_threads: int
     peak_running: int = 0
-    gauges: list[tuple[float, PoolGauges]] = field(default_factory=list)
     waited: float = 0.0
-    threads: list[tuple[float, int]] = field(default_factory=list)  # Threads_connected over time
+    # Once a second during the load, then the last reading: (at, Threads_connected, gauges).
+    samples: list[tuple[float, int, PoolGauges | None]] = field(default_factory=list)
+
+    @property
+    def gauges(self) -> list[tuple[float, PoolGauges]]:
+        """The pool gauges over the test (when the service reports them)."""
+        return [(t, g) for t, _, g in self.samples if g is not None]
 
     def series(self) -> dict[str, list[float | None]]:
         """Once-a-second readings, for run records: seconds since the load began."""
-        t0 = self.before.at
-        gauges = dict(self.gauges)
 
-        def gauge(t: float, role: str) -> float | None:
-            g = gauges.get(t)
+        def gauge(g: PoolGauges | None, role: str) -> float | None:
             value = getattr(g, role) if g is not None else math.nan
             return None if math.isnan(value) else float(value)
 
         return {
-            "seconds": [round(t - t0, 3) for t, _ in self.threads],
-            "threads_connected": [float(n) for _, n in self.threads],
-            **{role: [gauge(t, role) for t, _ in self.threads] for role in ("in_use", "waiting")},
+            "seconds": [round(t - self.before.at, 3) for t, _, _ in self.samples],
+            "threads_connected": [float(n) for _, n, _ in self.samples],
+            **{
+                role: [gauge(g, role) for _, _, g in self.samples] for role in ("in_use", "waiting")
+            },
         }
 
     def report(self) -> str:
@@ -258,9 +262,8 @@ class PoolWatch:
             time.sleep(0.2)
         # The series keeps the once-a-second samples of the load and the last reading.
         self.samples.append((snap.at, snap.threads_connected, gauges))
-        series = [(t, g) for t, _, g in self.samples if g is not None]
         peak = max([self.before.threads_connected, *(n for _, n, _ in self.samples)])
-        if series and any(g.waiting > 0 for _, g in series) and reasons:
+        if reasons and any(g is not None and g.waiting > 0 for _, _, g in self.samples):
             reasons.append("requests waited for a connection during the load (pool exhaustion)")
         return PoolVerdict(
             ok=not reasons,
@@ -269,9 +272,8 @@ class PoolWatch:
             after=snap,
             peak_threads=peak,
             peak_running=self.peak_running,
-            gauges=series,
             waited=waited,
-            threads=[(t, n) for t, n, _ in self.samples],
+            samples=list(self.samples),
         )
 
     def _reasons(self, snap: DbSnapshot, gauges: PoolGauges | None) -> list[str]:

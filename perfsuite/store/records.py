@@ -83,22 +83,26 @@ def _decode_blocks(data: Mapping[str, Any]) -> list[Block]:
     ]
 
 
-def _series(blocks: Iterable[Block]) -> dict[str, list[Any]]:
+def _series(blocks: list[Block]) -> dict[str, list[Any]]:
     """Per-second timeline of one cell: requests, errors, p50 and p99 (ms)."""
-    out: dict[str, list[Any]] = {"t": [], "requests": [], "errors": [], "p50": [], "p99": []}
-    for b in sorted(blocks, key=lambda b: b.t):
-        rows = b.counts[None, :]
-        out["t"].append(b.t)
-        out["requests"].append(b.requests)
-        out["errors"].append(b.errors)
-        for name in ("p50", "p99"):
-            value = float(metric_of_rows(name, rows, *_ZERO, index=b.index)[0])
-            out[name].append(None if math.isnan(value) else round(value, 4))
-    return out
+    if not blocks:
+        return {"t": [], "requests": [], "errors": [], "p50": [], "p99": []}
+    # One row per second: the block set's own metrics, all seconds at once.
+    rows = BlockSet.from_blocks(blocks, max_blocks=len(blocks))
 
+    def metric(name: str) -> list[float | None]:
+        values = metric_of_rows(
+            name, rows.counts, rows.requests, rows.errors, rows.seconds, rows.index
+        )
+        return [None if math.isnan(v) else round(float(v), 4) for v in values]
 
-# Request, error and second counts that percentiles do not read.
-_ZERO = (np.zeros(1), np.zeros(1), np.zeros(1))
+    return {
+        "t": sorted(b.t for b in blocks),
+        "requests": rows.requests.tolist(),
+        "errors": rows.errors.tolist(),
+        "p50": metric("p50"),
+        "p99": metric("p99"),
+    }
 
 
 def _summary(result: LoadResult, endpoint: str, phase: str) -> dict[str, float | None]:
@@ -145,7 +149,7 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
                 "service_time": encode(c.service_time),
                 "blocks": _encode_blocks(group_by_time(c.blocks, *spans[c.phase])),
                 "summary": _summary(result, c.endpoint, c.phase),
-                "series": _series(c.blocks),
+                "series": _series(list(c.blocks)),
             }
             for c in result.cells
         ],
