@@ -193,7 +193,7 @@ def _test_section(
     if entry is not None:
         svgs, notes = test_charts(entry)
         parts.append("<h3>Latest run</h3>")
-        parts += [f"<p>{n}</p>" for n in notes]
+        parts += [f"<p>{html.escape(n)}</p>" for n in notes]
         for s in entry.get("slo", []):
             css = "" if s["passed"] else "FAIL"
             parts.append(f'<p class="{css}">{html.escape(s["text"])}</p>')

@@ -3,7 +3,6 @@ timelines with phase boundaries and the knee, the pool and resource series."""
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,6 +16,8 @@ from perfsuite.stats.knee import Knee, find_knee
 __all__ = ["load_charts", "percentile_curve", "test_charts"]
 
 _NINES = 5  # the curve goes to 99.999 % when there are enough requests
+# second -> (requests, errors, p99) of one endpoint
+Timeline = dict[int, tuple[int, int, float | None]]
 
 
 def _color(i: int) -> str:
@@ -55,9 +56,9 @@ def _curve_chart(load: Mapping[str, Any], endpoints: list[str], measured: set[st
     )
 
 
-def _timeline(load: Mapping[str, Any], endpoint: str) -> dict[int, tuple[int, int, float | None]]:
+def _timeline(load: Mapping[str, Any], endpoint: str) -> Timeline:
     """second -> (requests, errors, p99) of one endpoint over all phases."""
-    out: dict[int, tuple[int, int, float | None]] = {}
+    out: Timeline = {}
     for cell in load["cells"]:
         if cell["endpoint"] != endpoint or "series" not in cell:
             continue
@@ -83,8 +84,19 @@ def _phase_lines(load: Mapping[str, Any]) -> list[VLine]:
     ]
 
 
+def _total_per_second(timelines: dict[str, Timeline]) -> dict[int, int]:
+    """second -> requests of all endpoints."""
+    total: dict[int, int] = {}
+    for tl in timelines.values():
+        for t, (req, _, _) in tl.items():
+            total[t] = total.get(t, 0) + req
+    return total
+
+
 def _knee(
-    load: Mapping[str, Any], timelines: dict[str, dict[int, tuple[int, int, float | None]]]
+    load: Mapping[str, Any],
+    timelines: dict[str, Timeline],
+    total: dict[int, int],
 ) -> dict[str, tuple[Knee, list[float], list[float]]]:
     """Per endpoint: its knee against the total rate, and the points it was fitted to."""
     measured = [p for p in load["phases"] if p["role"] == "measure"]
@@ -93,10 +105,6 @@ def _knee(
         for p in measured
         for t in range(math.ceil(p["start"]), math.floor(p["start"] + p["duration"]))
     }
-    total: dict[int, int] = {}
-    for tl in timelines.values():
-        for t, (req, _, _) in tl.items():
-            total[t] = total.get(t, 0) + req
     found = {}
     for endpoint, tl in timelines.items():
         ts = sorted(t for t in tl if t in seconds and tl[t][2] is not None)
@@ -108,47 +116,22 @@ def _knee(
     return found
 
 
-def load_charts(load: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(SVG charts, notes) of one load of a run."""
-    endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
-    measured = {p["name"] for p in load["phases"] if p["role"] == "measure"}
-    timelines = {e: _timeline(load, e) for e in endpoints}
-    phases = _phase_lines(load)
-    knees = _knee(load, timelines)
-    charts = [_curve_chart(load, endpoints, measured)]
-    rps_lines, p99_lines = [], []
-    for i, (endpoint, tl) in enumerate(timelines.items()):
-        ts = sorted(tl)
-        rps_lines.append(
-            Line(name=endpoint, xs=ts, ys=[float(tl[t][0]) for t in ts], color=_color(i))
-        )
-        p99_lines.append(Line(name=endpoint, xs=ts, ys=[tl[t][2] for t in ts], color=_color(i)))
-    axes = Axes(x_title="seconds since the start", y_title="req/s")
-    charts.append(chart("requests per second", rps_lines, axes=axes, vlines=phases, kind="rps"))
-    knee_marks = []
-    notes = []
-    for endpoint, (knee, _, _) in knees.items():
+def _knee_charts(
+    knees: dict[str, tuple[Knee, list[float], list[float]]],
+    timelines: dict[str, Timeline],
+    total: dict[int, int],
+) -> tuple[list[VLine], list[str], list[str]]:
+    """(marks for the p99 timeline, scatter charts, notes) of the knees found."""
+    marks, charts, notes = [], [], []
+    for i, (endpoint, (knee, rates, p99)) in enumerate(knees.items()):
+        label = f"knee {knee.rate:,.0f}/s"
         notes.append(
             f"Knee of {endpoint}: p99 is flat at {knee.flat:.2f} ms up to about "
             f"{knee.rate:,.0f} req/s, then climbs {knee.rise:.1f}x by the highest rate."
         )
-        tl = timelines[endpoint]
-        total = {t: sum(timelines[e].get(t, (0, 0, None))[0] for e in timelines) for t in tl}
-        reached = [t for t in sorted(total) if total[t] >= knee.rate]
+        reached = [t for t in sorted(timelines[endpoint]) if total[t] >= knee.rate]
         if reached:
-            knee_marks.append(
-                VLine(x=float(reached[0]), label=f"knee {knee.rate:,.0f}/s", color="#d62728")
-            )
-    charts.append(
-        chart(
-            "p99 latency per second",
-            p99_lines,
-            axes=Axes(x_title="seconds since the start", y_title="ms"),
-            vlines=phases + knee_marks,
-            kind="p99-timeline",
-        )
-    )
-    for i, (endpoint, (knee, rates, p99)) in enumerate(knees.items()):
+            marks.append(VLine(x=float(reached[0]), label=label, color="#d62728"))
         scatter = Line(
             name=f"{endpoint} (each second)",
             xs=rates,
@@ -162,11 +145,46 @@ def load_charts(load: Mapping[str, Any]) -> tuple[list[str], list[str]]:
                 f"p99 of {endpoint} against the rate",
                 [scatter],
                 axes=Axes(x_title="req/s (all endpoints)", y_title="ms"),
-                vlines=[VLine(x=knee.rate, label=f"knee {knee.rate:,.0f}/s", color="#d62728")],
+                vlines=[VLine(x=knee.rate, label=label, color="#d62728")],
                 kind="knee",
             )
         )
-    return charts, notes
+    return marks, charts, notes
+
+
+def load_charts(load: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(SVG charts, notes) of one load of a run."""
+    endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
+    measured = {p["name"] for p in load["phases"] if p["role"] == "measure"}
+    timelines = {e: _timeline(load, e) for e in endpoints}
+    total = _total_per_second(timelines)
+    phases = _phase_lines(load)
+    knee_marks, knee_charts, notes = _knee_charts(_knee(load, timelines, total), timelines, total)
+    rps_lines, p99_lines = [], []
+    for i, (endpoint, tl) in enumerate(timelines.items()):
+        ts = sorted(tl)
+        rps_lines.append(
+            Line(name=endpoint, xs=ts, ys=[float(tl[t][0]) for t in ts], color=_color(i))
+        )
+        p99_lines.append(Line(name=endpoint, xs=ts, ys=[tl[t][2] for t in ts], color=_color(i)))
+    charts = [
+        _curve_chart(load, endpoints, measured),
+        chart(
+            "requests per second",
+            rps_lines,
+            axes=Axes(x_title="seconds since the start", y_title="req/s"),
+            vlines=phases,
+            kind="rps",
+        ),
+        chart(
+            "p99 latency per second",
+            p99_lines,
+            axes=Axes(x_title="seconds since the start", y_title="ms"),
+            vlines=phases + knee_marks,
+            kind="p99-timeline",
+        ),
+    ]
+    return charts + knee_charts, notes
 
 
 def _series_chart(title: str, data: Mapping[str, Any], keys: Sequence[str], unit: str) -> str:
@@ -200,4 +218,4 @@ def test_charts(entry: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     for res in entry.get("resources", []):
         charts.append(_series_chart("service CPU", res, ("cpu_percent",), "% of one core"))
         charts.append(_series_chart("service memory (RSS)", res, ("rss_mib",), "MiB"))
-    return charts, [html.escape(n) for n in notes]
+    return charts, notes
