@@ -24,7 +24,7 @@ from perfsuite.errors import StoreError
 from perfsuite.report.latest import test_charts
 from perfsuite.report.rows import rows
 from perfsuite.report.svg import Area, Axes, Line, VLine, chart
-from perfsuite.report.trends import METRIC_INFO, Series, Shift, trend_series
+from perfsuite.report.trends import Series, Shift, metric_info, trend_series
 from perfsuite.store.history import History, HistoryRun, redact
 
 __all__ = ["ReportInfo", "build_report"]
@@ -65,16 +65,14 @@ class ReportInfo:
     shifts: int
 
 
-def _num(v: float | None, unit: str = "") -> str:
+def _num(v: float | None) -> str:
     if v is None:
         return "-"
-    if unit == "%":
-        return f"{v:.3g} %"
     return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def _trend_chart(series: Series) -> str:
-    title, unit, _, _ = METRIC_INFO.get(series.metric, (series.metric, "", True, True))
+    title, unit, _, _ = metric_info(series.metric)
     xs = [float(i) for i in range(len(series.runs))]
     tips = [
         f"{r.label} ({r.created[:16]}): {_num(v)} {unit}"
@@ -111,7 +109,7 @@ def _trend_chart(series: Series) -> str:
 
 
 def _shift_text(shift: Shift, series: Series) -> str:
-    title, unit, _, _ = METRIC_INFO.get(series.metric, (series.metric, "", True, True))
+    title, unit, _, _ = metric_info(series.metric)
     p = shift.point
     return (
         f"{title} of {series.endpoint}: {_num(p.before)} -> {_num(p.after)} {unit} "
@@ -158,7 +156,7 @@ def _shift_table(all_series: Sequence[Series]) -> str:
     )
     body = []
     for s, sh in found:
-        _, unit, _, _ = METRIC_INFO.get(s.metric, (s.metric, "", True, True))
+        _, unit, _, _ = metric_info(s.metric)
         css = "worse" if sh.worse else "better"
         body.append(
             f'<tr class="shift"><td>{html.escape(s.test)}</td><td>{html.escape(s.endpoint)}</td>'

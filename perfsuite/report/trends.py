@@ -5,25 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from perfsuite.stats.changepoint import ChangePoint, change_points
 from perfsuite.stats.trend import Band, prediction_band
 from perfsuite.store.history import HistoryRun, Point
 
-__all__ = ["METRIC_INFO", "Series", "Shift", "trend_series"]
+__all__ = ["METRIC_INFO", "MetricInfo", "Series", "Shift", "metric_info", "trend_series"]
 
-# metric -> (title, unit, judged on a log scale, higher is worse)
-METRIC_INFO: dict[str, tuple[str, str, bool, bool]] = {
-    "p50": ("p50 latency", "ms", True, True),
-    "p95": ("p95 latency", "ms", True, True),
-    "p99": ("p99 latency", "ms", True, True),
-    "mean": ("mean latency", "ms", True, True),
-    "rps": ("throughput", "req/s", True, False),
-    "error_rate": ("error rate", "%", False, True),
-    "median": ("median", "ms", True, True),
-    "min": ("min", "ms", True, True),
-    "ops": ("operations", "ops/s", True, False),
+
+class MetricInfo(NamedTuple):
+    """How a metric is titled and judged."""
+
+    title: str
+    unit: str
+    log: bool  # judged on a log scale
+    higher_worse: bool
+
+
+METRIC_INFO: dict[str, MetricInfo] = {
+    "p50": MetricInfo("p50 latency", "ms", True, True),
+    "p95": MetricInfo("p95 latency", "ms", True, True),
+    "p99": MetricInfo("p99 latency", "ms", True, True),
+    "mean": MetricInfo("mean latency", "ms", True, True),
+    "rps": MetricInfo("throughput", "req/s", True, False),
+    "error_rate": MetricInfo("error rate", "%", False, True),
+    "median": MetricInfo("median", "ms", True, True),
+    "min": MetricInfo("min", "ms", True, True),
+    "ops": MetricInfo("operations", "ops/s", True, False),
 }
+
+
+def metric_info(metric: str) -> MetricInfo:
+    """A metric's title, unit and scale (a plain latency-like one when unknown)."""
+    return METRIC_INFO.get(metric, MetricInfo(metric, "", True, True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +83,7 @@ def _bands(
 def _shifts(
     runs: Sequence[HistoryRun], values: Sequence[float | None], metric: str, p_value: float
 ) -> list[Shift]:
-    _, _, log, higher_worse = METRIC_INFO.get(metric, ("", "", True, True))
+    _, _, log, higher_worse = metric_info(metric)
     kept = [
         (run, v)
         for run, v in zip(runs, values, strict=True)
@@ -105,7 +120,7 @@ def trend_series(
         values = [by_run[r.id] for r in chosen]
         if metric == "error_rate":  # shown in percent
             values = [None if v is None else v * 100.0 for v in values]
-        log = METRIC_INFO.get(metric, ("", "", True, True))[2]
+        log = metric_info(metric).log
         shifts = _shifts(chosen, values, metric, p_value)
         cuts = [chosen.index(s.run) for s in shifts]
         out.setdefault((test, endpoint), []).append(
