@@ -76,12 +76,14 @@ def ensure_image(image: str) -> None:
     from docker.errors import ImageNotFound
     from testcontainers.core.docker_client import DockerClient
 
-    client = DockerClient().client
     try:
+        client = DockerClient().client
         client.images.get(image)
         return
     except ImageNotFound:
         pass
+    except Exception as exc:  # the engine went away since the probe: translated here
+        raise _docker_error(f"cannot look up the image {image}", exc) from exc
     try:
         client.images.pull(image)
     except Exception as exc:  # no registry, no such repository, no credentials

@@ -172,7 +172,7 @@ class History:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
-        return sa.create_engine(url, poolclass=NullPool, pool_pre_ping=True)
+        return sa.create_engine(url, poolclass=NullPool)
 
     def _create(self) -> None:
         with self.engine.begin() as conn:
