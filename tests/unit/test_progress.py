@@ -6,11 +6,23 @@ import contextlib
 import io
 import os
 import pty
+import select
 
 from perfsuite.load import Progress
 from perfsuite.load.progress import LiveLine
 
 PROGRESS = Progress(phase="stairs-3", elapsed=42, total=600, rps=987, p95_ms=12.5, errors=3)
+
+
+def _read_all(fd: int) -> str:
+    """Everything written to the pty: one read may return only a first chunk."""
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:  # until nothing more comes for 0.5 s
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 def test_draws_on_a_terminal() -> None:
@@ -20,7 +32,7 @@ def test_draws_on_a_terminal() -> None:
             line = LiveLine(tty, enabled=True)
             line(PROGRESS)
             line.close()
-        text = os.read(leader, 4096).decode()
+        text = _read_all(leader)
     finally:
         os.close(leader)
         os.close(follower)
