@@ -1,6 +1,7 @@
 """Micro-benchmarks of perfsuite's hot paths (pytest-benchmark).
 
-    pytest benchmarks/test_micro.py
+    pytest benchmarks/test_micro.py -p no:xdist
+    pytest benchmarks/test_micro.py --benchmark-disable   # each once: .ci/run's check
 
 They measure; they assert only that the code did its work, never a time.
 """
@@ -43,7 +44,7 @@ def test_recorder_answer(benchmark) -> None:
             recorder.answer(0, 1000 + i, 900 + i, 200)
 
     benchmark(answer_1000)
-    recorder.fold()
+    recorder.fold(0)
     assert recorder.latency[0].get_total_count() > 0
 
 

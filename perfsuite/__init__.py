@@ -11,6 +11,7 @@ from perfsuite.config import PerfConfig, Profile
 from perfsuite.errors import (
     ConfigError,
     DockerError,
+    Interrupted,
     LoadError,
     LoadGeneratorSaturated,
     MySQLError,
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "Context",
     "DockerError",
+    "Interrupted",
     "LoadError",
     "LoadGeneratorSaturated",
     "LoadResult",

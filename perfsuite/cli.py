@@ -22,13 +22,16 @@ from typing import Any
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
-from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.errors import ConfigError, Interrupted, PerfsuiteError
 from perfsuite.provision import choose_provider, open_mysql, probe_docker
 from perfsuite.report.html import build_report
+from perfsuite.signals import run_signals
 from perfsuite.store.history import History, history_target, history_url, redact
 from perfsuite.store.ingest import import_paths
 
 __all__ = ["main"]
+
+_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 def _config(args: argparse.Namespace) -> PerfConfig:
@@ -117,6 +120,10 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             workers=args.workers,
             progress=live,
         )
+    except Interrupted as exc:  # Ctrl-C: what was measured until then, as k6 does
+        if exc.result is None:
+            raise
+        result = exc.result
     finally:
         live.close()
     out(result.describe())
@@ -133,10 +140,14 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "late": result.late,
             "dropped": result.dropped,
             "saturated": result.saturated,
+            "interrupted": result.interrupted,
+            "abandoned": result.abandoned,
             "latency_ms": summary.latency.as_dict(),
             "service_time_ms": summary.service_time.as_dict(),
         }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if result.interrupted:
+        return _INTERRUPTED
     return 1 if result.saturated else 0
 
 
@@ -251,11 +262,15 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     """Entry point of the ``perfsuite`` console script."""
     args = build_parser().parse_args(argv)
     commands = {"info": _info, "mysql": _mysql, "run": _run, "report": _report, "history": _import}
-    try:
-        return commands[args.command](args, out)
-    except PerfsuiteError as exc:
-        print(f"perfsuite: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    with run_signals():
+        try:
+            return commands[args.command](args, out)
+        except PerfsuiteError as exc:
+            print(f"perfsuite: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # everything started is stopped by now
+            print(f"perfsuite: {exc or 'interrupted'}", file=sys.stderr)
+            return _INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -15,13 +15,25 @@ one clear message instead of a traceback from somewhere deep.
     ├── LoadError            the load generator could not do what was asked
     │   └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
     └── StoreError           a stored file is corrupt or of an unknown schema
+
+    KeyboardInterrupt
+    └── Interrupted          Ctrl-C or SIGTERM; carries what the load measured so far
+
+``Interrupted`` is not an error: it is a ``KeyboardInterrupt``, so that
+pytest (and any caller) stops as it does on Ctrl-C, and SIGTERM alike.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfsuite.load.result import LoadResult
+
 __all__ = [
     "ConfigError",
     "DockerError",
+    "Interrupted",
     "LoadError",
     "LoadGeneratorSaturated",
     "MySQLError",
@@ -71,3 +83,23 @@ class StoreError(PerfsuiteError):
 
 class PerfsuiteWarning(UserWarning):
     """Something worked, but not as asked (a fallback was taken, no verdict given)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; ``result`` is what a load measured until then.
+
+    ``result`` is set when a load was running (its phases cut short, its
+    ``stop_reason`` saying so), else None.
+    """
+
+    def __init__(self, signal_name: str, result: LoadResult | None = None) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.result = result
+
+    def __str__(self) -> str:
+        if self.result is None:
+            return f"interrupted by {self.signal_name}"
+        return (
+            f"interrupted by {self.signal_name} during a load, after {self.result.wall_time:.1f} s"
+        )

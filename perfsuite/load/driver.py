@@ -94,6 +94,9 @@ class Driver:
         self.finished = False
         self.idle_ticks = 0
         self.tick_gen = 0
+        self.interrupted_by = ""  # the signal that stopped the run early, if one did
+        self.stopped_ns = 0
+        self.abandoned = 0
 
     def _at(self, when_ns: int, func: Callable[..., None], *args: object) -> None:
         delay = max(0.0, (when_ns - time.perf_counter_ns()) / _NS)
@@ -357,4 +360,29 @@ class Driver:
         if conn in self.idle:
             self.idle.remove(conn)
 
-    # -- housekeeping -------------------------------------------------------
+    # -- interruption -------------------------------------------------------
+
+    def interrupt(self, signal_name: str) -> None:
+        """Stop now (Ctrl-C, SIGTERM): send nothing more, keep what was measured.
+
+        Requests in flight or queued are abandoned: neither answered nor the
+        service's failure, they are taken out of the counts (``abandoned``).
+        """
+        if self.done.done() or self.interrupted_by:
+            return
+        self.interrupted_by = signal_name
+        self.stopped_ns = time.perf_counter_ns()
+        self.stop_reason = f"interrupted by {signal_name}"
+        self.finished = True
+        self.open_phase = None
+        self.users_wanted = 0
+        for conn in list(self.conns):
+            if conn.busy:
+                conn.busy = False
+                self.rec.withdraw(conn.cell)
+                self.abandoned += 1
+            conn.abort()
+        while self.backlog:
+            self.rec.withdraw(self.backlog.popleft()[2])
+            self.abandoned += 1
+        self._maybe_done()

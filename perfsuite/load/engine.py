@@ -7,10 +7,11 @@ timeouts) and its result; ``driver.py`` moves the requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from perfsuite.errors import ConfigError, LoadError
+from perfsuite.errors import ConfigError, Interrupted, LoadError
 from perfsuite.load.driver import Driver
 from perfsuite.load.options import EngineOptions, Progress
 from perfsuite.load.phases import OpenPhase, Phase
@@ -19,6 +20,7 @@ from perfsuite.load.result import LoadResult, cells_of, phase_infos
 from perfsuite.load.safety import check_target, raise_nofile
 from perfsuite.load.saturation import GeneratorStats, judge_saturation
 from perfsuite.load.scenario import Scenario
+from perfsuite.signals import stop_signals
 from perfsuite.stats.hdr import percentiles
 
 __all__ = ["EngineOptions", "Progress", "run_load"]
@@ -37,8 +39,10 @@ class _Engine(Driver):
         options: EngineOptions,
         progress: Callable[[Progress], None] | None,
         start_at_ns: int | None = None,
+        stop: Callable[[], str | None] | None = None,
     ) -> None:
         self.start_at_ns = start_at_ns
+        self.stop = stop
         host, port = check_target(target, options.allowed_hosts)
         if not phases:
             raise ConfigError("a load run needs at least one phase")
@@ -86,6 +90,9 @@ class _Engine(Driver):
         return self._result(starts, wall, cpu)
 
     def _sweep(self) -> None:
+        if self.stop is not None and (signal_name := self.stop()):
+            self.interrupt(signal_name)
+            return
         now = time.perf_counter_ns()
         self.lag.record_value(min(max(0, now - self._sweep_expected) // 1000, 60_000_000))
         for conn in list(self.conns):
@@ -146,9 +153,11 @@ class _Engine(Driver):
     def _result(self, starts: list[float], wall: float, cpu: float) -> LoadResult:
         rec = self.rec
         rec.fold(self._second)
-        infos = phase_infos(self.phases, starts)
+        ran = (self.stopped_ns - self.t0) / _NS if self.interrupted_by else None
+        infos = phase_infos(self.phases, starts, ran_for=ran)
         cells = cells_of(rec, [p.name for p in self.phases])
-        saturated, reason = self._saturation(cpu)
+        # A run cut short has no steady state to judge the generator by.
+        saturated, reason = (False, "") if self.interrupted_by else self._saturation(cpu)
         lag_p99 = percentiles(self.lag).p99 if self.lag.get_total_count() else 0.0
         return LoadResult(
             target=self.target,
@@ -165,6 +174,8 @@ class _Engine(Driver):
             saturated=saturated,
             saturation_reason=reason,
             stop_reason=self.stop_reason,
+            interrupted=bool(self.interrupted_by),
+            abandoned=self.abandoned,
         )
 
 
@@ -185,11 +196,31 @@ def run_load(
     options: EngineOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
     start_at_ns: int | None = None,
+    stop: Callable[[], str | None] | None = None,
+    handle_signals: bool = True,
 ) -> LoadResult:
-    """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result."""
-    engine = _Engine(target, scenario, phases, options or EngineOptions(), progress, start_at_ns)
+    """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result.
+
+    Ctrl-C or SIGTERM (with ``handle_signals``, in the main thread) stops the
+    run within a moment and raises :class:`~perfsuite.errors.Interrupted`
+    carrying what was measured so far; so does ``stop()`` returning a signal's
+    name (polled every 50 ms: how a parent stops its load workers).
+    """
+    engine = _Engine(
+        target, scenario, phases, options or EngineOptions(), progress, start_at_ns, stop
+    )
     with asyncio.Runner(loop_factory=_new_loop) as runner:
-        try:
-            return runner.run(engine.run())
-        except OSError as exc:
-            raise LoadError(f"the load run failed: {exc}") from exc
+        loop = runner.get_loop()
+
+        def on_signal(name: str) -> None:
+            loop.call_soon_threadsafe(engine.interrupt, name)
+
+        signals = stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
+        with signals:
+            try:
+                result = runner.run(engine.run())
+            except OSError as exc:
+                raise LoadError(f"the load run failed: {exc}") from exc
+    if engine.interrupted_by:
+        raise Interrupted(engine.interrupted_by, result)
+    return result

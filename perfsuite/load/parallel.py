@@ -9,18 +9,22 @@ bound); per-second counts are exact sums.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from perfsuite.errors import ConfigError, LoadError
+from perfsuite.errors import ConfigError, Interrupted, LoadError
 from perfsuite.load.engine import EngineOptions, Progress, run_load
 from perfsuite.load.phases import OpenPhase, Phase
 from perfsuite.load.recorder import Second
 from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
+from perfsuite.signals import die_with_parent, ignore_stop_signals, stop_signals
 from perfsuite.stats.blocks import merge_blocks
 from perfsuite.stats.hdr import decode, encode, merge
 
@@ -78,12 +82,32 @@ def _worker(
     options: EngineOptions,
     start_at_ns: int,
     progress: Callable[[Progress], None] | None,
+    parent: int,
+    stop_signal: Synchronized[int],
 ) -> None:
+    # Ctrl-C reaches the whole process group; the parent alone decides, and
+    # tells the workers through ``stop_signal``, so each sends back what it
+    # measured. If the parent is killed outright, the workers go with it.
+    ignore_stop_signals()
+    die_with_parent(parent)
+
+    def stop() -> str | None:
+        return signal.Signals(stop_signal.value).name if stop_signal.value else None
+
     try:
         result = run_load(
-            target, scenario, phases, options=options, progress=progress, start_at_ns=start_at_ns
+            target,
+            scenario,
+            phases,
+            options=options,
+            progress=progress,
+            start_at_ns=start_at_ns,
+            stop=stop,
+            handle_signals=False,
         )
         conn.send(("ok", _to_wire(result)))
+    except Interrupted as exc:  # stopped by the parent: what it measured so far
+        conn.send(("ok", _to_wire(exc.result)) if exc.result else ("error", str(exc)))
     except BaseException as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -155,6 +179,8 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         connections_opened=sum(r.connections_opened for r in results),
         saturated=bool(saturated),
         saturation_reason=saturated[0].saturation_reason if saturated else "",
+        interrupted=any(r.interrupted for r in results),
+        abandoned=sum(r.abandoned for r in results),
     )
 
 
@@ -176,6 +202,7 @@ def run_parallel(
     per_worker = replace(options, max_connections=max(1, options.max_connections // workers))
     # fork: the scenario holds the user's functions, which need not be picklable.
     ctx = multiprocessing.get_context("fork")
+    stop_signal = ctx.Value("i", 0, lock=False)
     start = time.perf_counter_ns() + 300_000_000  # time for every worker to be ready
     procs, pipes = [], []
     for index in range(workers):
@@ -196,6 +223,8 @@ def run_parallel(
                 per_worker,
                 start,
                 scaled,
+                os.getpid(),
+                stop_signal,
             ),
             daemon=True,
         )
@@ -203,25 +232,37 @@ def run_parallel(
         child.close()
         procs.append(proc)
         pipes.append(parent)
+
+    def on_signal(name: str) -> None:
+        stop_signal.value = signal.Signals[name].value
+
     parts: list[dict[str, Any]] = []
     errors: list[str] = []
+    finished = False
     try:
-        for pipe in pipes:
-            try:
-                status, payload = pipe.recv()
-            except EOFError:
-                errors.append("a worker died without a result")
-                continue
-            if status == "ok":
-                parts.append(payload)
-            else:
-                errors.append(str(payload))
+        with stop_signals(on_signal):
+            for pipe in pipes:
+                try:
+                    status, payload = pipe.recv()
+                except EOFError:
+                    errors.append("a worker died without a result")
+                    continue
+                if status == "ok":
+                    parts.append(payload)
+                else:
+                    errors.append(str(payload))
+        finished = True
     finally:
         for proc in procs:
-            proc.join(timeout=30)
+            # A worker that has sent its result exits at once; after a second
+            # Ctrl-C nothing is waited for.
+            proc.join(timeout=30 if finished else 0)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
     if errors:
         raise LoadError(f"load worker failed: {errors[0]}")
-    return _merge(parts)
+    result = _merge(parts)
+    if stop_signal.value:
+        raise Interrupted(signal.Signals(stop_signal.value).name, result)
+    return result

@@ -84,6 +84,12 @@ class Recorder:
         self.errors[cell][kind] += 1
         self._sec_err[cell % self.n_endpoints] += 1
 
+    def withdraw(self, cell: int) -> None:
+        """Take back a scheduled request that will never end (the run was interrupted)."""
+        self.requests[cell] -= 1
+        # It may be counted in a block already folded: the cell's total stays exact.
+        self._req_mark[cell] = min(self._req_mark[cell], self.requests[cell])
+
     def flush_second(self, t: int) -> list[Second]:
         """Close second ``t``: summarise it, fold the buffers into the histograms."""
         summary = []
@@ -150,9 +156,11 @@ class Recorder:
         counts: npt.NDArray[np.int64],
     ) -> Block:
         start, end = self.spans[cell // self.n_endpoints]
-        # Late answers of a phase that has ended belong to its last second.
-        last = max(math.ceil(end) - 1, math.floor(start))
-        t = min(max(t, math.floor(start)), last)
+        # Late answers of a phase that has ended belong to its last second
+        # (a phase without an end, as in a recorder made without spans, has none).
+        t = max(t, math.floor(start))
+        if math.isfinite(end):
+            t = min(t, max(math.ceil(end) - 1, math.floor(start)))
         seconds = max(0.0, min(t + 1.0, end) - max(float(t), start))
         return Block(
             t=t,

@@ -28,6 +28,7 @@ class PhaseInfo:
     duration: float
     target_rate: float | None = None  # mean arrival rate (open)
     users: int | None = None  # virtual users (closed)
+    planned: float  # the duration asked for (more than ``duration`` when interrupted)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +95,8 @@ class LoadResult:
     saturated: bool
     saturation_reason: str = ""
     stop_reason: str = ""
+    interrupted: bool = False  # Ctrl-C or SIGTERM cut the phases short (see stop_reason)
+    abandoned: int = 0  # in flight or queued when interrupted: not counted anywhere
 
     def __repr__(self) -> str:
         m = self.measured()
@@ -202,6 +205,13 @@ class LoadResult:
         )
         if self.saturated:
             lines.append(f"LOAD GENERATOR SATURATED: {self.saturation_reason}")
+        if self.interrupted:
+            planned = sum(p.planned for p in self.phases)
+            ran = sum(p.duration for p in self.phases)
+            lines.append(
+                f"INTERRUPTED: {self.stop_reason} after {ran:.1f} s of {planned:g} s; "
+                f"{self.abandoned} request(s) in flight or queued were abandoned (not counted)"
+            )
         return "\n".join(lines)
 
 
@@ -209,11 +219,20 @@ def _ms(value: float) -> str:
     return f"{value:>8.2f}" if not math.isnan(value) else f"{'-':>8}"
 
 
-def phase_infos(phases: list[Phase], starts: list[float]) -> tuple[PhaseInfo, ...]:
-    """Describe the phases as they ran, with their offsets from the run start."""
+def phase_infos(
+    phases: list[Phase], starts: list[float], *, ran_for: float | None = None
+) -> tuple[PhaseInfo, ...]:
+    """Describe the phases as they ran, with their offsets from the run start.
+
+    ``ran_for``: the run was stopped after that many seconds; each phase's
+    duration is then the part of it that ran (0 for those never reached).
+    """
     infos = []
     for phase, start in zip(phases, starts, strict=True):
         is_open = isinstance(phase, OpenPhase)
+        duration = phase.duration
+        if ran_for is not None:
+            duration = min(duration, max(0.0, ran_for - start))
         infos.append(
             PhaseInfo(
                 name=phase.name,
@@ -221,7 +240,8 @@ def phase_infos(phases: list[Phase], starts: list[float]) -> tuple[PhaseInfo, ..
                 model="open" if is_open else "closed",
                 description=phase.describe(),
                 start=start,
-                duration=phase.duration,
+                duration=duration,
+                planned=phase.duration,
                 target_rate=(phase.start_rate + phase.end_rate) / 2
                 if isinstance(phase, OpenPhase)
                 else None,

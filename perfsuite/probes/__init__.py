@@ -1,1 +1,5 @@
-"""Probes of the system under test: its connection pool (and, later, resources)."""
+"""Probes of the system under test: its connection pool (``pool``: MySQL's
+processlist and thread counters; ``metrics``: the service's own pool gauges)
+and its resources (``resources``: CPU and memory of its process tree or its
+container).
+"""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import os
 import signal
 import socket
@@ -11,17 +11,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from perfsuite.signals import die_with_parent, stop_grace
+
 __all__ = ["free_port", "port_is_free", "start_process", "stop_process", "tail"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec. If pytest is killed outright
-    # (SIGKILL, OOM) no finaliser runs; the kernel then kills the child for us.
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def start_process(
@@ -45,17 +37,23 @@ def start_process(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
+            # Runs in the child between fork and exec (see die_with_parent).
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> int | None:
-    """SIGTERM, wait, then SIGKILL; also kill what the child left in its session."""
+    """SIGTERM, wait, then SIGKILL; also kill what the child left in its session.
+
+    After Ctrl-C the wait is short (:func:`~perfsuite.signals.stop_grace`): a
+    service whose shutdown waits for leaked connections would hold the
+    terminal for the whole ``timeout``.
+    """
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=timeout)
+            proc.wait(timeout=stop_grace(timeout))
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()

@@ -136,6 +136,10 @@ def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) ->
         f"--socket={socket_dir / 'mysqld.sock'}",
         f"--pid-file={workdir / 'mysqld.pid'}",
         f"--log-error={workdir / 'error.log'}",
+        # Temporary tables and sort files in a folder of its own: the shared
+        # /tmp is cleaned by others (a file removed under a running server
+        # fails its queries with "Error on delete of '/tmp/#sql-temptable...'").
+        f"--tmpdir={workdir / 'tmp'}",
         *_user_args(),
         # Test speed, not durability: the data is thrown away at the end.
         "--skip-log-bin",
@@ -216,6 +220,7 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         (workdir / "owner.pid").write_text(str(os.getpid()))
+        (workdir / "tmp").mkdir()
         _initialise(binary, workdir / "data", workdir / "init.log")
         for attempt in range(3):
             port = config.port or free_port()

@@ -126,7 +126,8 @@ def _latest_table(record: Mapping[str, Any]) -> str:
     for entry in record["tests"]:
         for r in rows(entry):
             body.append(
-                f"<tr><td>{html.escape(r.test)}</td><td>{html.escape(r.endpoint)}</td>"
+                f"<tr><td>{html.escape(r.test)}{' (interrupted)' if r.interrupted else ''}</td>"
+                f"<td>{html.escape(r.endpoint)}</td>"
                 f'<td class="n">{_num(r.rps)}</td><td class="n">{_num(r.p50)}</td>'
                 f'<td class="n">{_num(r.p95)}</td><td class="n">{_num(r.p99)}</td>'
                 f'<td class="n">{r.errors}/{r.requests}</td><td class="{r.slo}">{r.slo}</td>'

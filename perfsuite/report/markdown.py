@@ -61,7 +61,7 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
     for r in all_rows:
         rps = "-" if r.rps is None else f"{r.rps:,.0f}"
         lines.append(
-            f"| `{r.test.rsplit('::', 1)[-1]}` | {r.endpoint} | {rps} | {_ms(r.p50)} | "
+            f"| `{r.label}` | {r.endpoint} | {rps} | {_ms(r.p50)} | "
             f"{_ms(r.p95)} | {_ms(r.p99)} | {r.errors}/{r.requests} | {r.slo} | {r.verdict} | "
             f"{r.pool} |"
         )

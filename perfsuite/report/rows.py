@@ -27,6 +27,13 @@ class Row:
     slo: str  # "pass", "FAIL" or "-"
     verdict: str  # the worst metric verdict, "-" without a comparison
     pool: str  # "idle", "LEAK" or "-"
+    interrupted: bool = False  # Ctrl-C or SIGTERM stopped its load: numbers of a part of it
+
+    @property
+    def label(self) -> str:
+        """The test's own name (no path), marked when it was interrupted."""
+        name = self.test.rsplit("::", 1)[-1]
+        return f"{name} (interrupted)" if self.interrupted else name
 
 
 def _measured(load: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
@@ -78,4 +85,5 @@ def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
                 slo=slo,
                 verdict=verdict,
                 pool=pool_text,
+                interrupted=entry.get("outcome") == "interrupted",
             )

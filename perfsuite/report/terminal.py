@@ -11,7 +11,7 @@ from rich.table import Table
 
 from perfsuite.report.rows import rows
 
-__all__ = ["render_table"]
+__all__ = ["render_interrupted", "render_table"]
 
 _STYLE = {"regressed": "bold red", "improved": "green", "FAIL": "bold red", "LEAK": "bold red"}
 
@@ -40,7 +40,7 @@ def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) 
     for entry in entries:
         for r in rows(entry):
             table.add_row(
-                r.test.rsplit("::", 1)[-1],
+                r.label,
                 r.endpoint,
                 r.phases,
                 "-" if r.rps is None else f"{r.rps:,.0f}",
@@ -57,3 +57,9 @@ def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) 
         file=out, width=width, force_terminal=color, color_system="standard" if color else None
     ).print(table)
     return out.getvalue()
+
+
+def render_interrupted(nodeid: str, described: Sequence[str]) -> str:
+    """What the load of a test stopped by Ctrl-C or SIGTERM measured until then."""
+    body = "\n\n".join(described)
+    return f"\nperfsuite: {nodeid} was interrupted; what its load measured until then:\n{body}\n"

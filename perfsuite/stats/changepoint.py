@@ -74,9 +74,21 @@ def energy_split(
 
 
 def _welch(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
-    if a.std() == 0 and b.std() == 0:  # flat on both sides: different or not, no doubt
-        return 0.0 if a.mean() != b.mean() else 1.0
-    return float(st.ttest_ind(a, b, equal_var=False).pvalue)
+    # A side of identical values is a normal case (a metric that did not move
+    # for a while): its spread is exactly 0, not a rounding residue that
+    # scipy's ttest_ind would warn about ("catastrophic cancellation").
+    mean_a, sd_a = _mean_sd(a)
+    mean_b, sd_b = _mean_sd(b)
+    if sd_a == 0 and sd_b == 0:  # flat on both sides: different or not, no doubt
+        return 0.0 if mean_a != mean_b else 1.0
+    result = st.ttest_ind_from_stats(mean_a, sd_a, a.size, mean_b, sd_b, b.size, equal_var=False)
+    return float(result.pvalue)
+
+
+def _mean_sd(v: npt.NDArray[np.float64]) -> tuple[float, float]:
+    if v.size and np.all(v == v[0]):
+        return float(v[0]), 0.0
+    return float(v.mean()), float(v.std(ddof=1))
 
 
 def change_points(

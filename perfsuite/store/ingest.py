@@ -43,8 +43,14 @@ def _finite(x: float) -> float | None:
 
 
 def record_points(record: Mapping[str, Any]) -> Iterator[PointRow]:
-    """(test, endpoint, metric, value) of a run record."""
+    """(test, endpoint, metric, value) of a run record.
+
+    A test stopped by Ctrl-C or SIGTERM gives none: a part of a load is not a
+    point of its trend (the record keeps what it measured).
+    """
     for entry in record["tests"]:
+        if entry.get("outcome") == "interrupted":
+            continue
         test = entry["id"]
         loads = entry["loads"]
         for i, data in enumerate(loads):

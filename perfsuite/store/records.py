@@ -159,6 +159,8 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
             "cpu": round(result.generator_cpu, 4),
             "loop_lag_p99_ms": round(result.loop_lag_p99_ms, 4),
             "wall_time": round(result.wall_time, 4),
+            "stop_reason": result.stop_reason,
+            "abandoned": result.abandoned,
         },
     }
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -72,8 +74,7 @@ def quiet_machine() -> Iterator[None]:
     verdicts a neighbour burning both cores would distort (the gate's tests
     judge 2-second loads). Never hold it around a perf run: that takes it too.
     """
-    with perf_lock(None) as fh:  # type: ignore[arg-type]
-        del fh
+    with perf_lock():
         yield
 
 
@@ -87,6 +88,53 @@ def descendants_with(marker: str) -> list[int]:
         if marker in cmdline and proc.info["pid"] != os.getpid():
             found.append(proc.info["pid"])
     return found
+
+
+def start_in_own_group(
+    argv: list[str], *, cwd: Path, env: dict[str, str], sigint_ignored: bool = False
+) -> subprocess.Popen[str]:
+    """``argv`` in a process group of its own, output piped.
+
+    SIGINT is as a terminal's foreground job has it (default), whatever this
+    test process inherited; or ignored, as a shell script's background job
+    (``pytest -m perf &``) gets it.
+    """
+
+    def set_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL)
+
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=set_sigint,
+    )
+
+
+def signal_and_wait(
+    proc: subprocess.Popen[str], signum: int, *, group: bool, timeout: float = 60
+) -> tuple[str, float]:
+    """Send ``signum`` (to the group, as a terminal sends Ctrl-C); output and seconds to exit.
+
+    The output closes when the last process holding it (pytest, its load
+    workers) is gone; whatever is left after ``timeout`` is killed.
+    """
+    sent = time.monotonic()
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return output, time.monotonic() - sent
 
 
 SERVER = Path(__file__).with_name("loadserver.py")

@@ -11,6 +11,8 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from perfsuite.store.history import History, history_url
+
 from .conftest import REPO
 
 
@@ -117,3 +119,42 @@ def test_report_and_import_errors_are_one_line(tmp_path: Path) -> None:
     assert "neither a perfsuite run record nor a pytest-benchmark file" in foreign.stderr
     off = run("report", "--history", "none")
     assert "'none' keeps no history" in off.stderr
+
+
+def test_report_of_identical_values_prints_no_warning(tmp_path: Path) -> None:
+    # Ten runs whose numbers never moved (a capped rate, no errors): a normal
+    # history, not a numerical accident to warn about.
+    (tmp_path / "pyproject.toml").write_text("[tool.perfsuite]\n")
+    with History(history_url(str(tmp_path / "reports" / "history.sqlite"), tmp_path)) as h:
+        for run in range(10):
+            latency = 2.0 if run < 6 else 2.5
+            points = [
+                ("test_x.py::test_flat", "query", metric, value)
+                for metric, value in (
+                    ("p50", latency),
+                    ("p95", latency * 2),
+                    ("p99", 9.0),
+                    ("mean", latency),
+                    ("rps", 100.0),
+                    ("error_rate", 0.0),
+                )
+            ]
+            h.append(
+                uid=f"run:{run}",
+                source="perfsuite",
+                created=f"2026-01-01T00:00:{run:02d}Z",
+                commit=f"{run:040x}",
+                profile="ci",
+                points=points,
+            )
+    result = subprocess.run(
+        [_perfsuite(), "report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "always"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
+    assert "(10 runs, 5 charts, 2 change points)" in result.stdout  # p50 and mean moved at run 6

@@ -119,7 +119,7 @@ def test_allowed_hosts_and_load_config(pytester: pytest.Pytester) -> None:
         from perfsuite import Request, Scenario
 
         def test_options(perf_session):
-            o = perf_session.engine_options()
+            o = perf_session.loads.engine_options()
             assert o.allowed_hosts == ("perf-target.internal",)
             assert (o.max_connections, o.timeout, o.max_duration) == (64, 2.0, 3600.0)
 

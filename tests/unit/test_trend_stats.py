@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats as st
@@ -104,3 +106,20 @@ def test_no_knee_when_latency_stays_flat_or_the_rate_does_not_move() -> None:
     assert find_knee(rates, 2.0 * np.exp(rng.normal(0, 0.1, 60))) is None
     assert find_knee([500.0] * 20, np.linspace(1, 20, 20)) is None
     assert find_knee([1.0, 2.0, 3.0], [1.0, 1.0, 9.0]) is None
+
+
+def test_identical_values_are_judged_without_a_warning() -> None:
+    # A metric that does not move (an error rate of 0, a capped rate) is normal:
+    # no "catastrophic cancellation" warning, and the right answer.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert change_points([2.0] * 12) == []
+        (step,) = change_points([2.0] * 10 + [3.0] * 10)
+        assert (step.index, step.p_value) == (10, 0.0)
+        assert step.before == pytest.approx(2.0)
+        assert step.after == pytest.approx(3.0)
+        # One side flat, the other not: Welch's test with a zero variance on one side.
+        (mixed,) = change_points([2.0] * 10 + [2.9, 3.0, 3.1] * 4)
+        assert mixed.index == 10
+        assert mixed.p_value < 1e-6
+        assert change_points([0.0] * 8 + [0.0, 0.001] * 4, log=False) == []

@@ -1,0 +1,123 @@
+"""The plugin's fixtures; each hands over to the session (see the README's table)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from perfsuite.config import Profile
+from perfsuite.errors import Interrupted
+from perfsuite.load import LoadResult, Phases, Scenario
+from perfsuite.load.progress import LiveLine
+from perfsuite.provision import MySQLServer, Service
+from perfsuite.session import PerfSession
+from perfsuite.testitem import RESOURCES_KEY, RESULTS_KEY, SESSION_KEY, WATCHES_KEY
+
+__all__ = [
+    "perf_mysql",
+    "perf_phases",
+    "perf_profile",
+    "perf_run",
+    "perf_seed",
+    "perf_service",
+    "perf_session",
+]
+
+
+@pytest.fixture(scope="session")
+def perf_session(pytestconfig: pytest.Config) -> PerfSession:
+    """The perfsuite session object (config, provider choice, lifecycles)."""
+    return pytestconfig.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def perf_profile(perf_session: PerfSession) -> Profile:
+    """The active profile: scales durations and rates of the load phases."""
+    return perf_session.config.profile
+
+
+@pytest.fixture(scope="session")
+def perf_mysql(perf_session: PerfSession) -> Iterator[MySQLServer]:
+    """The provisioned MySQL server, with the configured SQL files loaded."""
+    with perf_session.provisioning.mysql() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def perf_seed(perf_session: PerfSession, perf_mysql: MySQLServer) -> None:
+    """Seed data: runs ``[tool.perfsuite] seed``; override it to seed your own way."""
+    perf_session.provisioning.seed(perf_mysql)
+
+
+@pytest.fixture(scope="session")
+def perf_service(
+    perf_session: PerfSession, perf_mysql: MySQLServer, perf_seed: None
+) -> Iterator[Service]:
+    """The service under test, started after MySQL and the seed, healthy."""
+    with perf_session.provisioning.start_service(perf_mysql) as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def perf_phases(perf_profile: Profile) -> Phases:
+    """Builds load phases written for ``full``, scaled to the active profile."""
+    return Phases(perf_profile)
+
+
+def _live_line(config: pytest.Config) -> LiveLine:
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def wrap(draw: Callable[[], None]) -> None:
+        if capman is None:
+            draw()
+            return
+        with capman.global_and_fixture_disabled():
+            draw()
+
+    return LiveLine(sys.__stderr__ or sys.stderr, enabled=config.get_verbosity() >= 0, wrap=wrap)
+
+
+@pytest.fixture
+def perf_run(
+    request: pytest.FixtureRequest, perf_session: PerfSession
+) -> Callable[..., LoadResult]:
+    """``perf_run(scenario, phases, target=None)``: run the load and return its result.
+
+    The target defaults to the ``perf_service`` fixture's URL.
+    """
+    stash = request.node.stash
+
+    def run(scenario: Scenario, phases: Any, *, target: str | None = None) -> LoadResult:
+        loads = perf_session.loads
+        watch = sampler = None
+        if target is None:
+            target = request.getfixturevalue("perf_service").base_url
+            # The pool and the process are only ours to watch when the load went to our service.
+            disabled = request.node.get_closest_marker("no_pool_check") is not None
+            watch = loads.pool_watch(disabled=disabled)
+            sampler = loads.resource_sampler()
+        live = _live_line(request.config)
+        if watch is not None:
+            stash.setdefault(WATCHES_KEY, []).append(watch)
+            watch.start()
+        if sampler is not None:
+            sampler.start()
+        try:
+            result = loads.run(scenario, phases, target=target, progress=live)
+        except Interrupted as exc:
+            if exc.result is not None:  # what it measured so far, for the run's summary
+                stash.setdefault(RESULTS_KEY, []).append(exc.result)
+            raise
+        finally:
+            live.close()
+            if sampler is not None:
+                stash.setdefault(RESOURCES_KEY, []).append(sampler.stop())
+            if watch is not None:
+                watch.stop()
+        stash.setdefault(RESULTS_KEY, []).append(result)
+        return result
+
+    return run

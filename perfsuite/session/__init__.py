@@ -1,0 +1,134 @@
+"""PerfSession: reads the options once and owns the lifecycle of a run.
+
+The pytest hooks in ``plugin.py`` only hand over to this object; it can be
+built and driven without pytest's machinery beyond a ``pytest.Config``.
+Its parts follow the run's lifecycle, one module each: ``provisioning``
+(MySQL, seed, service), ``loads`` (the engine and the watchers of the
+service), ``judging`` (SLOs and baselines) and ``records`` (run record,
+history, summaries); ``lock`` is the machine-wide lock of perf work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from perfsuite import __version__
+from perfsuite.config import PerfConfig, load_config, read_pyproject
+from perfsuite.provision import DockerStatus, ProviderChoice, probe_docker
+from perfsuite.session.judging import Judging
+from perfsuite.session.loads import Loads, flatten_phases
+from perfsuite.session.lock import perf_lock
+from perfsuite.session.provisioning import Provisioning
+from perfsuite.session.records import Records
+from perfsuite.signals import run_signals
+from perfsuite.store.history import history_target
+
+__all__ = ["PerfSession", "flatten_phases", "perf_lock", "project_root"]
+
+
+def _option(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption(name, default=None) or config.getini(name) or None
+    return str(value) if value is not None else None
+
+
+def project_root(config: pytest.Config) -> Path:
+    """The folder of the pyproject.toml that configures perfsuite.
+
+    pytest's rootdir is not always it: a separate option value (``--perf-
+    baseline-dir DIR``) counts as a path when rootdir is decided, before
+    plugins' options are known. So: the ini file's folder when it is a
+    pyproject.toml, else the nearest pyproject.toml with [tool.perfsuite]
+    above the invocation folder, else rootdir.
+    """
+    inipath = config.inipath
+    if inipath is not None and inipath.name == "pyproject.toml":
+        return inipath.parent
+    start = config.invocation_params.dir
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "[tool.perfsuite" in candidate.read_text(errors="replace"):
+            return folder
+    return config.rootpath
+
+
+class PerfSession:
+    """The perfsuite state of one pytest run: its config, and one part per lifecycle."""
+
+    def __init__(self, config: pytest.Config, *, docker: Callable[[], DockerStatus] = probe_docker):
+        root = project_root(config)
+        self.config: PerfConfig = load_config(
+            root,
+            read_pyproject(root),
+            profile=_option(config, "perf_profile"),
+            mysql=_option(config, "perf_mysql"),
+            mysql_image=config.getoption("perf_mysql_image", default=None),
+            baseline_dir=config.getoption("perf_baseline_dir", default=None),
+        )
+        self.provisioning = Provisioning(self.config, docker)
+        self.loads = Loads(self.config, self.provisioning)
+        self.judging = Judging(
+            self.config,
+            provider=lambda: self.provisioning.choice().provider,
+            compare=bool(config.getoption("perf_compare", default=False)),
+            save_baseline=bool(config.getoption("perf_save_baseline", default=False)),
+            confirm=bool(config.getoption("perf_confirm", default=False)),
+            fail_on=config.getoption("perf_fail_on", default=None),
+        )
+        reports_dir = root / (config.getoption("perf_reports_dir", default=None) or "reports")
+        self.records = Records(
+            self.config,
+            reports_dir=reports_dir,
+            history=history_target(
+                config.getoption("perf_history", default=None), self.config.history, reports_dir
+            ),
+            markdown=config.getoption("perf_markdown", default=None),
+            is_worker=hasattr(config, "workerinput"),
+        )
+        self._stack = contextlib.ExitStack()
+        # SIGTERM (a CI runner cancelling the job) ends the session as Ctrl-C does.
+        self._stack.enter_context(run_signals())
+
+    def choice(self) -> ProviderChoice:
+        """The MySQL provider of this run, decided once (asks Docker under ``auto``)."""
+        return self.provisioning.choice()
+
+    def header(self) -> str:
+        """The session header line: version, profile, provider and why."""
+        choice = self.choice()
+        cfg = self.config.service
+        service = cfg.for_mysql(choice.provider).kind if cfg else "none configured"
+        return (
+            f"perfsuite {__version__}: profile={self.config.profile.name}, "
+            f"mysql={choice.provider} ({choice.reason}), service={service}"
+        )
+
+    def test_id(self, path: Path, nodeid: str) -> str:
+        """A test's id relative to the project, whatever pytest's rootdir was."""
+        try:
+            relative = path.resolve().relative_to(self.config.rootdir.resolve()).as_posix()
+        except ValueError:
+            return nodeid
+        _, sep, rest = nodeid.partition("::")
+        return relative + sep + rest
+
+    def finish(self) -> list[str]:
+        """Write the run record, the history and the summaries; return what was written."""
+        if not self.records.entries:
+            return []
+        return self.records.finish(self.judging.gate())
+
+    def close(self) -> None:
+        """Remove what the session holds (the Docker network), give SIGTERM back."""
+        try:
+            self.provisioning.close()
+        finally:
+            self._stack.close()
+
+    @staticmethod
+    def short_error(exc: BaseException) -> str:
+        """One clear line (or block) for a perfsuite error, no traceback."""
+        return f"perfsuite: {type(exc).__name__}: {exc}"

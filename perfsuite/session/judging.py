@@ -1,0 +1,112 @@
+"""Judging a test: its SLOs, its resources, and the comparison with its baselines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import psutil
+
+from perfsuite.config import PerfConfig
+from perfsuite.errors import ConfigError
+from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, objectives_for
+from perfsuite.load import LoadResult
+from perfsuite.probes.resources import ResourceSeries
+from perfsuite.stats.compare import CompareOptions
+from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
+from perfsuite.stats.trend import theil_sen
+from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
+
+__all__ = ["Judging"]
+
+
+class Judging:
+    """What the options ask of the gate, and the gate itself (made on first use)."""
+
+    def __init__(
+        self,
+        config: PerfConfig,
+        *,
+        provider: Callable[[], str],
+        compare: bool,
+        save_baseline: bool,
+        confirm: bool,
+        fail_on: frozenset[str] | None,
+    ) -> None:
+        self.config = config
+        self._provider = provider
+        self.default_slo = objectives_for(config.slo, [])  # fail early on a bad value
+        self.compare = compare
+        self.save_baseline = save_baseline
+        self.confirm = confirm
+        self.fail_on: frozenset[str] = fail_on or frozenset(FAIL_ON)
+        self._gate: Gate | None = None
+
+    def gate(self) -> Gate:
+        """The SLO and baseline gate, made on first use (it reads the git commit)."""
+        if self._gate is None:
+            b = self.config.baseline
+            self._gate = Gate(
+                BaselineStore(b.dir, window=b.window),
+                CompareOptions(
+                    metrics=b.metrics, alpha=b.alpha, tolerance=b.tolerance, tolerances=b.tolerances
+                ),
+                fingerprint=fingerprint(
+                    profile=self.config.profile.name, provider=self._provider()
+                ),
+                commit=commit_of(self.config.rootdir),
+            )
+        return self._gate
+
+    def judge(
+        self,
+        test_id: str,
+        results: list[LoadResult],
+        marks: Sequence[Mapping[str, Any]],
+        rerun: Callable[[], list[LoadResult]],
+        resources: Sequence[ResourceSeries] = (),
+    ) -> TestVerdict:
+        """SLOs, then the baseline comparison (confirmed by a rerun if asked), then saving."""
+        if marks and not results:
+            raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
+        gate = self.gate()
+        verdict = TestVerdict()
+        objectives = objectives_for(self.config.slo, marks)
+        verdict.slo = gate.judge_slo(results, objectives)
+        verdict.slo += self._judge_resources(objectives, resources, verdict)
+        if self.compare and results:
+            verdict.comparisons, verdict.warnings = gate.compare(test_id, results)
+            if self.confirm and verdict.regressions():
+                again, _ = gate.compare(test_id, rerun())
+                verdict.confirmed = confirm(verdict, again)
+        if self.save_baseline and results:
+            gate.save(test_id, results)
+        return verdict
+
+    def _judge_resources(
+        self,
+        objectives: list[Objective],
+        series: Sequence[ResourceSeries],
+        verdict: TestVerdict,
+    ) -> list[SloResult]:
+        res = self.config.resources
+        wanted = [o for o in objectives if o.metric in RESOURCE_METRICS]
+        if wanted and not any(s.cpu for s in series):
+            raise ConfigError(
+                "cpu/memory SLOs need a local service process to sample "
+                "([tool.perfsuite.service] command) and a load against it"
+            )
+        for s in series:
+            slope = theil_sen(s.seconds, s.rss_mib)
+            if slope is not None:
+                limit = res.max_growth_mib_per_min
+                too_fast = bool(limit is not None and slope.low > 0 and slope.per_minute > limit)
+                verdict.growth.append((slope, too_fast))
+        return evaluate_resources(
+            wanted,
+            [c for s in series for c in s.cpu],
+            [m for s in series for m in s.rss_mib],
+            cores=res.cpu_limit or float(os.cpu_count() or 1),
+            memory_mib=res.memory_limit_mib or psutil.virtual_memory().total / 2**20,
+        )

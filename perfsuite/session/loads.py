@@ -1,0 +1,106 @@
+"""Running a test's load, with what watches the service meanwhile (pool, resources)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from perfsuite.config import PerfConfig
+from perfsuite.errors import LoadGeneratorSaturated
+from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
+from perfsuite.load.parallel import run_parallel
+from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
+from perfsuite.probes.pool import DbProbe, PoolWatch
+from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
+from perfsuite.session.provisioning import Provisioning
+
+__all__ = ["Loads", "flatten_phases"]
+
+
+def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
+    """Phases as given to ``perf_run``: one, a list, or lists in a list (stairs)."""
+    if not isinstance(phases, list | tuple):
+        return [phases]
+    flat: list[Phase] = []
+    for item in phases:
+        flat.extend(flatten_phases(item))
+    return flat
+
+
+class Loads:
+    """The engine's options, the run itself, and the watchers of the service."""
+
+    def __init__(self, config: PerfConfig, provisioning: Provisioning) -> None:
+        self.config = config
+        self._provisioning = provisioning
+        pool = config.pool
+        self._pool_names = (
+            resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
+        )
+
+    def engine_options(self) -> EngineOptions:
+        """The engine's limits, from ``[tool.perfsuite.load]`` and ``allowed_hosts``."""
+        load = self.config.load
+        return EngineOptions(
+            max_connections=load.max_connections,
+            timeout=load.timeout,
+            late_threshold=load.late_threshold,
+            max_requests=load.max_requests,
+            max_duration=load.max_duration,
+            allowed_hosts=load.allowed_hosts,
+        )
+
+    def run(
+        self,
+        scenario: Scenario,
+        phases: Phase | list[Any] | tuple[Any, ...],
+        *,
+        target: str,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> LoadResult:
+        """Run the phases; a saturated generator is an error, not a verdict on the service.
+
+        Ctrl-C raises :class:`~perfsuite.errors.Interrupted` with the partial result.
+        """
+        result = run_parallel(
+            target,
+            scenario,
+            flatten_phases(phases),
+            options=self.engine_options(),
+            workers=self.config.load.workers,
+            progress=progress,
+        )
+        if result.saturated:
+            raise LoadGeneratorSaturated(
+                f"load generator saturated: {result.saturation_reason}\n{result.describe()}"
+            )
+        return result
+
+    def pool_watch(self, *, disabled: bool) -> PoolWatch | None:
+        """A watch of the service's pool for one load, or None when there is none to watch."""
+        pool = self.config.pool
+        server, service = self._provisioning.mysql_server, self._provisioning.service
+        if disabled or not pool.check or server is None or service is None:
+            return None
+        gauges = None
+        if pool.metrics != "none":
+            url = service.base_url + pool.metrics_path
+            preset, names = pool.metrics, self._pool_names
+
+            def gauges() -> PoolGauges:
+                with httpx.Client(timeout=5.0, trust_env=False) as client:
+                    return read_gauges(client, url, preset, names)
+
+        probe = DbProbe(server, pool.user or server.user)
+        return PoolWatch(probe, gauges, max_idle=pool.max_idle, timeout=pool.timeout)
+
+    def resource_sampler(self) -> ResourceSampler | DockerStatsSampler | None:
+        """A sampler of the service: its local process tree, or its container's stats."""
+        service = self._provisioning.service
+        if service is None:
+            return None
+        if service.container is not None:
+            return DockerStatsSampler(service.container.get_wrapped_container())
+        return ResourceSampler(service.pid) if service.pid is not None else None

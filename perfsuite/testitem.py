@@ -1,0 +1,133 @@
+"""One perf test's state on its pytest item, and what the hooks make of it.
+
+The fixtures put the loads, watches and samples on the item's stash; the
+call hook turns them into the pool check, the gate's verdict, JUnit
+properties and the test's entry of the run record.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+
+from perfsuite.errors import PerfsuiteWarning
+from perfsuite.gate import TestVerdict
+from perfsuite.load import LoadResult
+from perfsuite.probes.pool import PoolVerdict, PoolWatch
+from perfsuite.probes.resources import ResourceSeries
+from perfsuite.session import PerfSession
+from perfsuite.store.runs import entry_for_test
+
+__all__ = [
+    "POOL_KEY",
+    "RESOURCES_KEY",
+    "RESULTS_KEY",
+    "SESSION_KEY",
+    "VERDICT_KEY",
+    "WATCHES_KEY",
+    "entry",
+    "gate_failures",
+    "pool_failures",
+    "record_properties",
+]
+
+SESSION_KEY = pytest.StashKey[PerfSession]()
+RESULTS_KEY = pytest.StashKey[list[LoadResult]]()
+VERDICT_KEY = pytest.StashKey[TestVerdict]()
+WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
+POOL_KEY = pytest.StashKey[PoolVerdict]()
+RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
+
+
+def record_properties(item: pytest.Item) -> None:
+    """JUnit XML properties (what record_property does), so CI systems show the numbers."""
+    for result in item.stash.get(RESULTS_KEY, []):
+        for endpoint in result.endpoints:
+            m = result.measured(endpoint)
+            for name, value in (
+                ("requests", m.requests),
+                ("errors", m.errors),
+                ("error_rate", round(m.error_rate, 6)),
+                ("rps", round(m.achieved_rps, 3)),
+                ("p50_ms", round(m.latency.p50, 3)),
+                ("p95_ms", round(m.latency.p95, 3)),
+                ("p99_ms", round(m.latency.p99, 3)),
+                ("mean_ms", round(m.latency.mean, 3)),
+            ):
+                item.user_properties.append((f"perf.{endpoint}.{name}", value))
+    verdict = item.stash.get(VERDICT_KEY, None)
+    if verdict is not None:
+        for r in verdict.slo:
+            item.user_properties.append(
+                (f"perf.slo.{r.objective.metric}", "pass" if r.passed else "fail")
+            )
+        for where, comparisons in verdict.comparisons.items():
+            for c in comparisons:
+                item.user_properties.append((f"perf.{where}.{c.metric}.verdict", c.verdict))
+    pool = item.stash.get(POOL_KEY, None)
+    if pool is not None:
+        item.user_properties.append(("perf.pool", "idle" if pool.ok else "leak"))
+
+
+def pool_failures(item: pytest.Item) -> list[str]:
+    """Wait for the pool to go idle after the test's last load; why it did not, if so."""
+    watches = item.stash.get(WATCHES_KEY, [])
+    if not watches:
+        return []
+    verdict = watches[-1].wait_idle()
+    item.stash[POOL_KEY] = verdict
+    return [] if verdict.ok else ["connection pool did not return to idle:\n" + verdict.report()]
+
+
+def gate_failures(item: pytest.Item) -> list[str]:
+    """Judge the test's loads (SLOs, baselines); the failures its verdict asks for."""
+    session = item.config.stash[SESSION_KEY]
+    results = item.stash.get(RESULTS_KEY, [])
+    marks = [dict(m.kwargs) for m in item.iter_markers("slo")]
+    if not results and not marks:
+        return []
+
+    def rerun() -> list[LoadResult]:
+        item.stash[RESULTS_KEY] = []
+        item.runtest()
+        return item.stash.get(RESULTS_KEY, [])
+
+    resources = item.stash.get(RESOURCES_KEY, [])
+    verdict = session.judging.judge(
+        session.test_id(item.path, item.nodeid), results, marks, rerun, resources
+    )
+    item.stash[VERDICT_KEY] = verdict
+    for warning in verdict.warnings:
+        warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {warning}"), stacklevel=1)
+    return verdict.failures(session.judging.fail_on)
+
+
+def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
+    """The test's entry of the run record."""
+    session = item.config.stash[SESSION_KEY]
+    verdict = item.stash.get(VERDICT_KEY, None)
+    pool = item.stash.get(POOL_KEY, None)
+    results: list[LoadResult] = item.stash.get(RESULTS_KEY, [])
+    return entry_for_test(
+        test_id=session.test_id(item.path, item.nodeid),
+        outcome=outcome,
+        results=results,
+        slo=verdict.slo if verdict else (),
+        comparisons=verdict.comparisons if verdict else None,
+        warnings=verdict.warnings if verdict else (),
+        growth=[
+            {"per_minute": s.per_minute, "low": s.low, "high": s.high, "too_fast": bad}
+            for s, bad in (verdict.growth if verdict else [])
+        ],
+        pool=None
+        if pool is None
+        else {
+            "ok": pool.ok,
+            "reasons": pool.reasons,
+            "report": pool.report(),
+            "series": pool.series(),
+        },
+        resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
+    )
