@@ -34,6 +34,7 @@ __all__ = [
     "cleanup_shield",
     "die_with_parent",
     "ignore_stop_signals",
+    "interrupted",
     "note_interrupt",
     "raise_interrupt",
     "run_signals",
@@ -59,6 +60,11 @@ INTERRUPTED_GRACE = 2.0  # seconds a process gets to exit on SIGTERM after Ctrl-
 def note_interrupt() -> None:
     """Record that Ctrl-C or SIGTERM came (any handler, or pytest's interrupt hook)."""
     _interrupted.set()
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C or SIGTERM has come (this process stops what it started)."""
+    return _interrupted.is_set()
 
 
 def stop_grace(normal: float) -> float:

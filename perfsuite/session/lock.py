@@ -3,7 +3,7 @@
 Two loads at once on one machine would steal each other's CPU, and so would
 a server being initialised or a container being created next to a load:
 pytest-xdist workers, parallel sessions and other projects all take this one
-lock (a file in the temp folder) around what is heavy or what measures.
+lock (``/tmp/perfsuite.lock``) around what is heavy or what measures.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ _held: dict[str, list[int]] = {}  # path -> [fd, depth]
 
 
 def lock_path() -> Path:
-    """The lock file: one for the machine, whatever the project."""
-    return Path(tempfile.gettempdir()) / "perfsuite.lock"
+    """The lock file: one for the machine, whatever the project or its $TMPDIR."""
+    shared = Path("/tmp")
+    return (shared if shared.is_dir() else Path(tempfile.gettempdir())) / "perfsuite.lock"
 
 
 @contextlib.contextmanager
@@ -44,7 +45,8 @@ def perf_lock() -> Iterator[None]:
         if held is not None:
             held[1] += 1
     if held is None:
-        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o666)
+        # Read-only is enough for flock, and works on a file another user created.
+        fd = os.open(key, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # Ctrl-C interrupts the wait
         except BaseException:

@@ -26,7 +26,7 @@ from perfsuite.provision import (
     start_service,
 )
 from perfsuite.session.lock import perf_lock
-from perfsuite.signals import cleanup_shield
+from perfsuite.signals import cleanup_shield, interrupted
 
 __all__ = ["Provisioning"]
 
@@ -35,20 +35,27 @@ __all__ = ["Provisioning"]
 def _started(what: str, resource: contextlib.AbstractContextManager[Any]) -> Iterator[Any]:
     """Enter ``resource`` under the machine-wide lock; leave it shielded from Ctrl-C.
 
-    Not under the lock on the way out: an interrupted user must not wait for
-    another session's load to end before getting the terminal back.
+    Removing is heavy too (a container's copy of its image): under the lock,
+    except after Ctrl-C, when the user must not wait for another session's
+    load to end before getting the terminal back.
     """
     with perf_lock():
         value = resource.__enter__()
     try:
         yield value
     except BaseException:
-        with cleanup_shield(what):
+        with cleanup_shield(what), _unless_interrupted(perf_lock):
             if not resource.__exit__(*sys.exc_info()):
                 raise
     else:
-        with cleanup_shield(what):
+        with cleanup_shield(what), _unless_interrupted(perf_lock):
             resource.__exit__(None, None, None)
+
+
+def _unless_interrupted(
+    lock: Callable[[], contextlib.AbstractContextManager[None]],
+) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext() if interrupted() else lock()
 
 
 class Provisioning:

@@ -37,7 +37,9 @@ ORDER_SERVICE = (
 @pytest.fixture(scope="session")
 def mariadb() -> Iterator[MySQLServer]:
     """A throwaway MariaDB started by perfsuite's own process provider."""
-    with mysql_process(MySQLConfig(database="orders")) as server:
+    with contextlib.ExitStack() as stack:
+        with quiet_machine():  # initialising a datadir is heavy
+            server = stack.enter_context(mysql_process(MySQLConfig(database="orders")))
         yield server
 
 
@@ -57,22 +59,37 @@ ServiceFactory = Callable[..., AbstractContextManager[Service]]
 def order_service_factory(mariadb: MySQLServer, order_data: Dataset) -> ServiceFactory:
     """Start the example service with the given environment (fault switches, pool size)."""
 
-    def start(**env: str) -> AbstractContextManager[Service]:
+    @contextlib.contextmanager
+    def start(**env: str) -> Iterator[Service]:
         config = ServiceConfig(
             kind="command", command=ORDER_SERVICE, cwd=REPO, env=env, startup_timeout=30.0
         )
-        return start_service(config, mariadb)
+        with contextlib.ExitStack() as stack:
+            with quiet_machine():  # a Python service's start-up takes a core for a second
+                service = stack.enter_context(start_service(config, mariadb))
+            yield service
 
     return start
 
 
 @contextlib.contextmanager
 def quiet_machine() -> Iterator[None]:
-    """Hold the machine-wide perf lock during a CPU-heavy step of a unit test.
+    """Hold the machine-wide perf lock during a heavy step of a unit test.
 
     Under ``pytest -n 2`` the other worker may be running a perf test, whose
-    verdicts a neighbour burning both cores would distort (the gate's tests
-    judge 2-second loads). Never hold it around a perf run: that takes it too.
+    verdicts a neighbour burning a core or the disk would distort (the gate's
+    tests judge 2-second loads). Never hold it around a perf run in another
+    process: that run takes it too, and would wait for ever.
+    """
+    with perf_lock():
+        yield
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    """The test measures time, or is heavy: nothing else heavy runs meanwhile.
+
+    For tests that start no perf session in another process (see quiet_machine).
     """
     with perf_lock():
         yield

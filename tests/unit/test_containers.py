@@ -194,6 +194,7 @@ def _wait_logs(container: Any, text: str, count: int, timeout: float = 60) -> st
     raise AssertionError(f"{text!r} not logged {count} times within {timeout} s")
 
 
+@pytest.mark.usefixtures("quiet")  # the engine copies the image for each container (vfs): heavy
 def test_mariadb_image_honours_the_official_mysql_contract(alone: Any, tmp_path: Path) -> None:
     import pymysql
 

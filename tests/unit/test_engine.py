@@ -20,6 +20,9 @@ from perfsuite.load.safety import check_target
 
 from .conftest import Server
 
+# Every test here times a load in this process: none runs next to another load.
+pytestmark = pytest.mark.usefixtures("quiet")
+
 
 def get(name: str, path: str, **kwargs: object) -> Request:
     return Request(name=name, build=httpx.Request("GET", "http://127.0.0.1" + path), **kwargs)
@@ -230,6 +233,7 @@ NOFILE_PROBE = """
 import resource, sys
 from perfsuite.errors import LoadError
 from perfsuite.load.safety import raise_nofile
+
 try:
     print(raise_nofile(int(sys.argv[1])))
 except LoadError as exc:

@@ -28,6 +28,9 @@ from perfsuite.provision.mysql_process import DATADIR_PREFIX, find_mysqld, mysql
 
 from .conftest import SCHEMA, descendants_with
 
+# Each test initialises and starts servers: not next to a load.
+pytestmark = pytest.mark.usefixtures("quiet")
+
 
 def _datadirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"))
@@ -49,6 +52,14 @@ def test_process_provider_starts_and_removes_everything() -> None:
         assert flags["log_bin"] == "OFF"
         flush = server.query("SELECT @@innodb_flush_log_at_trx_commit", admin=True)
         assert flush == [(0,)]
+        # Its temporary files in a folder of its own, not the shared /tmp that
+        # others clean: a temporary table on disk lands there.
+        ((tmpdir,),) = server.query("SELECT @@tmpdir", admin=True)
+        assert Path(tmpdir) == workdir / "tmp"
+        with server.connect(admin=True) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TEMPORARY TABLE big (x TEXT) ENGINE=Aria")
+            cur.execute("INSERT INTO big VALUES (REPEAT('x', 100))")
+            assert any((workdir / "tmp").iterdir())
     assert not workdir.exists()
     assert not any(psutil.pid_exists(pid) for pid in pids)
 

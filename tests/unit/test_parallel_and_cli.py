@@ -18,6 +18,9 @@ from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_man
 
 from .conftest import Server
 
+# Loads timed in this process and by the CLI: none runs next to another load.
+pytestmark = pytest.mark.usefixtures("quiet")
+
 
 def test_split_phases() -> None:
     phases = [

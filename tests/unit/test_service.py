@@ -15,6 +15,9 @@ from perfsuite.provision import MySQLServer, start_service
 
 from .conftest import REPO, ServiceFactory
 
+# Each test starts a service: not next to a load.
+pytestmark = pytest.mark.usefixtures("quiet")
+
 
 def _config(*command: str, timeout: float = 5.0, **env: str) -> ServiceConfig:
     return ServiceConfig(

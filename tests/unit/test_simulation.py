@@ -10,10 +10,14 @@ sweeps the noise levels; this test pins the two ends.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from perfsuite.stats.compare import CompareOptions, compare
 
 from .simulation import simulate_runs
+
+# Minutes of one core at 100 %: not next to a load.
+pytestmark = pytest.mark.usefixtures("quiet")
 
 COMPARISONS = 1000
 WINDOW = 10
