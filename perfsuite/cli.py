@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
             print(f"perfsuite: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt as exc:  # everything started is stopped by now
-            print(f"perfsuite: {exc or 'interrupted'}", file=sys.stderr)
+            print(f"perfsuite: {str(exc) or 'interrupted by SIGINT'}", file=sys.stderr)
             return _INTERRUPTED
 
 

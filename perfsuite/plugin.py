@@ -28,7 +28,7 @@ from perfsuite.fixtures import (
 from perfsuite.gate import FAIL_ON
 from perfsuite.report.terminal import render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
-from perfsuite.signals import note_interrupt
+from perfsuite.signals import cleanup_shield, note_interrupt
 from perfsuite.testitem import (
     POOL_KEY,
     RESULTS_KEY,
@@ -281,5 +281,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         color=terminalreporter._tw.hasmarkup,
     )
     terminalreporter.write(text)
-    for path in session.finish():
+    with cleanup_shield("writing the run record and the history"):
+        written = session.finish()
+    for path in written:
         terminalreporter.write_line(f"perfsuite: wrote {path}")

@@ -10,8 +10,9 @@ Three pieces, used by the load engine, the plugin and the provisioners:
   ``KeyboardInterrupt``, so the session tears down and exits with code 2
   instead of dying with its servers' files left behind; and Ctrl-C works
   even where it was inherited as ignored.
-- :func:`cleanup_shield` -- while perfsuite stops what it started: another
-  Ctrl-C is told to wait (the stop takes seconds); a third one gives up.
+- :func:`cleanup_shield` -- while perfsuite stops what it started, or writes
+  the run record: another Ctrl-C is told to wait (it takes seconds); the
+  next one gives up.
 
 Python runs signal handlers in the main thread only; elsewhere these do nothing.
 """
@@ -149,22 +150,24 @@ def run_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def cleanup_shield(what: str) -> Iterator[None]:
-    """While ``what`` is being stopped, a Ctrl-C waits for it; a second one gives up.
+def cleanup_shield(doing: str) -> Iterator[None]:
+    """While perfsuite is ``doing`` something that must finish, Ctrl-C waits; twice, gives up.
 
-    Stopping takes seconds (a server's shutdown, a container's removal); a
-    user who presses Ctrl-C again meanwhile should not leave a datadir or a
-    container behind by accident, but can still insist.
+    Stopping a server or removing a container takes seconds, so does writing
+    the run record: a user who presses Ctrl-C meanwhile should not leave a
+    datadir, a container or half a history behind by accident, but can
+    still insist.
     """
     presses: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        note_interrupt()
         presses.append(signum)
         if len(presses) == 1:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, AttributeError):
                 sys.__stderr__.write(  # type: ignore[union-attr]
-                    f"\nperfsuite: stopping {what}, a moment please "
-                    "(press Ctrl-C again to leave it behind)\n"
+                    f"\nperfsuite: {doing}, a moment please "
+                    "(press Ctrl-C again to leave it unfinished)\n"
                 )
                 sys.__stderr__.flush()  # type: ignore[union-attr]
             return

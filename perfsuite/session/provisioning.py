@@ -44,11 +44,11 @@ def _started(what: str, resource: contextlib.AbstractContextManager[Any]) -> Ite
     try:
         yield value
     except BaseException:
-        with cleanup_shield(what), _unless_interrupted(perf_lock):
+        with cleanup_shield(f"stopping {what}"), _unless_interrupted(perf_lock):
             if not resource.__exit__(*sys.exc_info()):
                 raise
     else:
-        with cleanup_shield(what), _unless_interrupted(perf_lock):
+        with cleanup_shield(f"stopping {what}"), _unless_interrupted(perf_lock):
             resource.__exit__(None, None, None)
 
 
@@ -65,8 +65,7 @@ class Provisioning:
         self.config = config
         self._docker = docker
         self._choice: ProviderChoice | None = None
-        self._stack = contextlib.ExitStack()
-        self._network: Any = None
+        self._network: Any = None  # the Docker network, while a MySQL container runs
         self.mysql_server: MySQLServer | None = None
         self.service: Service | None = None
 
@@ -76,33 +75,37 @@ class Provisioning:
             self._choice = choose_provider(self.config.mysql, self._docker)
         return self._choice
 
-    def network(self) -> Any:
-        """The Docker network shared by the MySQL and service containers."""
-        if self._network is None:
-            from perfsuite.provision.containers import docker_network
-
-            self._network = self._stack.enter_context(
-                _started("the Docker network", docker_network())
-            )
-        return self._network
-
     @contextlib.contextmanager
     def mysql(self) -> Iterator[MySQLServer]:
-        """The provisioned server with its schema; stopped when the block ends."""
+        """The provisioned server with its schema; stopped when the block ends.
+
+        A container server gets a Docker network, shared with a service
+        container and removed after the server: within the fixtures'
+        teardown, not at the very end of the session, where a Ctrl-C while
+        the summary is written could skip it.
+        """
         choice = self.choice()
-        network = None
-        if choice.provider == "container":
-            try:
-                network = self.network()
-            except DockerError:
-                if not choice.fallback:
-                    raise
-        with _started("MySQL", open_mysql(self.config.mysql, choice, network=network)) as server:
-            self.mysql_server = server
-            try:
-                yield server
-            finally:
-                self.mysql_server = None
+        with contextlib.ExitStack() as stack:
+            if choice.provider == "container":
+                from perfsuite.provision.containers import docker_network
+
+                try:
+                    self._network = stack.enter_context(
+                        _started("the Docker network", docker_network())
+                    )
+                except DockerError:
+                    if not choice.fallback:
+                        raise
+            stack.callback(setattr, self, "_network", None)
+            started = _started(
+                "MySQL", open_mysql(self.config.mysql, choice, network=self._network)
+            )
+            with started as server:
+                self.mysql_server = server
+                try:
+                    yield server
+                finally:
+                    self.mysql_server = None
 
     def seed(self, server: MySQLServer) -> None:
         """Run the ``seed = "module:function"`` callable of the config, if any."""
@@ -137,7 +140,7 @@ class Provisioning:
                     "[tool.perfsuite.service] image: a service container needs MySQL in a "
                     f"container too (--perf-mysql=container), not {server.provider!r}"
                 )
-            network = self.network() if server.provider == "container" else None
+            network = self._network if server.provider == "container" else None
         with _started("the service", start_service(cfg, server, network=network)) as service:
             self.service = service
             try:
@@ -150,7 +153,3 @@ class Provisioning:
         if self.service is None:
             return None
         return self.service.logs(lines) or None
-
-    def close(self) -> None:
-        """Remove what the session itself holds (the Docker network)."""
-        self._stack.close()

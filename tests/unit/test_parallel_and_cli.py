@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,7 @@ from perfsuite.load import ClosedPhase, OpenPhase
 from perfsuite.load.parallel import run_parallel, split_phases
 from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_many
 
-from .conftest import Server
+from .conftest import Server, signal_and_wait, start_in_own_group
 
 # Loads timed in this process and by the CLI: none runs next to another load.
 pytestmark = pytest.mark.usefixtures("quiet")
@@ -141,3 +144,28 @@ def test_cli_run_needs_a_model(server: Server) -> None:
     result = subprocess.run([_perfsuite(), "run", server.url], capture_output=True, text=True)
     assert result.returncode == 2
     assert "give exactly one of --rate" in result.stderr
+
+
+def test_cli_run_stops_on_ctrl_c_with_what_it_measured(server: Server, tmp_path: Path) -> None:
+    # A minute at 500 req/s over two workers, Ctrl-C to the process group after a moment.
+    server.reset()
+    out = tmp_path / "run.json"
+    proc = start_in_own_group(
+        [_perfsuite(), "run", server.url + "/ok", "--rate", "500", "--duration", "60s",
+         "--workers", "2", "--json", str(out), "-q"],
+        cwd=tmp_path, env=dict(os.environ),
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while server.stats()["count"] < 500 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    output, seconds = signal_and_wait(proc, signal.SIGINT, group=True)
+    assert proc.returncode == 130, output
+    assert seconds < 5.0, output
+    assert "INTERRUPTED: interrupted by SIGINT after" in output
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True
+    assert 500 <= data["requests"] < 500 * 30
+    assert data["errors"] == 0  # what was cut off is abandoned, not failed
+    seen = server.stats()["count"]
+    time.sleep(1.0)
+    assert server.stats()["count"] == seen  # no worker goes on sending
