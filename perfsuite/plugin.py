@@ -16,15 +16,6 @@ import pytest
 
 from perfsuite.config import parse_mysql_choice
 from perfsuite.errors import ConfigError, PerfsuiteError
-from perfsuite.fixtures import (
-    perf_mysql,
-    perf_phases,
-    perf_profile,
-    perf_run,
-    perf_seed,
-    perf_service,
-    perf_session,
-)
 from perfsuite.gate import FAIL_ON
 from perfsuite.report.terminal import render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
@@ -41,16 +32,8 @@ from perfsuite.testitem import (
     record_properties,
 )
 
-# The fixtures, for pytest to find in this plugin module.
-__all__ = [
-    "perf_mysql",
-    "perf_phases",
-    "perf_profile",
-    "perf_run",
-    "perf_seed",
-    "perf_service",
-    "perf_session",
-]
+# The fixtures: a plugin of their own, loaded with this one.
+pytest_plugins = ["perfsuite.fixtures"]
 _NO_POOL_MARKER = "no_pool_check: skip the check that the connection pool returns to idle"
 _SLO_MARKER = (
     "slo(p95='200ms', p99=..., mean=..., max=..., error_rate='0.1%', min_rps=950, "
