@@ -65,7 +65,8 @@ def test_per_value_record_value_100k(benchmark) -> None:
             hist.record_value(v)
 
     benchmark.pedantic(record, rounds=3, iterations=1)
-    assert hist.get_total_count() == 300_000
+    # Three rounds when measuring, one with --benchmark-disable.
+    assert hist.get_total_count() in (100_000, 300_000)
 
 
 def test_merge_and_summarise_two_runs_of_1m(benchmark) -> None:
