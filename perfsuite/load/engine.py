@@ -211,8 +211,10 @@ def run_load(
     )
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         loop = runner.get_loop()
+        received: list[str] = []
 
         def on_signal(name: str) -> None:
+            received.append(name)  # also when it comes as the run ends by itself
             loop.call_soon_threadsafe(engine.interrupt, name)
 
         signals = stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
@@ -221,6 +223,6 @@ def run_load(
                 result = runner.run(engine.run())
             except OSError as exc:
                 raise LoadError(f"the load run failed: {exc}") from exc
-    if engine.interrupted_by:
-        raise Interrupted(engine.interrupted_by, result)
+    if engine.interrupted_by or received:
+        raise Interrupted(engine.interrupted_by or received[0], result)
     return result
