@@ -54,6 +54,12 @@ from perfsuite import Request, Scenario
 
 pytestmark = pytest.mark.perf
 
+def mark(name, text=""):
+    # Written whole, then renamed: the outer test never reads half a file.
+    path = pathlib.Path(os.environ[name])
+    path.with_name(path.name + ".part").write_text(text)
+    path.with_name(path.name + ".part").replace(path)
+
 def test_passes(perf_service):
     assert httpx.get(perf_service.base_url + "/health").status_code == 200
 
@@ -63,7 +69,7 @@ def test_fails(perf_service, perf_mysql):
 
 def test_hangs(perf_service, perf_mysql):
     if os.environ.get("HANG_AT"):
-        pathlib.Path(os.environ["HANG_AT"]).write_text(str(perf_service.pid))
+        mark("HANG_AT", str(perf_service.pid))
         time.sleep(120)
 
 HEALTH = Scenario(Request(name="health", build=lambda ctx: ctx.get("/health")))
@@ -81,12 +87,12 @@ def test_loads(perf_run, perf_phases, perf_service):
     else:
         phases = [perf_phases.warmup(rate=50, duration="1s"),
                   perf_phases.constant(rate=200, duration=seconds + "s")]
-    pathlib.Path(os.environ["LOADING"]).write_text(str(perf_service.pid))
+    mark("LOADING", str(perf_service.pid))
     perf_run(LEAKS if os.environ.get("ORDER_SERVICE_FAULT") else HEALTH, phases)
-    pathlib.Path(os.environ["LOADED"]).write_text("")
+    mark("LOADED")
 
 def test_never_reached():
-    pathlib.Path(os.environ["LOADED"] + ".next").write_text("")
+    pathlib.Path(os.environ["LOADED"] + ".next").write_text("")  # existence is all
 """
 
 
