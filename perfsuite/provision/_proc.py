@@ -5,15 +5,48 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import psutil
+
 from perfsuite.signals import die_with_parent, stop_grace
 
-__all__ = ["free_port", "port_is_free", "start_process", "stop_process", "tail"]
+__all__ = [
+    "free_port",
+    "owned_tempdir",
+    "port_is_free",
+    "start_process",
+    "stop_process",
+    "tail",
+]
+
+_OWNER = "owner.pid"
+
+
+def owned_tempdir(prefix: str, parent: Path | None = None) -> Path:
+    """A new temp folder marked with this process's pid.
+
+    A run killed outright (SIGKILL, OOM) cannot delete its folders; its
+    children die with it (see die_with_parent). So folders of this prefix
+    whose owner is gone are removed here first, by the next run.
+    """
+    parent = parent or Path(tempfile.gettempdir())
+    for stale in parent.glob(f"{prefix}*"):
+        try:
+            owner = int((stale / _OWNER).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        if not psutil.pid_exists(owner):
+            shutil.rmtree(stale, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (path / _OWNER).write_text(str(os.getpid()))
+    return path
 
 
 def start_process(

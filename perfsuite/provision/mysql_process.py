@@ -10,18 +10,23 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pymysql
 
 from perfsuite.config import MySQLConfig
 from perfsuite.errors import MySQLError
-from perfsuite.provision._proc import free_port, port_is_free, start_process, stop_process, tail
+from perfsuite.provision._proc import (
+    free_port,
+    owned_tempdir,
+    port_is_free,
+    start_process,
+    stop_process,
+    tail,
+)
 from perfsuite.provision.server import MySQLServer
 
 __all__ = ["DATADIR_PREFIX", "find_mysqld", "mysql_process"]
@@ -69,18 +74,6 @@ def find_mysqld(name: str | None) -> _Binary:
     return _Binary(found, mariadb, install_db)
 
 
-def _remove_stale_datadirs() -> None:
-    # A run killed with SIGKILL cannot delete its datadir (its server died with
-    # it, by PDEATHSIG); the next run removes datadirs whose owner is gone.
-    for path in Path(tempfile.gettempdir()).glob(f"{DATADIR_PREFIX}*"):
-        try:
-            owner = int((path / "owner.pid").read_text())
-        except (OSError, ValueError):
-            continue
-        if not psutil.pid_exists(owner):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def _user_args() -> list[str]:
     # mysqld refuses to run as root unless told to; CI runs as root.
     return ["--user=root"] if os.geteuid() == 0 else []
@@ -123,7 +116,7 @@ def _socket_dir(workdir: Path) -> Path:
     # tmp_path) exceeds that, so the socket then goes to a short folder.
     if len(str(workdir / "mysqld.sock")) <= 100:
         return workdir
-    return Path(tempfile.mkdtemp(prefix="psm-", dir="/tmp"))
+    return owned_tempdir("psm-", Path("/tmp"))
 
 
 def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) -> list[str]:
@@ -214,12 +207,10 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
     binary = find_mysqld(config.mysqld)
     if config.port and not port_is_free(config.port):
         raise _PortTaken(config.port)
-    _remove_stale_datadirs()
-    workdir = Path(tempfile.mkdtemp(prefix=DATADIR_PREFIX))
+    workdir = owned_tempdir(DATADIR_PREFIX)
     socket_dir = _socket_dir(workdir)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        (workdir / "owner.pid").write_text(str(os.getpid()))
         (workdir / "tmp").mkdir()
         _initialise(binary, workdir / "data", workdir / "init.log")
         for attempt in range(3):

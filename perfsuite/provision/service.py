@@ -13,7 +13,6 @@ import shutil
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,13 @@ import httpx
 
 from perfsuite.config import ServiceConfig
 from perfsuite.errors import ConfigError, DockerError, ServiceError
-from perfsuite.provision._proc import free_port, start_process, stop_process, tail
+from perfsuite.provision._proc import (
+    free_port,
+    owned_tempdir,
+    start_process,
+    stop_process,
+    tail,
+)
 from perfsuite.provision.server import MySQLServer
 
 __all__ = ["SERVICE_DIR_PREFIX", "Service", "start_service"]
@@ -118,7 +123,7 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
         raise ServiceError(f"the service command {argv[0]!r} was not found")
     env = {**os.environ, **{k: _expand(v, values) for k, v in config.env.items()}}
     env.setdefault("PERFSUITE_MYSQL_URL", mysql.url)
-    workdir = Path(tempfile.mkdtemp(prefix=SERVICE_DIR_PREFIX))
+    workdir = owned_tempdir(SERVICE_DIR_PREFIX)
     log_path = workdir / "service.log"
     proc: subprocess.Popen[bytes] | None = None
     try:

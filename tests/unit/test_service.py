@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -12,6 +16,7 @@ import pytest
 from perfsuite.config import ServiceConfig
 from perfsuite.errors import ConfigError, ServiceError
 from perfsuite.provision import MySQLServer, start_service
+from perfsuite.provision.service import SERVICE_DIR_PREFIX
 
 from .conftest import REPO, ServiceFactory
 
@@ -99,3 +104,21 @@ def test_env_and_placeholders_reach_the_service(mariadb: MySQLServer) -> None:
     config = _config(sys.executable, "-c", script, "{port}", "{mysql_url}", GREETING="hello")
     with start_service(config, mariadb) as service:
         assert httpx.get(service.base_url + "/").text == f"hello {mariadb.url}"
+
+
+def test_the_folder_of_a_killed_run_is_removed_by_the_next(
+    order_service_factory: ServiceFactory,
+) -> None:
+    # A run killed outright (SIGKILL) leaves its service's folder; its owner is gone.
+    stale = Path(tempfile.mkdtemp(prefix=SERVICE_DIR_PREFIX))
+    dead = psutil.Popen(["true"])
+    dead.wait()
+    (stale / "owner.pid").write_text(str(dead.pid))
+    alive = Path(tempfile.mkdtemp(prefix=SERVICE_DIR_PREFIX))
+    (alive / "owner.pid").write_text(str(os.getpid()))  # another run, still going
+    try:
+        with order_service_factory():
+            assert not stale.exists()
+            assert alive.exists()
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
