@@ -22,6 +22,7 @@ __all__ = [
     "owned_tempdir",
     "port_is_free",
     "start_process",
+    "stop_and_remove",
     "stop_process",
     "tail",
 ]
@@ -95,6 +96,21 @@ def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> int
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     return proc.returncode
+
+
+def stop_and_remove(
+    proc: subprocess.Popen[bytes] | None, *folders: Path, timeout: float = 10.0
+) -> None:
+    """Stop ``proc`` (if started), then remove ``folders``, even if a Ctrl-C cuts the stop short.
+
+    (The process itself cannot outlive pytest: it dies with it.)
+    """
+    try:
+        if proc is not None:
+            stop_process(proc, timeout=timeout)
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -24,10 +24,12 @@ from perfsuite.provision._proc import (
     owned_tempdir,
     port_is_free,
     start_process,
+    stop_and_remove,
     stop_process,
     tail,
 )
 from perfsuite.provision.server import MySQLServer
+from perfsuite.signals import note_interrupt
 
 __all__ = ["DATADIR_PREFIX", "find_mysqld", "mysql_process"]
 
@@ -238,9 +240,8 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
             admin_user="root",
             admin_password="",
         )
+    except KeyboardInterrupt:
+        note_interrupt()  # the user wants out: a short grace for the server to stop
+        raise
     finally:
-        if proc is not None:
-            stop_process(proc, timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if socket_dir != workdir:
-            shutil.rmtree(socket_dir, ignore_errors=True)
+        stop_and_remove(proc, *{workdir, socket_dir}, timeout=30)

@@ -27,10 +27,11 @@ from perfsuite.provision._proc import (
     free_port,
     owned_tempdir,
     start_process,
-    stop_process,
+    stop_and_remove,
     tail,
 )
 from perfsuite.provision.server import MySQLServer
+from perfsuite.signals import note_interrupt
 
 __all__ = ["SERVICE_DIR_PREFIX", "Service", "start_service"]
 
@@ -143,10 +144,11 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
             logs=lambda: tail(log_path, _LOG_LINES),
         )
         yield Service(kind="command", base_url=base_url, process=proc, _read_logs=read_logs)
+    except KeyboardInterrupt:
+        note_interrupt()  # the user wants out: a short grace for the service to stop
+        raise
     finally:
-        if proc is not None:
-            stop_process(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_and_remove(proc, workdir)
 
 
 @contextlib.contextmanager

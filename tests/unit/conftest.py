@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -22,6 +24,33 @@ from perfsuite.provision.mysql_process import mysql_process
 from perfsuite.session import perf_lock
 
 REPO = Path(__file__).resolve().parents[2]
+# Tests share the machine with the other xdist worker's, except exclusive ones.
+_SUITE_LOCK = Path(tempfile.gettempdir()) / "perfsuite-tests.lock"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "exclusive: the test asserts what any neighbour moves (latency, exit times): it "
+        "runs alone on the machine, the other pytest-xdist worker waits",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    # A readers-writer lock over whole tests (their fixtures' set-up and
+    # teardown included): shared by ordinary tests, exclusive for the few whose
+    # numbers a neighbour on the other core would move. The perf lock is not
+    # enough for those: it keeps loads apart, not a neighbour's Python start-up.
+    exclusive = item.get_closest_marker("exclusive") is not None
+    fd = os.open(_SUITE_LOCK, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        return (yield)
+    finally:
+        os.close(fd)
+
+
 SCHEMA = REPO / "examples" / "order_service" / "schema.sql"
 ORDER_SERVICE = (
     "{python}",

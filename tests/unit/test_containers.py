@@ -144,6 +144,7 @@ def test_auto_falls_back_to_the_process_provider_when_the_image_is_missing(
     assert "falling back to a local MySQL process: the image perfsuite/no-such-image:1" in out
 
 
+@pytest.mark.exclusive  # the time Ctrl-C takes
 def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
     env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
     env.pop("PYTEST_XDIST_WORKER", None)

@@ -21,7 +21,8 @@ from perfsuite.load.safety import check_target
 from .conftest import Server
 
 # Every test here times a load in this process: none runs next to another load.
-pytestmark = pytest.mark.usefixtures("quiet")
+# Their per-second counts and latencies: alone on the machine.
+pytestmark = [pytest.mark.usefixtures("quiet"), pytest.mark.exclusive]
 
 
 def get(name: str, path: str, **kwargs: object) -> Request:

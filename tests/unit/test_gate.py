@@ -67,6 +67,7 @@ def test_slo_violation_reads_like_a_report(
     )
 
 
+@pytest.mark.exclusive  # verdicts on 2-second loads: no neighbour may move them
 def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(5):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)

@@ -25,6 +25,8 @@ from perfsuite.store.history import History, history_url
 from .conftest import REPO, SCHEMA, signal_and_wait, start_in_own_group
 
 pytest_plugins = ["pytester"]
+# How fast Ctrl-C gives the terminal back is a time: measured alone on the machine.
+pytestmark = pytest.mark.exclusive
 
 PYPROJECT = f"""
 [tool.perfsuite]

@@ -145,7 +145,7 @@ def test_leak_fault_keeps_connections_in_use(order_service_factory: ServiceFacto
         assert pool_gauges(client)["in_use"] == 3
 
 
-@pytest.mark.usefixtures("quiet")  # it times requests
+@pytest.mark.exclusive  # it times requests
 def test_slow_fault_adds_the_delay(
     order_service_factory: ServiceFactory, client: httpx.Client
 ) -> None:

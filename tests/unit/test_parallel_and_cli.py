@@ -22,7 +22,8 @@ from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_man
 from .conftest import Server, signal_and_wait, start_in_own_group
 
 # Loads timed in this process and by the CLI: none runs next to another load.
-pytestmark = pytest.mark.usefixtures("quiet")
+# Rates, and the time Ctrl-C takes: alone on the machine.
+pytestmark = [pytest.mark.usefixtures("quiet"), pytest.mark.exclusive]
 
 
 def test_split_phases() -> None:
