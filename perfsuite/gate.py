@@ -14,14 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from perfsuite.errors import StoreError
 from perfsuite.load.result import LoadResult
-from perfsuite.stats.compare import CompareOptions, MetricComparison, compare
+from perfsuite.stats.blocks import BlockSet
+from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
+from perfsuite.stats.levels import DIRECTIONS, current_level
+from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.slo import Objective, SloResult, evaluate, parse_slo
 from perfsuite.stats.trend import Slope
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import StoredLoad, decode_load, encode_load
 
-__all__ = ["Gate", "TestVerdict", "confirm", "objectives_for"]
+__all__ = ["Gate", "TestVerdict", "confirm", "judged_of", "objectives_for"]
 
 FAIL_ON = ("slo", "regression")
 
@@ -91,6 +95,38 @@ class TestVerdict:
         return "\n".join(lines)
 
 
+class _Stored:
+    """One stored run, decoded once, its block sets made once."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+        self.loads: list[StoredLoad] = [decode_load(load) for load in record.loads]
+        self._sets: dict[tuple[int, str], BlockSet] = {}
+
+    def has(self, load: int, endpoint: str) -> bool:
+        """Did this run measure that endpoint in that load?"""
+        return len(self.loads) > load and endpoint in self.loads[load].endpoints
+
+    def blockset(self, load: int, endpoint: str) -> BlockSet:
+        """The endpoint's blocks over the load's measured phases."""
+        key = (load, endpoint)
+        if key not in self._sets:
+            self._sets[key] = self.loads[load].blockset(endpoint)
+        return self._sets[key]
+
+
+def _cells(runs: Sequence[_Stored]) -> list[tuple[int, str]]:
+    """(load, endpoint) measured by every run."""
+    if not runs:
+        return []
+    return [
+        (i, endpoint)
+        for i, load in enumerate(runs[-1].loads)
+        for endpoint in load.endpoints
+        if all(r.has(i, endpoint) for r in runs)
+    ]
+
+
 class Gate:
     """Judges and stores the load results of perf tests."""
 
@@ -101,11 +137,15 @@ class Gate:
         *,
         fingerprint: Mapping[str, Any],
         commit: str | None,
+        tests: int = 1,
     ) -> None:
         self.store = store
         self.options = options
         self.fingerprint = dict(fingerprint)
         self.commit = commit
+        self.tests = tests  # the session's compared tests: alpha is split over them
+        self._levels: dict[str, list[_Stored]] = {}
+        self._prior: NoisePrior | None = None
 
     def judge_slo(
         self, results: Sequence[LoadResult], objectives: list[Objective]
@@ -120,47 +160,93 @@ class Gate:
             out += evaluate(objectives, blocks_for)
         return out
 
+    def level(self, test_id: str) -> list[_Stored]:
+        """The test's stored runs of this environment that make up the current level."""
+        if test_id not in self._levels:
+            same = [
+                _Stored(r) for r in self.store.runs(test_id) if r.fingerprint == self.fingerprint
+            ]
+            series = [[r.blockset(*cell).metric("p50") for r in same] for cell in _cells(same)]
+            keep = current_level([r.record.mark for r in same], series)
+            self._levels[test_id] = [same[k] for k in keep]
+        return self._levels[test_id]
+
+    def prior(self) -> NoisePrior:
+        """The run-to-run noise pooled over every test's current level in the folder."""
+        if self._prior is None:
+            metrics = self.options.metrics
+            series = []
+            for test in self.store.tests():
+                try:
+                    runs = self.level(test)
+                except StoreError:
+                    continue  # that test's own comparison says what is wrong with its file
+                series += [
+                    [run_metrics(r.blockset(*c), metrics) for r in runs] for c in _cells(runs)
+                ]
+            self._prior = pool_noise(series, metrics)
+        return self._prior
+
     def compare(
         self, test_id: str, results: Sequence[LoadResult]
     ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
-        """Compare each load's endpoints with the baseline runs of the same fingerprint."""
+        """Compare each load's endpoints with the current level of the same fingerprint."""
         runs = self.store.runs(test_id)
         if not runs:
             return {}, [f"no baseline for {test_id} in {self.store.folder}: no verdict"]
-        same = [r for r in runs if r.fingerprint == self.fingerprint]
-        if not same:
+        if not any(r.fingerprint == self.fingerprint for r in runs):
             diff = _fingerprint_diff(runs[-1].fingerprint, self.fingerprint)
             return {}, [f"the baseline was measured elsewhere ({diff}): no verdict"]
+        level = self.level(test_id)
         out: dict[str, list[MetricComparison]] = {}
         warnings = []
         rng = np.random.default_rng(12345)
-        for i, result in enumerate(results):
-            current = decode_load(encode_load(result))
-            base: list[StoredLoad] = [decode_load(r.loads[i]) for r in same if len(r.loads) > i]
-            if not base:
-                warnings.append(f"load {i + 1}: not in the baseline: no verdict")
+        currents = [decode_load(encode_load(r)) for r in results]
+        cells = [(i, e) for i, c in enumerate(currents) for e in c.endpoints]
+        # The session's false-alarm rate, split over its tests and this test's endpoints.
+        share = self.options.alpha / max(self.tests, 1) / max(len(cells), 1)
+        for i, endpoint in cells:
+            if not all(r.has(i, endpoint) for r in level):
+                what = f"load {i + 1}" if not all(len(r.loads) > i for r in level) else endpoint
+                warnings.append(f"{what}: not in the baseline: no verdict")
                 continue
-            for endpoint in current.endpoints:
-                if not all(endpoint in b.endpoints for b in base):
-                    warnings.append(f"endpoint {endpoint}: not in the baseline: no verdict")
-                    continue
-                where = endpoint if len(results) == 1 else f"load {i + 1}, {endpoint}"
-                out[where] = compare(
-                    current.blockset(endpoint),
-                    [b.blockset(endpoint) for b in base],
-                    self.options,
-                    rng=rng,
-                )
-        return out, warnings
+            where = endpoint if len(results) == 1 else f"load {i + 1}, {endpoint}"
+            out[where] = compare(
+                currents[i].blockset(endpoint),
+                [r.blockset(i, endpoint) for r in level],
+                self.options,
+                prior=self.prior(),
+                alpha=share,
+                rng=rng,
+            )
+        return out, list(dict.fromkeys(warnings))
 
-    def save(self, test_id: str, results: Sequence[LoadResult]) -> None:
-        """Store this run as the newest baseline run of the test."""
+    def save(
+        self,
+        test_id: str,
+        results: Sequence[LoadResult],
+        *,
+        judged: str | None = None,
+        confirmed: bool = False,
+    ) -> None:
+        """Store this run as the newest baseline run, with what the gate said of it."""
         record = RunRecord.new(
             commit=self.commit,
             fingerprint=self.fingerprint,
             loads=[encode_load(r) for r in results],
+            judged=judged,
+            confirmed=confirmed,
         )
         self.store.save(test_id, record)
+        self._levels.pop(test_id, None)
+
+
+def judged_of(comparisons: Mapping[str, Sequence[MetricComparison]]) -> str | None:
+    """A run's mark for the store: regressed, improved, same, or None (not compared)."""
+    found = {c.verdict for cs in comparisons.values() for c in cs}
+    if not found:
+        return None
+    return next((d for d in DIRECTIONS if d in found), "same")
 
 
 def _growth(slope: Slope) -> str:

@@ -113,7 +113,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-confirm",
         dest="perf_confirm",
         action="store_true",
-        help="rerun a test that regressed once; keep the regression only if the rerun agrees",
+        default=True,
+        help="rerun a test that regressed once; keep the regression only if the rerun agrees "
+        "(the default with --perf-compare)",
+    )
+    group.addoption(
+        "--perf-no-confirm",
+        dest="perf_confirm",
+        action="store_false",
+        help="keep a regression without a rerun (one slow run of a noisy machine fails the test)",
     )
     group.addoption(
         "--perf-markdown",
@@ -161,15 +169,17 @@ def pytest_report_header(config: pytest.Config) -> str:
     return config.stash[SESSION_KEY].header()
 
 
+@pytest.hookimpl(trylast=True)  # after -m and -k: count the perf tests that will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Perf tests take minutes and start servers: plain `pytest` leaves them out;
     # any -m expression (`-m perf`, `-m "perf and not slow"`) decides instead.
-    if config.option.markexpr:
-        return
     perf = [item for item in items if item.get_closest_marker("perf")]
-    if perf:
+    if not config.option.markexpr and perf:
         config.hook.pytest_deselected(items=perf)
         items[:] = [item for item in items if not item.get_closest_marker("perf")]
+        perf = []
+    # The gate's false-alarm rate is the session's: split over the perf tests run.
+    config.stash[SESSION_KEY].judging.tests = max(len(perf), 1)
 
 
 @pytest.hookimpl(wrapper=True)

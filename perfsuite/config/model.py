@@ -144,8 +144,10 @@ class BaselineConfig:
 
     dir: Path = Path("baselines")
     window: int = 10
-    alpha: float = 0.01
+    alpha: float = 0.01  # false alarms per session, over all tests, endpoints and metrics
     tolerance: float = 0.05
+    min_runs: int = 3  # a test's own runs for its own noise estimate
+    min_blocks: int = 10  # blocks of time (seconds) a run needs to be judged
     tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
     metrics: tuple[str, ...] = ("p50", "p95", "p99", "mean", "error_rate", "rps")
 

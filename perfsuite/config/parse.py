@@ -60,7 +60,16 @@ _POOL_KEYS = {
     "waiting_metric",
     "max_metric",
 }
-_BASELINE_KEYS = {"dir", "window", "alpha", "tolerance", "tolerances", "metrics"}
+_BASELINE_KEYS = {
+    "dir",
+    "window",
+    "alpha",
+    "tolerance",
+    "tolerances",
+    "metrics",
+    "min_runs",
+    "min_blocks",
+}
 _GATE_METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
 _LOAD_KEYS = {
     "max_connections",
@@ -312,6 +321,8 @@ def _baseline_config(table: Any, rootdir: Path, folder: str | None) -> BaselineC
     return BaselineConfig(
         dir=(rootdir / (folder or _str(table, "dir", where, "baselines") or "baselines")),
         window=_int(table, "window", where, defaults.window, 1, 1000),
+        min_runs=_int(table, "min_runs", where, defaults.min_runs, 2, 1000),
+        min_blocks=_int(table, "min_blocks", where, defaults.min_blocks, 2, 10_000),
         alpha=alpha,
         tolerance=_fraction(table.get("tolerance", 0.05), f"{where}.tolerance"),
         tolerances=tolerances,

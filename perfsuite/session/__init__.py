@@ -75,7 +75,7 @@ class PerfSession:
             provider=lambda: self.provisioning.choice().provider,
             compare=bool(config.getoption("perf_compare", default=False)),
             save_baseline=bool(config.getoption("perf_save_baseline", default=False)),
-            confirm=bool(config.getoption("perf_confirm", default=False)),
+            confirm=bool(config.getoption("perf_confirm", default=True)),
             fail_on=config.getoption("perf_fail_on", default=None),
         )
         reports_dir = root / (config.getoption("perf_reports_dir", default=None) or "reports")

@@ -10,7 +10,7 @@ import psutil
 
 from perfsuite.config import PerfConfig
 from perfsuite.errors import ConfigError
-from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, objectives_for
+from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, judged_of, objectives_for
 from perfsuite.load import LoadResult
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.stats.compare import CompareOptions
@@ -42,6 +42,8 @@ class Judging:
         self.confirm = confirm
         self.fail_on: frozenset[str] = fail_on or frozenset(FAIL_ON)
         self._gate: Gate | None = None
+        # The perf tests of this session (set at collection): the false-alarm rate is theirs.
+        self.tests = 1
 
     def gate(self) -> Gate:
         """The SLO and baseline gate, made on first use (it reads the git commit)."""
@@ -50,12 +52,18 @@ class Judging:
             self._gate = Gate(
                 BaselineStore(b.dir, window=b.window),
                 CompareOptions(
-                    metrics=b.metrics, alpha=b.alpha, tolerance=b.tolerance, tolerances=b.tolerances
+                    metrics=b.metrics,
+                    alpha=b.alpha,
+                    tolerance=b.tolerance,
+                    tolerances=b.tolerances,
+                    min_runs=b.min_runs,
+                    min_blocks=b.min_blocks,
                 ),
                 fingerprint=fingerprint(
                     profile=self.config.profile.name, provider=self._provider()
                 ),
                 commit=commit_of(self.config.rootdir),
+                tests=self.tests,
             )
         return self._gate
 
@@ -75,13 +83,19 @@ class Judging:
         objectives = objectives_for(self.config.slo, marks)
         verdict.slo = gate.judge_slo(results, objectives)
         verdict.slo += self._judge_resources(objectives, resources, verdict)
-        if self.compare and results:
-            verdict.comparisons, verdict.warnings = gate.compare(test_id, results)
-            if self.confirm and verdict.regressions():
-                again, _ = gate.compare(test_id, rerun())
-                verdict.confirmed = confirm(verdict, again)
+        judged = None
+        if (self.compare or self.save_baseline) and results:
+            # Saving without --perf-compare still compares, quietly: the stored run
+            # says what it was, and a step is not mixed into the level it left.
+            comparisons, warnings = gate.compare(test_id, results)
+            judged = judged_of(comparisons)
+            if self.compare:
+                verdict.comparisons, verdict.warnings = comparisons, warnings
+                if self.confirm and verdict.regressions():
+                    again, _ = gate.compare(test_id, rerun())
+                    verdict.confirmed = confirm(verdict, again)
         if self.save_baseline and results:
-            gate.save(test_id, results)
+            gate.save(test_id, results, judged=judged, confirmed=bool(verdict.confirmed))
         return verdict
 
     def _judge_resources(

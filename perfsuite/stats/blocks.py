@@ -11,7 +11,7 @@ product and a cumulative sum, which is what makes the bootstrap fast.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -91,6 +91,8 @@ class BlockSet:
     requests: IntArray  # (n,)
     errors: IntArray  # (n,)
     seconds: FloatArray  # (n,)
+    # Metrics already computed (a set is never changed after it is made).
+    _metrics: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_blocks(cls, blocks: Sequence[Block], *, max_blocks: int = 30) -> BlockSet:
@@ -135,7 +137,9 @@ class BlockSet:
 
     def metric(self, name: str) -> float:
         """A metric over all blocks together."""
-        return float(
+        if name in self._metrics:
+            return self._metrics[name]
+        value = float(
             metric_of_rows(
                 name,
                 self.counts.sum(axis=0, keepdims=True),
@@ -145,6 +149,8 @@ class BlockSet:
                 self.index,
             )[0]
         )
+        self._metrics[name] = value
+        return value
 
 
 def metric_of_rows(

@@ -1,22 +1,30 @@
 """Is this run worse than its baseline? Verdicts that do not cry wolf.
 
-Two methods, chosen by how much history there is:
+The unit is the run: a run's metric differs from the next run's of the same
+build by far more than its requests or blocks say, so the only honest
+question is whether the new run falls outside where the baseline runs say a
+run of the same build lands. That is a **prediction interval across runs**:
+on the metric's scale (logs; the error rate as it is), a new run of the same
+build falls within ``mean ± t(df) · s · sqrt(1 + 1/n)`` of the ``n``
+baseline runs, where ``s`` is the run-to-run spread.
 
-- **prediction interval** (at least ``min_runs`` baseline runs): the metric
-  of each baseline run is log-normal across runs; a new run of the same
-  build falls inside ``mean ± t(n-1) · s · sqrt(1 + 1/n)`` (in logs). This
-  accounts for the run-to-run noise of a shared CI machine, which no
-  within-run statistic can see.
-- **block bootstrap** (fewer runs): resample blocks of both runs; the
-  interval of the relative change. It cannot know the run-to-run noise, so
-  it only says ``regressed`` when the *whole* interval lies beyond the
-  tolerance.
+- ``s`` is the test's own spread when it has at least ``min_runs`` runs, or
+  the spread pooled over every series of the baseline folder
+  (:mod:`perfsuite.stats.noise`), whichever is larger (the cautious choice:
+  one noisy test is not judged by the quiet ones' spread). Without either,
+  there is no noise estimate and no verdict: ``inconclusive``.
+- The metrics of one endpoint are one family, judged with a max-T critical
+  value that knows their correlation; ``alpha`` is that family's share of
+  the session's false-alarm rate (the caller splits it over tests and
+  endpoints).
+- A within-run block bootstrap must agree on the direction (a guard
+  against a baseline whose spread happened to be small).
+- Runs of fewer than ``min_blocks`` blocks are too short to judge.
 
-A metric is ``regressed`` only when the change is significant (one-sided,
-alpha divided over the gated metrics: Bonferroni) *and* larger than the
-practical tolerance; ``improved`` likewise; ``unchanged`` when its 90 %
-interval lies within the tolerance (an equivalence test); ``inconclusive``
-otherwise: the data cannot tell. The error rate is compared in absolute terms.
+A metric is ``regressed`` only when the change is significant *and* larger
+than the practical tolerance; ``improved`` likewise; ``unchanged`` when its
+90 % interval lies within the tolerance (an equivalence test);
+``inconclusive`` otherwise, with the reason when the data could not speak.
 """
 
 from __future__ import annotations
@@ -30,13 +38,33 @@ import numpy as np
 from scipy import stats as st
 
 from perfsuite.stats.blocks import BlockSet, Resampled
+from perfsuite.stats.noise import (
+    ABSOLUTE,
+    ERROR_OFFSET,
+    NoisePrior,
+    Spread,
+    max_t,
+    transform,
+    untransform,
+)
 
-__all__ = ["CompareOptions", "MetricComparison", "Verdict", "compare", "stack"]
+__all__ = [
+    "GATED",
+    "CompareOptions",
+    "MetricComparison",
+    "Verdict",
+    "compare",
+    "run_metrics",
+    "stack",
+]
 
 Verdict = Literal["regressed", "improved", "unchanged", "inconclusive"]
 GATED = ("p50", "p95", "p99", "mean", "error_rate", "rps")
 _HIGHER_IS_BETTER = {"rps"}
-_ABSOLUTE = {"error_rate"}
+# Each side of the equivalence test ("unchanged") is judged at 5 %: a 90 % interval.
+EQUIVALENCE = 0.05
+# No two runs agree to 0.1 % on a latency: a spread below that is an accident of few runs.
+_MIN_LOG_SD = 1e-3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,11 +72,13 @@ class CompareOptions:
     """What is compared and how strictly."""
 
     metrics: tuple[str, ...] = GATED
-    alpha: float = 0.01  # one-sided, shared by the gated metrics (Bonferroni)
+    alpha: float = 0.01  # false alarms per session (split over tests and endpoints)
     tolerance: float = 0.05  # relative change that matters
     tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
     resamples: int = 2000
-    min_runs: int = 3  # baseline runs needed for the prediction interval
+    min_runs: int = 3  # own baseline runs for an own noise estimate
+    min_pooled_df: int = 4  # degrees of freedom for the folder's pooled estimate
+    min_blocks: int = 10  # blocks of time a run needs to be judged
     max_pooled_blocks: int = 60
 
     def tolerance_of(self, metric: str) -> float:
@@ -67,17 +97,20 @@ class MetricComparison:
     change: float  # relative (error_rate: absolute), positive = higher
     low: float  # the change's 90 % interval (the one "unchanged" is judged on)
     high: float
-    p_value: float  # one-sided, for "worse"
+    p_value: float  # one-sided, for "worse", adjusted over the endpoint's metrics
     method: str
     tolerance: float
+    reason: str = ""  # why the data could not speak (inconclusive without a test)
 
     @property
     def relative(self) -> bool:
         """Is ``change`` relative (else absolute, for the error rate)?"""
-        return self.metric not in _ABSOLUTE
+        return self.metric not in ABSOLUTE
 
     def describe(self) -> str:
         """``p95 regressed: 120.0 -> 150.0 ms, +25.0 % [+18.2 %, +32.1 %] (...)``."""
+        if self.reason:
+            return f"{self.metric} {self.verdict}: {self.reason}"
         unit = "" if self.metric in ("error_rate", "rps") else " ms"
         if self.relative:
             change = f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
@@ -111,123 +144,108 @@ def stack(sets: Sequence[BlockSet]) -> BlockSet:
     )
 
 
-# Each side of the equivalence test ("unchanged") is judged at 5 %: a 90 % interval.
-EQUIVALENCE = 0.05
+def run_metrics(blocks: BlockSet, metrics: Sequence[str] = GATED) -> dict[str, float]:
+    """A run's value of each metric (what the noise of a folder is pooled from)."""
+    return {m: blocks.metric(m) for m in metrics}
 
 
 @dataclass(frozen=True)
 class _Test:
-    """One method's answer, on the worse-is-positive scale (log, or absolute)."""
+    """One metric's prediction test, on the transformed, worse-is-positive scale."""
 
+    metric: str
+    level: float  # the baseline runs' mean, transformed
     estimate: float
-    p_worse: float
-    p_better: float
-    low: float  # at the gate's alpha, one-sided each way
-    high: float
-    eq_low: float  # at EQUIVALENCE, one-sided each way
-    eq_high: float
+    se: float
+    df: int
+    t: float
+    spread: str  # where the spread came from, for the method text
+
+    @property
+    def sign(self) -> float:
+        """-1 where higher is better (the test's scale is worse-is-positive)."""
+        return -1.0 if self.metric in _HIGHER_IS_BETTER else 1.0
+
+    def change(self, e: float) -> float:
+        """A worse-is-positive estimate as a change (relative; the error rate's absolute)."""
+        moved = self.level + self.sign * e
+        return untransform(self.metric, moved) - untransform(self.metric, self.level)
+
+    def practical(self, e: float, tol: float) -> int:
+        """+1 if ``e`` is worse by more than the tolerance, -1 if better, else 0."""
+        if self.metric in ABSOLUTE:
+            worse = self.change(e)  # the error rate: higher is worse
+            return 1 if worse > tol else -1 if worse < -tol else 0
+        return 1 if e > math.log1p(tol) else -1 if e < -math.log1p(tol) else 0
+
+    def z(self, worse: bool) -> float:
+        """The one-sided p as a normal quantile (the max-T works on one scale)."""
+        p = st.t.sf(self.t, self.df) if worse else st.t.cdf(self.t, self.df)
+        return float(st.norm.isf(p))
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The change's interval at one-sided ``level`` on each end."""
+        half = float(st.t.isf(level, self.df)) * self.se
+        return self.estimate - half, self.estimate + half
 
 
-def _prediction(runs: list[float], current: float, sign: float, a: float) -> _Test:
-    logs = np.log(runs)
-    n = len(logs)
-    # Identical runs (sd 0) would make any difference infinitely significant.
-    sd = max(float(logs.std(ddof=1)), 1e-4)
-    se = sd * math.sqrt(1.0 + 1.0 / n)
-    d = sign * (math.log(current) - float(logs.mean()))
-    t = d / se
-    half = float(st.t.ppf(1.0 - a, df=n - 1)) * se
-    eq = float(st.t.ppf(1.0 - EQUIVALENCE, df=n - 1)) * se
-    return _Test(
-        estimate=d,
-        p_worse=float(st.t.sf(t, df=n - 1)),
-        p_better=float(st.t.cdf(t, df=n - 1)),
-        low=d - half,
-        high=d + half,
-        eq_low=d - eq,
-        eq_high=d + eq,
-    )
+def _spread(
+    metric: str, x: np.ndarray, options: CompareOptions, prior: NoisePrior | None
+) -> tuple[Spread, str] | None:
+    """The run-to-run spread to judge with: the larger of the test's own and the pooled."""
+    n = x.size
+    candidates: list[tuple[Spread, str]] = []
+    if n >= options.min_runs:
+        candidates.append((Spread(float(x.var(ddof=1)), n - 1), f"own spread over {n} runs"))
+    pooled = prior.spread(metric) if prior else None
+    if pooled is not None and pooled.df >= options.min_pooled_df:
+        candidates.append((pooled, f"spread pooled over {prior.series if prior else 0} series"))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c[0].variance, c[0].df))
 
 
-def _bootstrap(
+def _prediction(
     metric: str,
-    current: Resampled,
-    baseline: Resampled,
-    sign: float,
-    a: float,
-) -> _Test:
-    cur, base = current.blocks.metric(metric), baseline.blocks.metric(metric)
-    cur_b, base_b = current.metric(metric), baseline.metric(metric)
-    resamples = cur_b.size
-    if metric in _ABSOLUTE:
-        d, ds = cur - base, cur_b - base_b
-    else:
-        d, ds = math.log(cur) - math.log(base), np.log(cur_b) - np.log(base_b)
-    d, ds = sign * d, sign * ds
-    low, high, eq_low, eq_high = (
-        float(x) for x in np.quantile(ds, [a, 1.0 - a, EQUIVALENCE, 1.0 - EQUIVALENCE])
-    )
-    return _Test(
-        estimate=d,
-        p_worse=float((np.count_nonzero(ds <= 0) + 1) / (resamples + 1)),
-        p_better=float((np.count_nonzero(ds >= 0) + 1) / (resamples + 1)),
-        low=low,
-        high=high,
-        eq_low=eq_low,
-        eq_high=eq_high,
-    )
-
-
-def _judge(primary: _Test, guard: _Test | None, tol: float, a: float, across_runs: bool) -> Verdict:
-    """The verdict, on the worse-is-positive scale with tolerance ``tol`` (same scale)."""
-    if across_runs:
-        # Run-to-run noise is known: significant and beyond the tolerance, and the
-        # within-run bootstrap must agree on the direction (a guard against a
-        # baseline whose spread was underestimated).
-        worse = primary.p_worse < a and primary.estimate > tol
-        better = primary.p_better < a and primary.estimate < -tol
-        worse = worse and guard is not None and guard.low > 0
-        better = better and guard is not None and guard.high < 0
-    else:
-        # Run-to-run noise is unknown: the whole interval must lie beyond the tolerance.
-        worse = primary.p_worse < a and primary.low > tol
-        better = primary.p_better < a and primary.high < -tol
-    if worse:
-        return "regressed"
-    if better:
-        return "improved"
-    if -tol <= primary.eq_low and primary.eq_high <= tol:
-        return "unchanged"
-    return "inconclusive"
-
-
-def _comparison(
-    metric: str,
-    baseline_value: float,
+    runs: list[float],
     current: float,
-    test: _Test,
-    verdict: Verdict,
-    sign: float,
-    tol: float,
-    method: str,
-) -> MetricComparison:
-    def change(x: float) -> float:
-        x = sign * x  # back to "positive = higher"
-        return x if metric in _ABSOLUTE else math.expm1(x)
+    current_requests: int,
+    options: CompareOptions,
+    prior: NoisePrior | None,
+) -> _Test | None:
+    x = np.array([transform(metric, r) for r in runs])
+    y = transform(metric, current)
+    chosen = _spread(metric, x, options, prior)
+    if chosen is None:
+        return None
+    spread, source = chosen
+    floor = _MIN_LOG_SD
+    if metric in ABSOLUTE:
+        # Errors are at least binomial: the spread never claims less (delta method).
+        requests = max(current_requests, 1)
+        p = max(float(np.mean(runs)), 1.0 / requests)
+        floor = math.sqrt(p * (1.0 - p) / requests) / (p + ERROR_OFFSET)
+    sd = max(spread.sd, floor)
+    se = sd * math.sqrt(1.0 + 1.0 / x.size)
+    sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
+    d = sign * (y - float(x.mean()))
+    return _Test(metric, float(x.mean()), d, se, spread.df, d / se, source)
 
-    ends = sorted((change(test.eq_low), change(test.eq_high)))
-    return MetricComparison(
-        metric=metric,
-        verdict=verdict,
-        baseline=baseline_value,
-        current=current,
-        change=change(test.estimate),
-        low=ends[0],
-        high=ends[1],
-        p_value=test.p_worse,
-        method=method,
-        tolerance=tol,
-    )
+
+def _guard(
+    metric: str, current: Resampled, baseline: Resampled, level: float
+) -> tuple[float, float]:
+    """The within-run block bootstrap's interval of the change (worse-is-positive)."""
+    cur_b, base_b = current.metric(metric), baseline.metric(metric)
+    if metric in ABSOLUTE:
+        ds = cur_b - base_b
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ds = np.log(cur_b) - np.log(base_b)
+    if metric in _HIGHER_IS_BETTER:
+        ds = -ds
+    low, high = np.nanquantile(ds, [level, 1.0 - level])
+    return float(low), float(high)
 
 
 def compare(
@@ -235,51 +253,135 @@ def compare(
     baselines: Sequence[BlockSet],
     options: CompareOptions | None = None,
     *,
+    prior: NoisePrior | None = None,
+    alpha: float | None = None,
     rng: np.random.Generator | None = None,
 ) -> list[MetricComparison]:
-    """Compare a run with its baseline runs, metric by metric."""
+    """Compare a run with its baseline runs, metric by metric.
+
+    ``prior``: the folder's pooled noise; ``alpha``: this endpoint's share of
+    the session's false-alarm rate (``options.alpha`` when not given).
+    """
     options = options or CompareOptions()
     if not baselines:
         raise ValueError("no baseline runs to compare with")
-    rng = rng or np.random.default_rng(0)
-    a = options.alpha / len(options.metrics)
-    # The pooled baseline is regrouped so that resampling it stays cheap.
-    pooled = stack(baselines).regrouped(options.max_pooled_blocks)
-    cur_r = Resampled(current, resamples=options.resamples, rng=rng)
-    pool_r = Resampled(pooled, resamples=options.resamples, rng=rng)
-    out = []
+    alpha = options.alpha if alpha is None else alpha
+    short = min([current.n] + [b.n for b in baselines])
+    if short < options.min_blocks:
+        why = (
+            f"too short to judge ({short} blocks of time; {options.min_blocks} are needed: "
+            "a longer profile, or a lower [tool.perfsuite.baseline] min_blocks)"
+        )
+        return [_unjudged(m, current.metric(m), options, why) for m in options.metrics]
+
+    tests: dict[str, _Test] = {}
+    out: dict[str, MetricComparison] = {}
     for metric in options.metrics:
-        tol = options.tolerance_of(metric)
-        sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
         cur = current.metric(metric)
         runs = [b.metric(metric) for b in baselines]
-        absolute = metric in _ABSOLUTE
-        positive = absolute or (cur > 0 and min(runs) > 0)
-        if not np.isfinite(cur) or not all(np.isfinite(runs)) or not positive:
-            out.append(_no_data(metric, cur, tol))
+        positive = metric in ABSOLUTE or (cur > 0 and min(runs) > 0)
+        answered = current.requests.sum() > 0 and all(b.requests.sum() > 0 for b in baselines)
+        if not np.isfinite(cur) or not all(np.isfinite(runs)) or not positive or not answered:
+            out[metric] = _unjudged(metric, cur, options, "no data")
             continue
-        scaled_tol = tol if absolute else math.log1p(tol)
-        if len(baselines) >= options.min_runs and not absolute:
-            pred = _prediction(runs, cur, sign, a)
-            # The bootstrap guard is only needed when the runs say "changed".
-            suspect = pred.p_worse < a or pred.p_better < a
-            guard = _bootstrap(metric, cur_r, pool_r, sign, a) if suspect else None
-            verdict = _judge(pred, guard, scaled_tol, a, across_runs=True)
-            baseline_value = float(np.exp(np.mean(np.log(runs))))
-            method = f"prediction interval over {len(runs)} runs"
-            out.append(_comparison(metric, baseline_value, cur, pred, verdict, sign, tol, method))
-        else:
-            boot = _bootstrap(metric, cur_r, pool_r, sign, a)
-            verdict = _judge(boot, None, scaled_tol, a, across_runs=False)
-            out.append(
-                _comparison(
-                    metric, pooled.metric(metric), cur, boot, verdict, sign, tol, "block bootstrap"
-                )
+        test = _prediction(metric, runs, cur, int(current.requests.sum()), options, prior)
+        if test is None:
+            why = (
+                f"{len(runs)} baseline run{'s' * (len(runs) != 1)}; {options.min_runs} are needed "
+                "to know the run-to-run noise (or other tests' runs in the baseline folder)"
             )
+            out[metric] = _unjudged(metric, cur, options, why)
+            continue
+        tests[metric] = test
+    if tests:
+        out.update(_judge_family(current, baselines, tests, options, prior, alpha, rng))
+    return [out[m] for m in options.metrics]
+
+
+def _judge_family(
+    current: BlockSet,
+    baselines: Sequence[BlockSet],
+    tests: dict[str, _Test],
+    options: CompareOptions,
+    prior: NoisePrior | None,
+    alpha: float,
+    rng: np.random.Generator | None,
+) -> dict[str, MetricComparison]:
+    """One endpoint's metrics as one family: max-T adjusted p-values and verdicts."""
+    names = list(tests)
+    corr = prior.matrix(names) if prior else np.eye(len(names))
+    family = max_t(corr)
+    level = float(st.norm.sf(family.critical(alpha)))  # each metric's share, one-sided
+    resampled: tuple[Resampled, Resampled] | None = None
+    out = {}
+    for metric, test in tests.items():
+        tol = options.tolerance_of(metric)
+        p_worse = family.p_value(test.z(worse=True))
+        p_better = family.p_value(test.z(worse=False))
+        beyond = test.practical(test.estimate, tol)
+        worse = p_worse < alpha and beyond > 0
+        better = p_better < alpha and beyond < 0
+        if worse or better:
+            if resampled is None:
+                rng = rng or np.random.default_rng(0)
+                pooled = stack(baselines).regrouped(options.max_pooled_blocks)
+                resampled = (
+                    Resampled(current, resamples=options.resamples, rng=rng),
+                    Resampled(pooled, resamples=options.resamples, rng=rng),
+                )
+            g_low, g_high = _guard(metric, *resampled, level)
+            worse, better = worse and g_low > 0, better and g_high < 0
+        eq_low, eq_high = test.interval(EQUIVALENCE)
+        verdict: Verdict
+        if worse:
+            verdict = "regressed"
+        elif better:
+            verdict = "improved"
+        elif test.practical(eq_low, tol) == 0 and test.practical(eq_high, tol) == 0:
+            verdict = "unchanged"
+        else:
+            verdict = "inconclusive"
+        out[metric] = _result(
+            metric, current, baselines, test, verdict, p_worse, tol, (eq_low, eq_high)
+        )
     return out
 
 
-def _no_data(metric: str, current: float, tol: float) -> MetricComparison:
+def _result(
+    metric: str,
+    current: BlockSet,
+    baselines: Sequence[BlockSet],
+    test: _Test,
+    verdict: Verdict,
+    p_worse: float,
+    tol: float,
+    interval: tuple[float, float],
+) -> MetricComparison:
+    runs = [b.metric(metric) for b in baselines]
+    baseline = untransform(metric, test.level)
+
+    def change(e: float) -> float:
+        moved = test.change(e)  # the error rate's stays absolute; the rest relative
+        return moved if metric in ABSOLUTE else moved / baseline
+
+    ends = sorted(change(x) for x in interval)
+    return MetricComparison(
+        metric=metric,
+        verdict=verdict,
+        baseline=baseline,
+        current=current.metric(metric),
+        change=change(test.estimate),
+        low=ends[0],
+        high=ends[1],
+        p_value=p_worse,
+        method=f"prediction interval over {len(runs)} runs, {test.spread} (df {test.df})",
+        tolerance=tol,
+    )
+
+
+def _unjudged(
+    metric: str, current: float, options: CompareOptions, reason: str
+) -> MetricComparison:
     nan = float("nan")
     return MetricComparison(
         metric=metric,
@@ -290,6 +392,7 @@ def _no_data(metric: str, current: float, tol: float) -> MetricComparison:
         low=nan,
         high=nan,
         p_value=nan,
-        method="no data",
-        tolerance=tol,
+        method="none",
+        tolerance=options.tolerance_of(metric),
+        reason=reason,
     )

@@ -4,10 +4,15 @@
 
     {"schema": 1, "kind": "perfsuite-baseline", "test": "<node id>",
      "runs": [{"created": ..., "commit": ..., "fingerprint": {...},
+               "judged": "regressed" | "improved" | "same" | null,
+               "confirmed": false,
                "loads": [<encode_load(...)>, ...]}, ...]}
 
-The newest run is last. Readers refuse a schema they do not know (and will
-migrate older ones when there are any). Writes are atomic (temp + rename).
+The newest run is last. ``judged`` is what the gate said of the run when it
+was saved (null: not compared), ``confirmed`` whether a rerun agreed: the
+comparison window is the current level (:mod:`perfsuite.stats.levels`).
+Readers refuse a schema they do not know and migrate older ones (schema 1 had
+no ``judged``). Writes are atomic (temp + rename).
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from typing import Any
 
 from perfsuite import __version__
 from perfsuite.errors import StoreError
+from perfsuite.stats.levels import Mark
 from perfsuite.store.files import write_json_atomic
 
 __all__ = ["SCHEMA", "BaselineStore", "RunRecord", "branch_of", "commit_of", "fingerprint"]
 
-SCHEMA = 1
+SCHEMA = 2
 KIND = "perfsuite-baseline"
 
 
@@ -96,14 +102,34 @@ class RunRecord:
     commit: str | None
     fingerprint: Mapping[str, Any]
     loads: list[dict[str, Any]]
+    judged: str | None = None  # what the gate said when it was saved (None: not compared)
+    confirmed: bool = False  # a rerun agreed with that regression or improvement
 
     @classmethod
     def new(
-        cls, *, commit: str | None, fingerprint: Mapping[str, Any], loads: list[dict[str, Any]]
+        cls,
+        *,
+        commit: str | None,
+        fingerprint: Mapping[str, Any],
+        loads: list[dict[str, Any]],
+        judged: str | None = None,
+        confirmed: bool = False,
     ) -> RunRecord:
         """A record stamped now."""
         created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return cls(created=created, commit=commit, fingerprint=dict(fingerprint), loads=loads)
+        return cls(
+            created=created,
+            commit=commit,
+            fingerprint=dict(fingerprint),
+            loads=loads,
+            judged=judged,
+            confirmed=confirmed,
+        )
+
+    @property
+    def mark(self) -> Mark:
+        """What the gate said of it, for the current level."""
+        return Mark(self.judged, self.confirmed)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -111,6 +137,8 @@ class RunRecord:
             "created": self.created,
             "commit": self.commit,
             "fingerprint": dict(self.fingerprint),
+            "judged": self.judged,
+            "confirmed": self.confirmed,
             "loads": self.loads,
         }
 
@@ -155,6 +183,18 @@ class BaselineStore:
             raise StoreError(f"{path} is not valid JSON: {exc}") from exc
         return [RunRecord(**run) for run in _migrate(data, path)["runs"]]
 
+    def tests(self) -> list[str]:
+        """The node ids of every test with a baseline file in the folder."""
+        out = []
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue  # not ours, or half-written by someone else: not pooled
+            if isinstance(data, dict) and data.get("kind") == KIND and "test" in data:
+                out.append(str(data["test"]))
+        return out
+
     def save(self, test_id: str, run: RunRecord) -> Path:
         """Append a run, keep the newest ``window``, write atomically."""
         runs = [*self.runs(test_id), run][-self.window :]
@@ -174,6 +214,9 @@ def _migrate(data: Any, path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise StoreError(f"{path} is not a perfsuite baseline file")
     schema = data.get("schema")
+    if schema == 1:  # no judged/confirmed yet: runs saved without a comparison
+        runs = [{**run, "judged": None, "confirmed": False} for run in data.get("runs", [])]
+        return {**data, "schema": SCHEMA, "runs": runs}
     if schema == SCHEMA:
         return data
     if isinstance(schema, int) and schema > SCHEMA:

@@ -1,13 +1,63 @@
-"""Synthetic runs for the statistics' proofs: log-normal latencies with AR(1)
-autocorrelation inside a run and a log-normal scale between runs."""
+"""Synthetic runs for the statistics' proofs.
+
+Inside a run: log-normal latencies with AR(1) autocorrelation (a GC pause
+slows a stretch). Between runs, the noise a shared CI machine adds, in
+regimes that are *not* the gate's own model (a log-normal scale, i.i.d.):
+
+- ``lognormal``: the gate's model, the reference row;
+- ``t3``: heavy tails, Student's t with 3 degrees of freedom;
+- ``neighbour``: a mixture, 10 % of runs slowed by +30 % (a noisy neighbour);
+- ``drift``: AR(1) across runs (phi 0.7): the machine's level wanders.
+
+Error rates vary from run to run (a gamma-distributed rate, then binomial
+errors per block), and so does throughput (each run's blocks take longer or
+shorter), as on a real machine.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.signal import lfilter
 
 from perfsuite.stats.blocks import BlockSet
+from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.hdr import hdr_indices
+from perfsuite.stats.noise import pool_noise
+
+REGIMES = ("lognormal", "t3", "neighbour", "drift")
+
+
+def make_run(
+    rng: np.random.Generator,
+    *,
+    log_scale: float = 0.0,
+    blocks: int = 30,
+    per_block: int = 100,
+    median_ms: float = 20.0,
+    sigma: float = 0.5,
+    phi: float = 0.7,
+    error_rate: float = 0.0,
+    seconds: float = 1.0,
+) -> BlockSet:
+    """One run: latencies scaled by ``exp(log_scale)``, blocks of ``seconds`` each."""
+    n = blocks * per_block
+    shocks = rng.standard_normal(n) * sigma * math.sqrt(1 - phi**2)
+    ar = lfilter([1.0], [1.0, -phi], shocks)  # stationary sd = sigma
+    micros = np.exp(math.log(median_ms * 1000.0) + log_scale + ar).astype(np.int64)
+    union, inverse = np.unique(hdr_indices(micros), return_inverse=True)
+    cell = np.repeat(np.arange(blocks), per_block) * union.size + inverse
+    counts = np.bincount(cell, minlength=blocks * union.size).reshape(blocks, union.size)
+    return BlockSet(
+        index=union,
+        counts=counts.astype(np.int64),
+        requests=np.full(blocks, per_block, dtype=np.int64),
+        errors=rng.binomial(per_block, error_rate, size=blocks).astype(np.int64),
+        seconds=np.full(blocks, seconds),
+    )
 
 
 def simulate_runs(
@@ -24,27 +74,91 @@ def simulate_runs(
     error_rate: float = 0.0,
 ) -> list[BlockSet]:
     """``runs`` runs; each run's latencies are scaled by exp(N(0, run_noise)) * (1 + shift)."""
-    n = blocks * per_block
-    shocks = rng.standard_normal((runs, n)) * sigma * np.sqrt(1 - phi**2)
-    ar = lfilter([1.0], [1.0, -phi], shocks, axis=1)  # stationary sd = sigma
-    scale = rng.normal(0.0, run_noise, size=(runs, 1)) + np.log1p(shift)
-    micros = np.exp(np.log(median_ms * 1000.0) + scale + ar).astype(np.int64)
-    index = hdr_indices(micros).reshape(runs, blocks, per_block)
-    out = []
-    for r in range(runs):
-        union = np.unique(index[r])
-        counts = np.zeros((blocks, union.size), dtype=np.int64)
-        for b in range(blocks):
-            u, c = np.unique(index[r, b], return_counts=True)
-            counts[b, np.searchsorted(union, u)] = c
-        errors = rng.binomial(per_block, error_rate, size=blocks).astype(np.int64)
-        out.append(
-            BlockSet(
-                index=union,
-                counts=counts,
-                requests=np.full(blocks, per_block, dtype=np.int64),
-                errors=errors,
-                seconds=np.ones(blocks),
-            )
+    scales = rng.normal(0.0, run_noise, size=runs) + math.log1p(shift)
+    return [
+        make_run(
+            rng,
+            log_scale=float(s),
+            blocks=blocks,
+            per_block=per_block,
+            median_ms=median_ms,
+            sigma=sigma,
+            phi=phi,
+            error_rate=error_rate,
         )
+        for s in scales
+    ]
+
+
+def run_scales(regime: str, size: int, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """The log scale of ``size`` consecutive runs under a noise regime (sd about ``noise``)."""
+    if regime == "lognormal":
+        return rng.normal(0.0, noise, size)
+    if regime == "t3":
+        return noise * rng.standard_t(3, size) / math.sqrt(3.0)  # t3's variance is 3
+    if regime == "neighbour":
+        return rng.normal(0.0, noise, size) + math.log(1.3) * (rng.random(size) < 0.1)
+    if regime == "drift":
+        phi = 0.7
+        shocks = rng.normal(0.0, noise * math.sqrt(1 - phi**2), size)
+        shocks[0] = rng.normal(0.0, noise)  # start in the stationary distribution
+        return lfilter([1.0], [1.0, -phi], shocks)
+    raise ValueError(f"unknown regime {regime!r}")
+
+
+def series(
+    regime: str,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    noise: float,
+    shift_last: float = 0.0,
+    error_rate: float = 0.002,
+    **run: float,
+) -> list[BlockSet]:
+    """``size`` runs of one test under ``regime``; the last two (the run judged and
+    its rerun) shifted by ``shift_last``."""
+    scales = run_scales(regime, size, rng, noise)
+    scales[-2:] += math.log1p(shift_last)
+    # The error rate of a run varies (mean error_rate, CV 0.7), and so does its
+    # throughput: a slower run also answers a little fewer requests per second.
+    rates = error_rate * rng.gamma(2.0, 0.5, size)
+    seconds = np.exp(0.3 * scales + rng.normal(0.0, 0.01, size))
+    return [
+        make_run(rng, log_scale=float(s), error_rate=float(e), seconds=float(t), **run)  # type: ignore[arg-type]
+        for s, e, t in zip(scales, rates, seconds, strict=True)
+    ]
+
+
+def session(
+    suite: Sequence[list[BlockSet]],
+    options: CompareOptions,
+    rng: np.random.Generator,
+    *,
+    confirm: bool = True,
+) -> list[list[MetricComparison]]:
+    """Judge a suite as the gate does, each test's runs being its baseline runs, then its
+    run, then the rerun that confirms a regression (``--perf-confirm``): the noise pooled
+    over every test's baseline runs, alpha split over the tests."""
+    prior = pool_noise(
+        [[run_metrics(b, options.metrics) for b in runs[:-2]] for runs in suite],
+        options.metrics,
+    )
+    share = options.alpha / len(suite)
+    out = []
+    for runs in suite:
+        base = runs[:-2]
+        first = compare(runs[-2], base, options, prior=prior, alpha=share, rng=rng)
+        if confirm and any(c.verdict == "regressed" for c in first):
+            again = {
+                c.metric: c.verdict
+                for c in compare(runs[-1], base, options, prior=prior, alpha=share, rng=rng)
+            }
+            first = [
+                c
+                if c.verdict != "regressed" or again[c.metric] == "regressed"
+                else dataclasses.replace(c, verdict="inconclusive")
+                for c in first
+            ]
+        out.append(first)
     return out
