@@ -30,7 +30,7 @@ than the practical tolerance; ``improved`` likewise; ``unchanged`` when its
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,8 +52,11 @@ __all__ = [
     "GATED",
     "CompareOptions",
     "MetricComparison",
+    "TTest",
     "Verdict",
+    "as_comparison",
     "compare",
+    "judge_family",
     "run_metrics",
     "stack",
 ]
@@ -101,6 +104,8 @@ class MetricComparison:
     method: str
     tolerance: float
     reason: str = ""  # why the data could not speak (inconclusive without a test)
+    mde: float = math.nan  # A/B: the smallest change these pairs detect 80 % of the time
+    pair_correlation: float = math.nan  # A/B: of base and candidate across pairs
 
     @property
     def relative(self) -> bool:
@@ -118,9 +123,13 @@ class MetricComparison:
         else:
             change = f"{self.change * 100:+.3f} pp [{self.low * 100:+.3f}, {self.high * 100:+.3f}]"
             values = f"{self.baseline:.4%} -> {self.current:.4%}"
+        extra = ""
+        if math.isfinite(self.mde):
+            mde = f"{self.mde:.1%}" if self.relative else f"{self.mde * 100:.3f} pp"
+            extra = f", detects ±{mde}, pair correlation {self.pair_correlation:.2f}"
         return (
             f"{self.metric} {self.verdict}: {values}, {change} "
-            f"(p={self.p_value:.2g}, {self.method}, tolerance {self._tol()})"
+            f"(p={self.p_value:.2g}, {self.method}, tolerance {self._tol()}{extra})"
         )
 
     def _tol(self) -> str:
@@ -150,8 +159,8 @@ def run_metrics(blocks: BlockSet, metrics: Sequence[str] = GATED) -> dict[str, f
 
 
 @dataclass(frozen=True)
-class _Test:
-    """One metric's prediction test, on the transformed, worse-is-positive scale."""
+class TTest:
+    """One metric's t-test of a change, on the transformed, worse-is-positive scale."""
 
     metric: str
     level: float  # the baseline runs' mean, transformed
@@ -212,7 +221,7 @@ def _prediction(
     current_requests: int,
     options: CompareOptions,
     prior: NoisePrior | None,
-) -> _Test | None:
+) -> TTest | None:
     x = np.array([transform(metric, r) for r in runs])
     y = transform(metric, current)
     chosen = _spread(metric, x, options, prior)
@@ -229,7 +238,7 @@ def _prediction(
     se = sd * math.sqrt(1.0 + 1.0 / x.size)
     sign = -1.0 if metric in _HIGHER_IS_BETTER else 1.0
     d = sign * (y - float(x.mean()))
-    return _Test(metric, float(x.mean()), d, se, spread.df, d / se, source)
+    return TTest(metric, float(x.mean()), d, se, spread.df, d / se, source)
 
 
 def _guard(
@@ -274,7 +283,7 @@ def compare(
         )
         return [_unjudged(m, current.metric(m), options, why) for m in options.metrics]
 
-    tests: dict[str, _Test] = {}
+    tests: dict[str, TTest] = {}
     out: dict[str, MetricComparison] = {}
     for metric in options.metrics:
         cur = current.metric(metric)
@@ -294,26 +303,28 @@ def compare(
             continue
         tests[metric] = test
     if tests:
-        out.update(_judge_family(current, baselines, tests, options, prior, alpha, rng))
+        out.update(_judge_runs(current, baselines, tests, options, prior, alpha, rng))
     return [out[m] for m in options.metrics]
 
 
-def _judge_family(
-    current: BlockSet,
-    baselines: Sequence[BlockSet],
-    tests: dict[str, _Test],
-    options: CompareOptions,
-    prior: NoisePrior | None,
+Guard = Callable[[str, float], tuple[float, float]]
+
+
+def judge_family(
+    tests: Mapping[str, TTest],
+    correlation: np.ndarray,
     alpha: float,
-    rng: np.random.Generator | None,
-) -> dict[str, MetricComparison]:
-    """One endpoint's metrics as one family: max-T adjusted p-values and verdicts."""
-    names = list(tests)
-    corr = prior.matrix(names) if prior else np.eye(len(names))
-    family = max_t(corr)
+    options: CompareOptions,
+    guard: Guard | None = None,
+) -> dict[str, tuple[Verdict, float, float]]:
+    """One endpoint's metrics as one family: (verdict, adjusted p, per-metric level) each.
+
+    ``guard(metric, level)``: a second interval of the change (worse-is-positive)
+    that must agree on the direction before a change is reported.
+    """
+    family = max_t(correlation)
     level = float(st.norm.sf(family.critical(alpha)))  # each metric's share, one-sided
-    resampled: tuple[Resampled, Resampled] | None = None
-    out = {}
+    out: dict[str, tuple[Verdict, float, float]] = {}
     for metric, test in tests.items():
         tol = options.tolerance_of(metric)
         p_worse = family.p_value(test.z(worse=True))
@@ -321,15 +332,8 @@ def _judge_family(
         beyond = test.practical(test.estimate, tol)
         worse = p_worse < alpha and beyond > 0
         better = p_better < alpha and beyond < 0
-        if worse or better:
-            if resampled is None:
-                rng = rng or np.random.default_rng(0)
-                pooled = stack(baselines).regrouped(options.max_pooled_blocks)
-                resampled = (
-                    Resampled(current, resamples=options.resamples, rng=rng),
-                    Resampled(pooled, resamples=options.resamples, rng=rng),
-                )
-            g_low, g_high = _guard(metric, *resampled, level)
+        if (worse or better) and guard is not None:
+            g_low, g_high = guard(metric, level)
             worse, better = worse and g_low > 0, better and g_high < 0
         eq_low, eq_high = test.interval(EQUIVALENCE)
         verdict: Verdict
@@ -341,41 +345,81 @@ def _judge_family(
             verdict = "unchanged"
         else:
             verdict = "inconclusive"
-        out[metric] = _result(
-            metric, current, baselines, test, verdict, p_worse, tol, (eq_low, eq_high)
-        )
+        out[metric] = (verdict, p_worse, level)
     return out
 
 
-def _result(
-    metric: str,
+def _judge_runs(
     current: BlockSet,
     baselines: Sequence[BlockSet],
-    test: _Test,
+    tests: dict[str, TTest],
+    options: CompareOptions,
+    prior: NoisePrior | None,
+    alpha: float,
+    rng: np.random.Generator | None,
+) -> dict[str, MetricComparison]:
+    names = list(tests)
+    corr = prior.matrix(names) if prior else np.eye(len(names))
+    resampled: list[Resampled] = []
+
+    def guard(metric: str, level: float) -> tuple[float, float]:
+        # The within-run bootstrap, made only when a change is suspected.
+        if not resampled:
+            gen = rng or np.random.default_rng(0)
+            pooled = stack(baselines).regrouped(options.max_pooled_blocks)
+            resampled.extend(
+                Resampled(b, resamples=options.resamples, rng=gen) for b in (current, pooled)
+            )
+        return _guard(metric, resampled[0], resampled[1], level)
+
+    judged = judge_family(tests, corr, alpha, options, guard)
+    return {
+        m: as_comparison(
+            tests[m],
+            current=current.metric(m),
+            verdict=judged[m][0],
+            p_worse=judged[m][1],
+            tolerance=options.tolerance_of(m),
+            method=f"prediction interval over {len(baselines)} runs, {tests[m].spread} "
+            f"(df {tests[m].df})",
+        )
+        for m in tests
+    }
+
+
+def as_comparison(
+    test: TTest,
+    *,
+    current: float,
     verdict: Verdict,
     p_worse: float,
-    tol: float,
-    interval: tuple[float, float],
+    tolerance: float,
+    method: str,
+    mde: float = math.nan,
+    pair_correlation: float = math.nan,
 ) -> MetricComparison:
-    runs = [b.metric(metric) for b in baselines]
+    """A test's verdict as the gate reports it: values, change and its 90 % interval."""
+    metric = test.metric
     baseline = untransform(metric, test.level)
 
     def change(e: float) -> float:
         moved = test.change(e)  # the error rate's stays absolute; the rest relative
         return moved if metric in ABSOLUTE else moved / baseline
 
-    ends = sorted(change(x) for x in interval)
+    ends = sorted(change(x) for x in test.interval(EQUIVALENCE))
     return MetricComparison(
         metric=metric,
         verdict=verdict,
         baseline=baseline,
-        current=current.metric(metric),
+        current=current,
         change=change(test.estimate),
         low=ends[0],
         high=ends[1],
         p_value=p_worse,
-        method=f"prediction interval over {len(runs)} runs, {test.spread} (df {test.df})",
-        tolerance=tol,
+        method=method,
+        tolerance=tolerance,
+        mde=abs(change(mde)) if math.isfinite(mde) else math.nan,
+        pair_correlation=pair_correlation,
     )
 
 

@@ -65,6 +65,7 @@ def _comparison(c: MetricComparison) -> dict[str, Any]:
         "p_value": _num(c.p_value),
         "method": c.method,
         "tolerance": c.tolerance,
+        "reason": c.reason,
         "text": c.describe(),
     }
 

@@ -27,6 +27,7 @@ from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.hdr import hdr_indices
 from perfsuite.stats.noise import pool_noise
+from perfsuite.stats.paired import compare_pairs
 
 REGIMES = ("lognormal", "t3", "neighbour", "drift")
 
@@ -162,3 +163,46 @@ def session(
             ]
         out.append(first)
     return out
+
+
+def pairs(
+    regime: str,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    noise: float,
+    correlation: float,
+    shift: float = 0.0,
+    error_rate: float = 0.002,
+    **run: float,
+) -> tuple[list[BlockSet], list[BlockSet]]:
+    """``k`` A/B pairs of rounds: base and candidate share a part of their noise.
+
+    Each round's log scale is a part common to its pair (the machine of that
+    minute: drift, a neighbour across both rounds) plus a part of its own (a
+    neighbour in one round only, the placement of a fresh process), both drawn
+    from ``regime``, their variances split by ``correlation``. The candidate
+    is slower by ``shift``.
+    """
+    common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
+    sides = []
+    for extra in (0.0, math.log1p(shift)):
+        own = run_scales(regime, k, rng, noise * math.sqrt(1.0 - correlation))
+        scales = common + own + extra
+        rates = error_rate * rng.gamma(2.0, 0.5, k)
+        seconds = np.exp(0.3 * scales + rng.normal(0.0, 0.01, k))
+        sides.append(
+            [
+                make_run(rng, log_scale=float(s), error_rate=float(e), seconds=float(t), **run)  # type: ignore[arg-type]
+                for s, e, t in zip(scales, rates, seconds, strict=True)
+            ]
+        )
+    return sides[0], sides[1]
+
+
+def ab_session(
+    suite: Sequence[tuple[list[BlockSet], list[BlockSet]]], options: CompareOptions
+) -> list[list[MetricComparison]]:
+    """Judge an A/B suite as the gate does: alpha split over the tests."""
+    share = options.alpha / len(suite)
+    return [compare_pairs(base, cand, options, alpha=share) for base, cand in suite]

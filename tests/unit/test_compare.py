@@ -166,7 +166,7 @@ def test_no_data_is_inconclusive() -> None:
     assert p95.reason == "no data"
 
 
-S, R, I = Mark("same"), Mark("regressed"), Mark("improved")
+S, R, B = Mark("same"), Mark("regressed"), Mark("improved")  # B: better
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ S, R, I = Mark("same"), Mark("regressed"), Mark("improved")
         # Two in a row, or one confirmed by its rerun: a new level starts there.
         ([S, S, S, R, R], [3, 4]),
         ([S, S, S, Mark("regressed", True)], [3]),
-        ([S, S, S, R, R, S, I, S], [3, 4, 5, 7]),
+        ([S, S, S, R, R, S, B, S], [3, 4, 5, 7]),
         # Runs saved before the gate marked them (schema 1) are a level of their own.
         ([Mark(), Mark(), Mark()], [0, 1, 2]),
     ],
@@ -193,6 +193,4 @@ def test_the_level_restarts_at_a_change_point() -> None:
     p50 = [1.0, 1.01, 0.99, 1.0, 2.0, 2.02, 1.98, 2.01]
     assert current_level([S] * 8, [p50]) == [4, 5, 6, 7]
     # A flat series has none.
-    assert current_level([S] * 8, [[1.0, 1.01, 0.99, 1.0, 1.0, 1.02, 0.98, 1.01]]) == list(
-        range(8)
-    )
+    assert current_level([S] * 8, [[1.0, 1.01, 0.99, 1.0, 1.0, 1.02, 0.98, 1.01]]) == list(range(8))

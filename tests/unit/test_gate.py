@@ -16,11 +16,14 @@ pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("target_env")
 
 
+# 2.4-second loads: the gate's plumbing, judged on 1-second blocks (10 are the default).
 PYPROJECT = """
 [tool.perfsuite]
 [tool.perfsuite.profiles.quick]
 duration_scale = 0.004
 rate_scale = 0.2
+[tool.perfsuite.baseline]
+min_blocks = 2
 """
 
 TESTS = """
@@ -71,9 +74,12 @@ def test_slo_violation_reads_like_a_report(
 def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(5):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
-    stored = json.loads((project.path / "baselines" / "test_user.py.test_query.json").read_text())
-    assert stored["schema"] == 1
+    path = project.path / "baselines" / "test_user.py.test_query.json"
+    stored = json.loads(path.read_text())
+    assert stored["schema"] == 2
     assert len(stored["runs"]) == 5
+    # The first run had nothing to be compared with; the others were compared quietly.
+    assert [r["judged"] for r in stored["runs"]][:2] == [None, "same"]
     assert set(stored["runs"][0]["fingerprint"]) == {
         "cpu",
         "cores",
@@ -86,7 +92,7 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     same.assert_outcomes(passed=1)
     assert "regressed" not in same.stdout.str()
     same.stdout.fnmatch_lines(
-        ["*baseline comparison, query:*", "*p95 *prediction interval over 5 runs*"]
+        ["*baseline comparison, query:*", "*p95 *prediction interval over 5 runs, *spread*"]
     )
 
     monkeypatch.setenv("QUERY_PATH", "/sleep/40")  # 20 times slower
@@ -94,7 +100,8 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     slow = run(project, "--perf-compare", "--perf-markdown=pr.md")
     slow.assert_outcomes(failed=1)
-    slow.stdout.fnmatch_lines(["*regression in query: p50 regressed: *"])
+    # A regression is rerun by default, and kept because the rerun agreed.
+    slow.stdout.fnmatch_lines(["*regression in query: p50 regressed: *", "*confirmed by a rerun*"])
     # The pull-request summary: the regression expanded, the table one line each.
     markdown = (project.path / "pr.md").read_text()
     assert "**1 problem(s)**" in markdown
@@ -107,10 +114,19 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     # --perf-fail-on=slo: the regression is reported, not fatal.
     run(project, "--perf-compare", "--perf-fail-on=slo").assert_outcomes(passed=1)
 
-    # --perf-confirm: a real regression survives its rerun.
-    confirmed = run(project, "--perf-compare", "--perf-confirm")
-    confirmed.assert_outcomes(failed=1)
-    confirmed.stdout.fnmatch_lines(["*confirmed by a rerun*"])
+    # --perf-no-confirm: no rerun.
+    unconfirmed = run(project, "--perf-compare", "--perf-no-confirm")
+    unconfirmed.assert_outcomes(failed=1)
+    assert "confirmed by a rerun" not in unconfirmed.stdout.str()
+
+    # Saved anyway (say, on main), the slow run is marked and kept out of the level
+    # it left: the next run of the fast build is compared with the fast runs.
+    run(project, "--perf-save-baseline").assert_outcomes(passed=1)
+    assert json.loads(path.read_text())["runs"][-1]["judged"] == "regressed"
+    monkeypatch.delenv("QUERY_PATH")
+    fast = run(project, "--perf-compare")
+    fast.assert_outcomes(passed=1)
+    fast.stdout.fnmatch_lines(["*p95 *prediction interval over 5 runs, *"])
 
 
 def test_other_environment_gives_no_verdict(
@@ -130,11 +146,25 @@ def test_other_environment_gives_no_verdict(
 
 
 def test_window_keeps_the_newest_runs(project: pytest.Pytester) -> None:
-    project.makepyprojecttoml(PYPROJECT + "\n[tool.perfsuite.baseline]\nwindow = 2\n")
+    project.makepyprojecttoml(PYPROJECT + "window = 2\n")
     for _ in range(3):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
     path = project.path / "baselines" / "test_user.py.test_query.json"
     assert len(json.loads(path.read_text())["runs"]) == 2
+
+
+def test_a_schema_1_file_is_read(project: pytest.Pytester) -> None:
+    for _ in range(3):
+        run(project, "--perf-save-baseline").assert_outcomes(passed=1)
+    path = project.path / "baselines" / "test_user.py.test_query.json"
+    data = json.loads(path.read_text())
+    data["schema"] = 1
+    for r in data["runs"]:
+        del r["judged"], r["confirmed"]
+    path.write_text(json.dumps(data))
+    result = run(project, "--perf-compare")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*p95 *prediction interval over 3 runs, *"])
 
 
 def test_newer_schema_is_refused(project: pytest.Pytester) -> None:

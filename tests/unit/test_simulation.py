@@ -1,10 +1,16 @@
-"""The gate's error rates, measured over thousands of synthetic comparisons.
+"""The gate's error rates, over thousands of synthetic sessions.
 
-Runs are synthetic: log-normal latencies (median 20 ms, sigma 0.5) with AR(1)
-autocorrelation (phi 0.7) inside a run, 30 blocks of 700 requests, and a
-log-normal run-to-run scale. Each comparison takes the previous 10 runs of a
-history as its baseline, as a CI history does. ``benchmarks/gate_power.py``
-sweeps the noise levels; this test pins the two ends.
+A session is a suite of 4 tests, each with its own 10 baseline runs (fresh
+for every session: the windows are independent), judged as the gate judges
+them: the noise pooled over the suite's baseline runs, the session's
+alpha = 1 % split over the tests, max-T over each endpoint's 6 metrics, and
+a regression kept only if the rerun agrees (the default). The run-to-run
+noise is drawn from regimes that are not the gate's own model: heavy tails,
+a noisy-neighbour mixture, drift across runs (``simulation.py``); error rate
+and throughput vary too. ``benchmarks/gate_power.py`` prints the whole table.
+
+2,000 sessions a row: at a true rate of 1 % the bound of 20 alarms is
+reached half the time, so a gate that only just held would fail here.
 """
 
 from __future__ import annotations
@@ -12,42 +18,59 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfsuite.stats.compare import CompareOptions, compare
+from perfsuite.stats.compare import CompareOptions
 
-from .simulation import simulate_runs
+from .simulation import REGIMES, series, session
 
 # Minutes of one core at 100 %: not next to a load.
 pytestmark = pytest.mark.usefixtures("quiet")
 
-COMPARISONS = 1000
+SESSIONS = 2000
+TESTS = 4
 WINDOW = 10
-OPTIONS = CompareOptions(resamples=200)
+NOISE = 0.06  # run-to-run, on the log scale: a quiet CI machine
+RUN = {"blocks": 12}  # 12 one-second blocks of 100 requests: cheap, and judged
+OPTIONS = CompareOptions()
 
 
-def _history(noise: float, seed: int) -> tuple[list, np.random.Generator]:
-    rng = np.random.default_rng(seed)
-    return simulate_runs(COMPARISONS + WINDOW, rng=rng, run_noise=noise, per_block=700), rng
-
-
-def test_false_alarms_stay_under_one_percent_at_6_percent_run_noise() -> None:
-    runs, rng = _history(0.06, seed=21)
-    alarms = sum(
-        any(
-            c.verdict == "regressed"
-            for c in compare(runs[i + WINDOW], runs[i : i + WINDOW], OPTIONS, rng=rng)
-        )
-        for i in range(COMPARISONS)
+def _alarms(suites: list[list[list]], rng: np.random.Generator) -> int:
+    return sum(
+        any(c.verdict == "regressed" for cs in session(suite, OPTIONS, rng) for c in cs)
+        for suite in suites
     )
-    assert alarms / COMPARISONS <= 0.01, f"{alarms} false alarms in {COMPARISONS} A/A comparisons"
 
 
-def test_a_10_percent_p95_shift_is_caught_at_half_a_percent_run_noise() -> None:
-    runs, rng = _history(0.005, seed=22)
-    shifted = simulate_runs(COMPARISONS, rng=rng, run_noise=0.005, per_block=700, shift=0.10)
+@pytest.mark.parametrize("regime", REGIMES)
+def test_a_suite_compared_with_itself_raises_under_one_percent_false_alarms(regime: str) -> None:
+    rng = np.random.default_rng(REGIMES.index(regime) + 100)
+    alarms = 0
+    for _ in range(SESSIONS):
+        suite = [series(regime, WINDOW + 2, rng, noise=NOISE, **RUN) for _ in range(TESTS)]
+        alarms += _alarms([suite], rng)
+    assert alarms <= 0.01 * SESSIONS, f"{alarms} of {SESSIONS} A/A sessions raised an alarm"
+
+
+def test_a_new_test_with_two_runs_borrows_the_suites_noise_without_false_alarms() -> None:
+    # One test has just 2 baseline runs (a new test); the pooled noise judges it.
+    rng = np.random.default_rng(7)
+    alarms = judged = 0
+    for _ in range(SESSIONS):
+        new = series("t3", 2 + 2, rng, noise=NOISE, **RUN)
+        old = [series("t3", WINDOW + 2, rng, noise=NOISE, **RUN) for _ in range(TESTS - 1)]
+        verdicts = session([new, *old], OPTIONS, rng)
+        alarms += any(c.verdict == "regressed" for cs in verdicts for c in cs)
+        judged += any(c.verdict == "unchanged" for c in verdicts[0])
+    assert alarms <= 0.01 * SESSIONS, f"{alarms} of {SESSIONS} A/A sessions raised an alarm"
+    assert judged > 0.5 * SESSIONS  # not blind: mostly "unchanged", not "inconclusive"
+
+
+def test_a_50_percent_slowdown_is_caught_at_6_percent_noise() -> None:
+    rng = np.random.default_rng(8)
     caught = 0
-    for i in range(COMPARISONS):
-        verdicts = {
-            c.metric: c.verdict for c in compare(shifted[i], runs[i : i + WINDOW], OPTIONS, rng=rng)
-        }
-        caught += verdicts["p95"] == "regressed"
-    assert caught / COMPARISONS >= 0.95, f"caught {caught} of {COMPARISONS}"
+    trials = 500
+    for _ in range(trials):
+        slow = series("neighbour", WINDOW + 2, rng, noise=NOISE, shift_last=0.5, **RUN)
+        rest = [series("neighbour", WINDOW + 2, rng, noise=NOISE, **RUN) for _ in range(TESTS - 1)]
+        first = session([slow, *rest], OPTIONS, rng)[0]
+        caught += {c.metric: c.verdict for c in first}["p50"] == "regressed"
+    assert caught >= 0.9 * trials, f"caught {caught} of {trials}"
