@@ -14,9 +14,11 @@ from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
-from perfsuite.testitem import RESOURCES_KEY, RESULTS_KEY, SESSION_KEY, WATCHES_KEY
+from perfsuite.session.ab import Base, prepared_base, run_pairs
+from perfsuite.testitem import AB_KEY, RESOURCES_KEY, RESULTS_KEY, SESSION_KEY, WATCHES_KEY
 
 __all__ = [
+    "perf_ab_base",
     "perf_mysql",
     "perf_phases",
     "perf_profile",
@@ -62,6 +64,19 @@ def perf_service(
 
 
 @pytest.fixture(scope="session")
+def perf_ab_base(
+    perf_session: PerfSession, perf_mysql: MySQLServer, perf_seed: None
+) -> Iterator[Base | None]:
+    """A/B sessions: the base build, ready to start (its worktree, its copy of the
+    seeded database); ``None`` in other sessions."""
+    if not perf_session.ab.enabled:
+        yield None
+        return
+    with prepared_base(perf_session.ab, perf_session.config, perf_mysql) as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
 def perf_phases(perf_profile: Profile) -> Phases:
     """Builds load phases written for ``full``, scaled to the active profile."""
     return Phases(perf_profile)
@@ -91,6 +106,8 @@ def perf_run(
     stash = request.node.stash
 
     def run(scenario: Scenario, phases: Any, *, target: str | None = None) -> LoadResult:
+        if target is None and perf_session.ab.enabled:
+            return run_ab(scenario, phases)
         loads = perf_session.loads
         watch = sampler = None
         if target is None:
@@ -119,5 +136,33 @@ def perf_run(
                 watch.stop()
         stash.setdefault(RESULTS_KEY, []).append(result)
         return result
+
+    def run_ab(scenario: Scenario, phases: Any) -> LoadResult:
+        base = request.getfixturevalue("perf_ab_base")
+        server = request.getfixturevalue("perf_mysql")
+        live = _live_line(request.config)
+        done = stash.setdefault(AB_KEY, [])
+
+        def one(url: str) -> LoadResult:
+            return perf_session.loads.run(scenario, phases, target=url, progress=live)
+
+        try:
+            pairs = run_pairs(
+                perf_session.ab,
+                base,
+                perf_session.provisioning,
+                server,
+                one,
+                seed=f"{request.node.nodeid} {len(done)}",
+                partial=done,
+            )
+        except Interrupted as exc:
+            if exc.result is not None:  # what it measured so far, for the run's summary
+                stash.setdefault(RESULTS_KEY, []).append(exc.result)
+            raise
+        finally:
+            live.close()
+        stash.setdefault(RESULTS_KEY, []).extend(pairs.candidate)
+        return pairs.candidate[-1]
 
     return run

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +20,14 @@ from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.levels import DIRECTIONS, current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
+from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
 from perfsuite.stats.slo import Objective, SloResult, evaluate, parse_slo
 from perfsuite.stats.trend import Slope
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import StoredLoad, decode_load, encode_load
+
+if TYPE_CHECKING:
+    from perfsuite.session.ab import Pairs
 
 __all__ = ["Gate", "TestVerdict", "confirm", "judged_of", "objectives_for"]
 
@@ -52,6 +56,7 @@ class TestVerdict:
     comparisons: dict[str, list[MetricComparison]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     confirmed: bool | None = None  # --perf-confirm: did the rerun agree?
+    ab_base: str | None = None  # A/B: the base build the comparisons are against
 
     def slo_failures(self) -> list[SloResult]:
         """Objectives that were not met."""
@@ -85,7 +90,8 @@ class TestVerdict:
             for s, too_fast in self.growth
         ]
         for where, cs in self.comparisons.items():
-            lines.append(f"baseline comparison, {where}:")
+            against = f"A/B against {self.ab_base}" if self.ab_base else "baseline comparison"
+            lines.append(f"{against}, {where}:")
             lines += [f"  {c.describe()}" for c in cs]
         if self.confirmed is not None:
             lines.append(
@@ -218,6 +224,29 @@ class Gate:
                 prior=self.prior(),
                 alpha=share,
                 rng=rng,
+            )
+        return out, list(dict.fromkeys(warnings))
+
+    def compare_pairs(
+        self, loads: Sequence[Pairs]
+    ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
+        """A/B: judge each load's endpoints on its pairs of rounds."""
+        out: dict[str, list[MetricComparison]] = {}
+        warnings = []
+        cells = [
+            (i, e) for i, p in enumerate(loads) if p.candidate for e in p.candidate[0].endpoints
+        ]
+        share = self.options.alpha / max(self.tests, 1) / max(len(cells), 1)
+        for i, endpoint in cells:
+            pairs = loads[i]
+            if len(pairs.base) < MIN_PAIRS:
+                warnings.append(f"{len(pairs.base)} pairs of rounds; {MIN_PAIRS} are needed")
+            where = endpoint if len(loads) == 1 else f"load {i + 1}, {endpoint}"
+            out[where] = compare_pairs(
+                [r.blockset(endpoint=endpoint) for r in pairs.base],
+                [r.blockset(endpoint=endpoint) for r in pairs.candidate],
+                self.options,
+                alpha=share,
             )
         return out, list(dict.fromkeys(warnings))
 

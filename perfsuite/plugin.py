@@ -61,6 +61,23 @@ def _fail_on_arg(value: str) -> frozenset[str]:
     return chosen
 
 
+def _env_arg(value: str) -> tuple[str, str]:
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return name.strip(), rest
+
+
+def _pairs_arg(value: str) -> int:
+    try:
+        pairs = int(value)
+    except ValueError:
+        pairs = 0
+    if pairs < 3:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pairs >= 3, got {value!r}")
+    return pairs
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perfsuite", "performance tests (perfsuite)")
     group.addoption(
@@ -122,6 +139,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="perf_confirm",
         action="store_false",
         help="keep a regression without a rerun (one slow run of a noisy machine fails the test)",
+    )
+    group.addoption(
+        "--perf-ab",
+        dest="perf_ab",
+        metavar="REF",
+        help="A/B: run each perf test in pairs of rounds against the base build REF (a git "
+        "ref of this project, checked out into a temporary worktree), and judge the pairs",
+    )
+    group.addoption(
+        "--perf-ab-url",
+        dest="perf_ab_url",
+        metavar="URL",
+        help="A/B against a base service that already runs at URL",
+    )
+    group.addoption(
+        "--perf-ab-pairs",
+        dest="perf_ab_pairs",
+        metavar="N",
+        type=_pairs_arg,
+        default=10,
+        help="A/B: pairs of rounds per perf test (default 10)",
+    )
+    group.addoption(
+        "--perf-ab-env",
+        dest="perf_ab_env",
+        metavar="NAME=VALUE",
+        type=_env_arg,
+        action="append",
+        default=[],
+        help="A/B: an environment variable set for the base build's service only (repeatable)",
     )
     group.addoption(
         "--perf-markdown",

@@ -18,9 +18,11 @@ from perfsuite.load import LoadResult
 from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session import PerfSession
-from perfsuite.store.runs import entry_for_test
+from perfsuite.session.ab import Pairs
+from perfsuite.store.runs import encode_pairs, entry_for_test
 
 __all__ = [
+    "AB_KEY",
     "POOL_KEY",
     "RESOURCES_KEY",
     "RESULTS_KEY",
@@ -39,6 +41,7 @@ VERDICT_KEY = pytest.StashKey[TestVerdict]()
 WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
 POOL_KEY = pytest.StashKey[PoolVerdict]()
 RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
+AB_KEY = pytest.StashKey[list[Pairs]]()
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -96,12 +99,22 @@ def gate_failures(item: pytest.Item) -> list[str]:
 
     resources = item.stash.get(RESOURCES_KEY, [])
     verdict = session.judging.judge(
-        session.test_id(item.path, item.nodeid), results, marks, rerun, resources
+        session.test_id(item.path, item.nodeid),
+        results,
+        marks,
+        rerun,
+        resources,
+        ab=_ab_pairs(item),
     )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
         warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {warning}"), stacklevel=1)
     return verdict.failures(session.judging.fail_on)
+
+
+def _ab_pairs(item: pytest.Item) -> list[Pairs]:
+    pairs: list[Pairs] = item.stash.get(AB_KEY, [])
+    return pairs
 
 
 def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
@@ -114,6 +127,7 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         test_id=session.test_id(item.path, item.nodeid),
         outcome=outcome,
         results=results,
+        ab=encode_pairs(_ab_pairs(item)),
         slo=verdict.slo if verdict else (),
         comparisons=verdict.comparisons if verdict else None,
         warnings=verdict.warnings if verdict else (),

@@ -13,7 +13,7 @@ from perfsuite.report.svg import PALETTE, Axes, Line, VLine, chart
 from perfsuite.stats.hdr import decode, merge
 from perfsuite.stats.knee import Knee, find_knee
 
-__all__ = ["load_charts", "percentile_curve", "test_charts"]
+__all__ = ["load_charts", "pair_charts", "percentile_curve", "test_charts"]
 
 _NINES = 5  # the curve goes to 99.999 % when there are enough requests
 # second -> (requests, errors, p99) of one endpoint
@@ -197,11 +197,50 @@ def _series_chart(title: str, data: Mapping[str, Any], keys: Sequence[str], unit
     return chart(title, lines, axes=Axes(x_title="seconds", y_title=unit), kind="series")
 
 
+def pair_charts(ab: Mapping[str, Any]) -> list[str]:
+    """A/B: each pair of rounds, base beside candidate, per endpoint (p50 and p95)."""
+    charts = []
+    for i, load in enumerate(ab["loads"]):
+        for endpoint, metrics in load["endpoints"].items():
+            for metric in ("p50", "p95"):
+                sides = metrics[metric]
+                where = endpoint if len(ab["loads"]) == 1 else f"load {i + 1}, {endpoint}"
+                lines = [
+                    Line(
+                        name=f"{side} ({ab['base']})" if side == "base" else side,
+                        xs=[float(n + 1) for n in range(len(sides[side]))],
+                        ys=sides[side],
+                        color=_color(k),
+                        dots=True,
+                    )
+                    for k, side in enumerate(("base", "candidate"))
+                ]
+                charts.append(
+                    chart(
+                        f"A/B pairs: {metric} of {where}",
+                        lines,
+                        axes=Axes(x_title="pair", y_title="ms"),
+                        kind="ab-pairs",
+                    )
+                )
+    return charts
+
+
 def test_charts(entry: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(SVG charts, notes) of one test of a run: its loads, pool and resources."""
+    """(SVG charts, notes) of one test of a run: its loads, pool and resources.
+
+    An A/B test: its pairs, and the candidate's last round.
+    """
     charts: list[str] = []
     notes: list[str] = []
-    for load in entry["loads"]:
+    ab = entry.get("ab")
+    if ab:
+        charts += pair_charts(ab)
+        notes.append(
+            f"A/B against {ab['base']}: {ab['pairs']} pairs of rounds; "
+            "the charts below are of the candidate's last round"
+        )
+    for load in entry["loads"][-1:] if ab else entry["loads"]:
         c, n = load_charts(load)
         charts += c
         notes += n

@@ -66,6 +66,9 @@ def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
     pool = entry.get("pool")
     pool_text = "-" if pool is None else ("idle" if pool["ok"] else "LEAK")
     comparisons = entry.get("comparisons", {})
+    if entry.get("ab"):
+        yield from _ab_rows(entry, slo, pool_text, comparisons)
+        return
     for load in entry["loads"]:
         endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
         for endpoint in endpoints:
@@ -87,3 +90,43 @@ def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
                 pool=pool_text,
                 interrupted=entry.get("outcome") == "interrupted",
             )
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    if not known:
+        return None
+    mid = len(known) // 2
+    return known[mid] if len(known) % 2 else (known[mid - 1] + known[mid]) / 2
+
+
+def _ab_rows(
+    entry: Mapping[str, Any], slo: str, pool: str, comparisons: Mapping[str, Any]
+) -> Iterator[Row]:
+    """An A/B test: one row per endpoint, the candidate's median round, the pairs' verdict."""
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for load in entry["loads"]:
+        for endpoint in dict.fromkeys(c["endpoint"] for c in load["cells"]):
+            rounds.setdefault(endpoint, []).append(_measured(load, endpoint))
+    for endpoint, ms in rounds.items():
+        verdicts = [
+            c["verdict"]
+            for where, cs in comparisons.items()
+            if where == endpoint or where.endswith(f", {endpoint}")
+            for c in cs
+        ]
+        yield Row(
+            test=entry["id"],
+            endpoint=endpoint,
+            phases=f"{ms[0]['phases']}, {len(ms)} rounds",
+            rps=_median([m["rps"] for m in ms]),
+            p50=_median([m["p50"] for m in ms]),
+            p95=_median([m["p95"] for m in ms]),
+            p99=_median([m["p99"] for m in ms]),
+            requests=sum(m["requests"] for m in ms),
+            errors=sum(m["errors"] for m in ms),
+            slo=slo,
+            verdict=min(verdicts, key=lambda v: _ORDER[v]) if verdicts else "-",
+            pool=pool,
+            interrupted=entry.get("outcome") == "interrupted",
+        )

@@ -18,7 +18,9 @@ import pytest
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
+from perfsuite.errors import ConfigError
 from perfsuite.provision import DockerStatus, ProviderChoice, probe_docker
+from perfsuite.session.ab import ABOptions
 from perfsuite.session.judging import Judging
 from perfsuite.session.loads import Loads, flatten_phases
 from perfsuite.session.lock import perf_lock
@@ -68,12 +70,27 @@ class PerfSession:
             mysql_image=config.getoption("perf_mysql_image", default=None),
             baseline_dir=config.getoption("perf_baseline_dir", default=None),
         )
+        self.ab = ABOptions(
+            ref=config.getoption("perf_ab", default=None),
+            url=config.getoption("perf_ab_url", default=None),
+            pairs=int(config.getoption("perf_ab_pairs", default=10)),
+            base_env=dict(config.getoption("perf_ab_env", default=None) or []),
+        )
+        if self.ab.enabled:
+            self.ab.check(self.config.rootdir)
+            for option in ("perf_compare", "perf_save_baseline"):
+                if config.getoption(option, default=False):
+                    flag = "--" + option.replace("_", "-")
+                    raise ConfigError(
+                        f"{flag} and --perf-ab: an A/B session compares the two builds; "
+                        "stored baselines are for the runs of one build"
+                    )
         self.provisioning = Provisioning(self.config, docker)
         self.loads = Loads(self.config, self.provisioning)
         self.judging = Judging(
             self.config,
             provider=lambda: self.provisioning.choice().provider,
-            compare=bool(config.getoption("perf_compare", default=False)),
+            compare=bool(config.getoption("perf_compare", default=False)) or self.ab.enabled,
             save_baseline=bool(config.getoption("perf_save_baseline", default=False)),
             confirm=bool(config.getoption("perf_confirm", default=True)),
             fail_on=config.getoption("perf_fail_on", default=None),

@@ -13,6 +13,7 @@ from perfsuite.errors import ConfigError
 from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, judged_of, objectives_for
 from perfsuite.load import LoadResult
 from perfsuite.probes.resources import ResourceSeries
+from perfsuite.session.ab import Pairs
 from perfsuite.stats.compare import CompareOptions
 from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
 from perfsuite.stats.trend import theil_sen
@@ -74,8 +75,10 @@ class Judging:
         marks: Sequence[Mapping[str, Any]],
         rerun: Callable[[], list[LoadResult]],
         resources: Sequence[ResourceSeries] = (),
+        ab: Sequence[Pairs] = (),
     ) -> TestVerdict:
-        """SLOs, then the baseline comparison (confirmed by a rerun if asked), then saving."""
+        """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
+        if asked), then saving."""
         if marks and not results:
             raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
         gate = self.gate()
@@ -84,7 +87,10 @@ class Judging:
         verdict.slo = gate.judge_slo(results, objectives)
         verdict.slo += self._judge_resources(objectives, resources, verdict)
         judged = None
-        if (self.compare or self.save_baseline) and results:
+        if ab:
+            verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
+            verdict.ab_base = ab[0].base_label
+        elif (self.compare or self.save_baseline) and results:
             # Saving without --perf-compare still compares, quietly: the stored run
             # says what it was, and a step is not mixed into the level it left.
             comparisons, warnings = gate.compare(test_id, results)

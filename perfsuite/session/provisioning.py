@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from perfsuite.config import PerfConfig
+from perfsuite.config import PerfConfig, ServiceConfig
 from perfsuite.errors import ConfigError, DockerError
 from perfsuite.provision import (
     DockerStatus,
@@ -28,11 +28,11 @@ from perfsuite.provision import (
 from perfsuite.session.lock import perf_lock
 from perfsuite.signals import cleanup_shield, interrupted
 
-__all__ = ["Provisioning"]
+__all__ = ["Provisioning", "started"]
 
 
 @contextlib.contextmanager
-def _started(what: str, resource: contextlib.AbstractContextManager[Any]) -> Iterator[Any]:
+def started(what: str, resource: contextlib.AbstractContextManager[Any]) -> Iterator[Any]:
     """Enter ``resource`` under the machine-wide lock; leave it shielded from Ctrl-C.
 
     Removing is heavy too (a container's copy of its image): under the lock,
@@ -91,16 +91,14 @@ class Provisioning:
 
                 try:
                     self._network = stack.enter_context(
-                        _started("the Docker network", docker_network())
+                        started("the Docker network", docker_network())
                     )
                 except DockerError:
                     if not choice.fallback:
                         raise
             stack.callback(setattr, self, "_network", None)
-            started = _started(
-                "MySQL", open_mysql(self.config.mysql, choice, network=self._network)
-            )
-            with started as server:
+            mysql = started("MySQL", open_mysql(self.config.mysql, choice, network=self._network))
+            with mysql as server:
                 self.mysql_server = server
                 try:
                     yield server
@@ -124,15 +122,30 @@ class Provisioning:
         with perf_lock():  # thousands of inserts: not next to a load
             func(server)
 
-    @contextlib.contextmanager
-    def start_service(self, server: MySQLServer) -> Iterator[Service]:
-        """The service under test, healthy; stopped when the block ends."""
+    def service_config(self) -> ServiceConfig:
+        """``[tool.perfsuite.service]``, or a clear error when there is none."""
         if self.config.service is None:
             raise ConfigError(
                 "no service configured: add [tool.perfsuite.service] with a command, "
                 "an image or a url"
             )
-        cfg = self.config.service.for_mysql(server.provider)
+        return self.config.service
+
+    @contextlib.contextmanager
+    def start_service(
+        self,
+        server: MySQLServer,
+        *,
+        config: ServiceConfig | None = None,
+        what: str = "the service",
+        track: bool = True,
+    ) -> Iterator[Service]:
+        """The service under test, healthy; stopped when the block ends.
+
+        ``config``: another build's (A/B); ``track``: the session's service
+        (whose pool, resources and logs the test's report watches).
+        """
+        cfg = (config or self.service_config()).for_mysql(server.provider)
         network = None
         if cfg.kind == "container":
             if server.provider not in ("container", "url"):
@@ -141,7 +154,10 @@ class Provisioning:
                     f"container too (--perf-mysql=container), not {server.provider!r}"
                 )
             network = self._network if server.provider == "container" else None
-        with _started("the service", start_service(cfg, server, network=network)) as service:
+        with started(what, start_service(cfg, server, network=network)) as service:
+            if not track:
+                yield service
+                return
             self.service = service
             try:
                 yield service

@@ -126,7 +126,9 @@ class MetricComparison:
         extra = ""
         if math.isfinite(self.mde):
             mde = f"{self.mde:.1%}" if self.relative else f"{self.mde * 100:.3f} pp"
-            extra = f", detects ±{mde}, pair correlation {self.pair_correlation:.2f}"
+            extra = f", detects ±{mde}"
+            if math.isfinite(self.pair_correlation):
+                extra += f", pair correlation {self.pair_correlation:.2f}"
         return (
             f"{self.metric} {self.verdict}: {values}, {change} "
             f"(p={self.p_value:.2g}, {self.method}, tolerance {self._tol()}{extra})"

@@ -46,10 +46,12 @@ def record_points(record: Mapping[str, Any]) -> Iterator[PointRow]:
     """(test, endpoint, metric, value) of a run record.
 
     A test stopped by Ctrl-C or SIGTERM gives none: a part of a load is not a
-    point of its trend (the record keeps what it measured).
+    point of its trend (the record keeps what it measured). Nor does an A/B
+    test: its rounds are short and run beside another build, not the runs of
+    one build that a trend is made of.
     """
     for entry in record["tests"]:
-        if entry.get("outcome") == "interrupted":
+        if entry.get("outcome") == "interrupted" or entry.get("ab"):
             continue
         test = entry["id"]
         loads = entry["loads"]

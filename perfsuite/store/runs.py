@@ -7,9 +7,15 @@
      "fingerprint": {...}, "profile": "ci",
      "tests": [{"id", "outcome", "loads": [<encode_load>], "slo": [...],
                 "comparisons": {where: [...]}, "warnings": [...],
-                "growth": [...], "pool": {...} | null, "resources": [...]}]}
+                "growth": [...], "pool": {...} | null, "resources": [...],
+                "ab": {"base": "<ref (sha)> or URL", "pairs": N,
+                       "loads": [{"first": ["base" | "candidate", ...],
+                                  "endpoints": {endpoint: {metric:
+                                      {"base": [...], "candidate": [...]}}}}]}}]}
 
-The same load data as the baselines (HDR histograms, blocks, summaries),
+``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
+``ab`` has every round's metrics of both builds (``first``: which build ran
+first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
 plus what was judged. Reports are rendered from these records only.
 """
 
@@ -19,7 +25,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.compare import MetricComparison
@@ -27,7 +33,10 @@ from perfsuite.stats.slo import SloResult
 from perfsuite.store.files import write_json_atomic
 from perfsuite.store.records import encode_load
 
-__all__ = ["SCHEMA", "entry_for_test", "write_run"]
+if TYPE_CHECKING:
+    from perfsuite.session.ab import Pairs
+
+__all__ = ["SCHEMA", "encode_pairs", "entry_for_test", "write_run"]
 
 SCHEMA = 1
 KIND = "perfsuite-run"
@@ -70,6 +79,39 @@ def _comparison(c: MetricComparison) -> dict[str, Any]:
     }
 
 
+# The metrics of each round an A/B entry keeps, per side (the candidate's rounds are
+# the entry's loads, whole; the base's are summarised).
+AB_METRICS = ("p50", "p95", "p99", "mean", "error_rate", "rps")
+
+
+def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
+    """An A/B test's pairs: the base, and per load and endpoint each round's metrics."""
+    if not loads:
+        return None
+    out = []
+    for pairs in loads:
+        endpoints = pairs.candidate[0].endpoints if pairs.candidate else []
+        out.append(
+            {
+                "first": list(pairs.order),
+                "endpoints": {
+                    e: {
+                        m: {
+                            side: [_num(r.blockset(endpoint=e).metric(m)) for r in rounds]
+                            for side, rounds in (
+                                ("base", pairs.base),
+                                ("candidate", pairs.candidate),
+                            )
+                        }
+                        for m in AB_METRICS
+                    }
+                    for e in endpoints
+                },
+            }
+        )
+    return {"base": loads[0].base_label, "pairs": len(loads[0].base), "loads": out}
+
+
 def entry_for_test(
     *,
     test_id: str,
@@ -81,9 +123,12 @@ def entry_for_test(
     growth: Sequence[Mapping[str, Any]] = (),
     pool: Mapping[str, Any] | None = None,
     resources: Sequence[Mapping[str, Any]] = (),
+    ab: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One test of a run record, JSON-ready."""
+    """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`)."""
+    extra = {"ab": dict(ab)} if ab else {}
     return {
+        **extra,
         "id": test_id,
         "outcome": outcome,
         "loads": [encode_load(r) for r in results],
