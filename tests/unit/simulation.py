@@ -180,14 +180,17 @@ def pairs(
 
     Each round's log scale is a part common to its pair (the machine of that
     minute: drift, a neighbour across both rounds) plus a part of its own (a
-    neighbour in one round only, the placement of a fresh process), both drawn
-    from ``regime``, their variances split by ``correlation``. The candidate
-    is slower by ``shift``.
+    neighbour in one round only, the placement of a fresh process), their
+    variances split by ``correlation``. The common part follows ``regime``;
+    the own part too, but independent from round to round (each pair runs on
+    fresh processes: nothing of a process carries over), so under ``drift``
+    it is log-normal. The candidate is slower by ``shift``.
     """
     common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
+    own_regime = "lognormal" if regime == "drift" else regime
     sides = []
     for extra in (0.0, math.log1p(shift)):
-        own = run_scales(regime, k, rng, noise * math.sqrt(1.0 - correlation))
+        own = run_scales(own_regime, k, rng, noise * math.sqrt(1.0 - correlation))
         scales = common + own + extra
         rates = error_rate * rng.gamma(2.0, 0.5, k)
         seconds = np.exp(0.3 * scales + rng.normal(0.0, 0.01, k))
