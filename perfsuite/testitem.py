@@ -62,6 +62,8 @@ def record_properties(item: pytest.Item) -> None:
                 item.user_properties.append((f"perf.{endpoint}.{name}", value))
     verdict = item.stash.get(VERDICT_KEY, None)
     if verdict is not None:
+        if verdict.ab_base:
+            item.user_properties.append(("perf.ab.base", verdict.ab_base))
         for r in verdict.slo:
             item.user_properties.append(
                 (f"perf.slo.{r.objective.metric}", "pass" if r.passed else "fail")

@@ -39,6 +39,9 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
         if any(changed.values()) or failed_slo or (pool and not pool["ok"]):
             lines.append(f"### `{entry['id']}`")
             lines.append("")
+            if entry.get("ab"):
+                ab = entry["ab"]
+                lines += [f"A/B against `{ab['base']}`, {ab['pairs']} pairs of rounds.", ""]
             for where, cs in changed.items():
                 for c in cs:
                     icon = "🔴" if c["verdict"] == "regressed" else "🟢"
@@ -55,7 +58,7 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
                 lines.append(f"- ⚠️ {w}")
             lines.append("")
     header = ["test", "endpoint", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SLO"]
-    header += ["vs baseline", "pool"]
+    header += ["compared", "pool"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | :---: | :---: | :---: |")
     for r in all_rows:

@@ -33,7 +33,7 @@ def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) 
         ("p99 ms", "right"),
         ("errors", "right"),
         ("SLO", "center"),
-        ("vs baseline", "center"),
+        ("compared", "center"),
         ("pool", "center"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]

@@ -172,7 +172,10 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
 ) -> None:
     tmp, env = repo
     root = pytester.path
-    done = _run(root, env, "--perf-ab=HEAD~1", "--perf-ab-pairs=4")
+    done = _run(
+        root, env, "--perf-ab=HEAD~1", "--perf-ab-pairs=4", "--perf-markdown=pr.md",
+        "--junitxml=junit.xml",
+    )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "A/B against HEAD~1 (" in out
@@ -188,6 +191,19 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     assert len(rounds["base"]) == len(rounds["candidate"]) == 4
     assert all(c > b for b, c in zip(rounds["base"], rounds["candidate"], strict=True))
     assert sorted(set(ab["loads"][0]["first"])) <= ["base", "candidate"]
+    # The table has one row for the test's endpoint; the summaries name the base.
+    assert sum("│ test_work " in line for line in out.splitlines()) == 1
+    assert "A/B against `HEAD~1 (" in (root / "pr.md").read_text()
+    assert 'name="perf.ab.base" value="HEAD~1 (' in (root / "junit.xml").read_text()
+    # The HTML report draws the pairs.
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", str(root / "index.html")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (root / "index.html").read_text()
+    assert "A/B pairs: p50 of work" in page
+    assert "A/B against HEAD~1 (" in page
     _assert_nothing_left(root, tmp)
 
 
