@@ -8,17 +8,17 @@ on the metric's scale (logs; the error rate as it is), a new run of the same
 build falls within ``mean ± t(df) · s · sqrt(1 + 1/n)`` of the ``n``
 baseline runs, where ``s`` is the run-to-run spread.
 
-- ``s`` is the test's own spread when it has at least ``min_runs`` runs, or
-  the spread pooled over every series of the baseline folder
-  (:mod:`perfsuite.stats.noise`), whichever is larger (the cautious choice:
-  one noisy test is not judged by the quiet ones' spread). Without either,
-  there is no noise estimate and no verdict: ``inconclusive``.
+- ``s`` is the spread pooled over every series of the baseline folder
+  (:mod:`perfsuite.stats.noise`), or the test's own (with at least
+  ``min_runs`` runs) when an F-test says it is larger: one noisy test is not
+  judged by the quiet ones' spread. Without either, there is no noise
+  estimate and no verdict: ``inconclusive``.
 - The metrics of one endpoint are one family, judged with a max-T critical
   value that knows their correlation; ``alpha`` is that family's share of
   the session's false-alarm rate (the caller splits it over tests and
   endpoints).
-- A within-run block bootstrap must agree on the direction (a guard
-  against a baseline whose spread happened to be small).
+- A within-run block bootstrap must agree on the direction at 95 % (a
+  guard against a baseline whose spread happened to be small).
 - Runs of fewer than ``min_blocks`` blocks are too short to judge.
 
 A metric is ``regressed`` only when the change is significant *and* larger
@@ -66,6 +66,8 @@ GATED = ("p50", "p95", "p99", "mean", "error_rate", "rps")
 _HIGHER_IS_BETTER = {"rps"}
 # Each side of the equivalence test ("unchanged") is judged at 5 %: a 90 % interval.
 EQUIVALENCE = 0.05
+_GUARD_LEVEL = 0.05
+_NOISIER = 0.05  # the F-test that keeps a noisy test on its own spread
 # No two runs agree to 0.1 % on a latency: a spread below that is an accident of few runs.
 _MIN_LOG_SD = 1e-3
 
@@ -203,17 +205,24 @@ class TTest:
 def _spread(
     metric: str, x: np.ndarray, options: CompareOptions, prior: NoisePrior | None
 ) -> tuple[Spread, str] | None:
-    """The run-to-run spread to judge with: the larger of the test's own and the pooled."""
+    """The run-to-run spread to judge with: the folder's pooled one, unless the test's own
+    is significantly larger (an F-test at 5 %: a noisy test is not judged by the quiet
+    ones' spread, and a quiet one does not trade the pool's degrees of freedom for its own
+    few on a chance fluctuation)."""
     n = x.size
-    candidates: list[tuple[Spread, str]] = []
-    if n >= options.min_runs:
-        candidates.append((Spread(float(x.var(ddof=1)), n - 1), f"own spread over {n} runs"))
+    own = Spread(float(x.var(ddof=1)), n - 1) if n >= options.min_runs else None
     pooled = prior.spread(metric) if prior else None
-    if pooled is not None and pooled.df >= options.min_pooled_df:
-        candidates.append((pooled, f"spread pooled over {prior.series if prior else 0} series"))
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (c[0].variance, c[0].df))
+    if pooled is not None and pooled.df < options.min_pooled_df:
+        pooled = None
+    own_text = f"own spread over {n} runs"
+    if pooled is None:
+        return (own, own_text) if own is not None else None
+    pooled_text = f"spread pooled over {prior.series if prior else 0} series"
+    if own is not None:
+        ratio = own.variance / pooled.variance if pooled.variance > 0 else math.inf
+        if ratio > float(st.f.isf(_NOISIER, own.df, pooled.df)):
+            return own, own_text + ", noisier than the pooled"
+    return pooled, pooled_text
 
 
 def _prediction(
@@ -365,14 +374,17 @@ def _judge_runs(
     resampled: list[Resampled] = []
 
     def guard(metric: str, level: float) -> tuple[float, float]:
-        # The within-run bootstrap, made only when a change is suspected.
+        # The within-run bootstrap, made only when a change is suspected. It checks
+        # the direction, at 95 % one-sided: the significance is the runs' to say
+        # (at the family's level, a bootstrap of 10-30 blocks is too coarse to agree).
+        del level
         if not resampled:
             gen = rng or np.random.default_rng(0)
             pooled = stack(baselines).regrouped(options.max_pooled_blocks)
             resampled.extend(
                 Resampled(b, resamples=options.resamples, rng=gen) for b in (current, pooled)
             )
-        return _guard(metric, resampled[0], resampled[1], level)
+        return _guard(metric, resampled[0], resampled[1], _GUARD_LEVEL)
 
     judged = judge_family(tests, corr, alpha, options, guard)
     return {
