@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
-from perfsuite.session.ab import Base, prepared_base, run_pairs
+from perfsuite.session.ab import Base, Pairs, prepared_base, run_pairs
 from perfsuite.testitem import AB_KEY, RESOURCES_KEY, RESULTS_KEY, SESSION_KEY, WATCHES_KEY
 
 __all__ = [
@@ -95,6 +96,21 @@ def _live_line(config: pytest.Config) -> LiveLine:
     return LiveLine(sys.__stderr__ or sys.stderr, enabled=config.get_verbosity() >= 0, wrap=wrap)
 
 
+@contextlib.contextmanager
+def _keeping_partial(stash: pytest.Stash, pairs: list[Pairs] | None = None) -> Iterator[None]:
+    """On Ctrl-C, keep what the load measured so far for the run's summary (with A/B,
+    the candidate's whole rounds, then its interrupted one)."""
+    try:
+        yield
+    except Interrupted as exc:
+        kept = stash.setdefault(RESULTS_KEY, [])
+        if pairs:
+            kept.extend(pairs[-1].candidate)
+        if exc.result is not None:
+            kept.append(exc.result)
+        raise
+
+
 @pytest.fixture
 def perf_run(
     request: pytest.FixtureRequest, perf_session: PerfSession
@@ -123,11 +139,8 @@ def perf_run(
         if sampler is not None:
             sampler.start()
         try:
-            result = loads.run(scenario, phases, target=target, progress=live)
-        except Interrupted as exc:
-            if exc.result is not None:  # what it measured so far, for the run's summary
-                stash.setdefault(RESULTS_KEY, []).append(exc.result)
-            raise
+            with _keeping_partial(stash):
+                result = loads.run(scenario, phases, target=target, progress=live)
         finally:
             live.close()
             if sampler is not None:
@@ -147,19 +160,16 @@ def perf_run(
             return perf_session.loads.run(scenario, phases, target=url, progress=live)
 
         try:
-            pairs = run_pairs(
-                perf_session.ab,
-                base,
-                perf_session.provisioning,
-                server,
-                one,
-                seed=f"{request.node.nodeid} {len(done)}",
-                partial=done,
-            )
-        except Interrupted as exc:
-            if exc.result is not None:  # what it measured so far, for the run's summary
-                stash.setdefault(RESULTS_KEY, []).append(exc.result)
-            raise
+            with _keeping_partial(stash, done):
+                pairs = run_pairs(
+                    perf_session.ab,
+                    base,
+                    perf_session.provisioning,
+                    server,
+                    one,
+                    seed=f"{request.node.nodeid} {len(done)}",
+                    partial=done,
+                )
         finally:
             live.close()
         stash.setdefault(RESULTS_KEY, []).extend(pairs.candidate)

@@ -59,6 +59,7 @@ __all__ = [
     "judge_family",
     "run_metrics",
     "stack",
+    "unjudged",
 ]
 
 Verdict = Literal["regressed", "improved", "unchanged", "inconclusive"]
@@ -292,7 +293,7 @@ def compare(
             f"too short to judge ({short} blocks of time; {options.min_blocks} are needed: "
             "a longer profile, or a lower [tool.perfsuite.baseline] min_blocks)"
         )
-        return [_unjudged(m, current.metric(m), options, why) for m in options.metrics]
+        return [unjudged(m, current.metric(m), options, why) for m in options.metrics]
 
     tests: dict[str, TTest] = {}
     out: dict[str, MetricComparison] = {}
@@ -302,7 +303,7 @@ def compare(
         positive = metric in ABSOLUTE or (cur > 0 and min(runs) > 0)
         answered = current.requests.sum() > 0 and all(b.requests.sum() > 0 for b in baselines)
         if not np.isfinite(cur) or not all(np.isfinite(runs)) or not positive or not answered:
-            out[metric] = _unjudged(metric, cur, options, "no data")
+            out[metric] = unjudged(metric, cur, options, "no data")
             continue
         test = _prediction(metric, runs, cur, int(current.requests.sum()), options, prior)
         if test is None:
@@ -310,7 +311,7 @@ def compare(
                 f"{len(runs)} baseline run{'s' * (len(runs) != 1)}; {options.min_runs} are needed "
                 "to know the run-to-run noise (or other tests' runs in the baseline folder)"
             )
-            out[metric] = _unjudged(metric, cur, options, why)
+            out[metric] = unjudged(metric, cur, options, why)
             continue
         tests[metric] = test
     if tests:
@@ -437,9 +438,8 @@ def as_comparison(
     )
 
 
-def _unjudged(
-    metric: str, current: float, options: CompareOptions, reason: str
-) -> MetricComparison:
+def unjudged(metric: str, current: float, options: CompareOptions, reason: str) -> MetricComparison:
+    """``inconclusive`` without a test, and why (too few runs, too short, no data)."""
     nan = float("nan")
     return MetricComparison(
         metric=metric,

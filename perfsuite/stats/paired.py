@@ -34,6 +34,7 @@ from perfsuite.stats.compare import (
     TTest,
     as_comparison,
     judge_family,
+    unjudged,
 )
 from perfsuite.stats.noise import transform, untransform
 
@@ -67,9 +68,9 @@ def compare_pairs(
         c = np.array([transform(metric, x.metric(metric)) for x in candidate])
         current = float(np.mean([x.metric(metric) for x in candidate])) if k else math.nan
         if k < MIN_PAIRS:
-            out[metric] = _unjudged(metric, current, options, f"{k} pairs; {MIN_PAIRS} are needed")
+            out[metric] = unjudged(metric, current, options, f"{k} pairs; {MIN_PAIRS} are needed")
         elif not (np.all(np.isfinite(b)) and np.all(np.isfinite(c))):
-            out[metric] = _unjudged(metric, current, options, "no data")
+            out[metric] = unjudged(metric, current, options, "no data")
         else:
             tests[metric] = _paired_t(metric, b, c)
             logs[metric] = (b, c)
@@ -122,22 +123,3 @@ def _correlation(names: list[str], logs: dict[str, tuple[np.ndarray, np.ndarray]
             if math.isfinite(rho):
                 r[i, j] = r[j, i] = rho * df / (df + _SHRINK)
     return r
-
-
-def _unjudged(
-    metric: str, current: float, options: CompareOptions, reason: str
-) -> MetricComparison:
-    nan = math.nan
-    return MetricComparison(
-        metric=metric,
-        verdict="inconclusive",
-        baseline=nan,
-        current=current,
-        change=nan,
-        low=nan,
-        high=nan,
-        p_value=nan,
-        method="none",
-        tolerance=options.tolerance_of(metric),
-        reason=reason,
-    )

@@ -22,8 +22,8 @@ from perfsuite.stats.compare import CompareOptions
 
 from .simulation import REGIMES, ab_session, pairs
 
-# Minutes of one core at 100 %: not next to a load.
-pytestmark = pytest.mark.usefixtures("quiet")
+# A minute or two of one core each. Not exclusive: the tests whose numbers a busy
+# neighbour moves are (the exclusive marker), and these measure no time.
 
 SESSIONS = 2000
 PAIRS = 10

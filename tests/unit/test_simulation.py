@@ -7,7 +7,8 @@ alpha = 1 % split over the tests, max-T over each endpoint's 6 metrics, and
 a regression kept only if the rerun agrees (the default). The run-to-run
 noise is drawn from regimes that are not the gate's own model: heavy tails,
 a noisy-neighbour mixture, drift across runs (``simulation.py``); error rate
-and throughput vary too. ``benchmarks/gate_power.py`` prints the whole table.
+and throughput vary too. ``benchmarks/gate_power.py`` prints the whole table,
+regime by regime.
 
 2,000 sessions a row: at a true rate of 1 % the bound of 20 alarms is
 reached half the time, so a gate that only just held would fail here.
@@ -22,8 +23,8 @@ from perfsuite.stats.compare import CompareOptions
 
 from .simulation import REGIMES, series, session
 
-# Minutes of one core at 100 %: not next to a load.
-pytestmark = pytest.mark.usefixtures("quiet")
+# A minute or two of one core each. Not exclusive: the tests whose numbers a busy
+# neighbour moves are (the exclusive marker), and these measure no time.
 
 SESSIONS = 2000
 TESTS = 4
@@ -40,13 +41,16 @@ def _alarms(suites: list[list[list]], rng: np.random.Generator) -> int:
     )
 
 
-@pytest.mark.parametrize("regime", REGIMES)
-def test_a_suite_compared_with_itself_raises_under_one_percent_false_alarms(regime: str) -> None:
-    rng = np.random.default_rng(REGIMES.index(regime) + 100)
+@pytest.mark.parametrize("suite", ["mixed", "neighbour"])
+def test_a_suite_compared_with_itself_raises_under_one_percent_false_alarms(suite: str) -> None:
+    # "mixed": the 4 tests have log-normal, heavy-tailed, noisy-neighbour and drifting
+    # noise; "neighbour": all 4 the noisy neighbour, the regime that most needs the rerun.
+    regimes = REGIMES if suite == "mixed" else ("neighbour",) * TESTS
+    rng = np.random.default_rng(len(suite) + 100)
     alarms = 0
     for _ in range(SESSIONS):
-        suite = [series(regime, WINDOW + 2, rng, noise=NOISE, **RUN) for _ in range(TESTS)]
-        alarms += _alarms([suite], rng)
+        tests = [series(r, WINDOW + 2, rng, noise=NOISE, **RUN) for r in regimes]
+        alarms += _alarms([tests], rng)
     assert alarms <= 0.01 * SESSIONS, f"{alarms} of {SESSIONS} A/A sessions raised an alarm"
 
 
