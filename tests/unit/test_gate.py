@@ -24,6 +24,7 @@ duration_scale = 0.004
 rate_scale = 0.2
 [tool.perfsuite.baseline]
 min_blocks = 2
+alpha = 0.001  # the same build's comparison must not fail this suite 1 % of the time
 """
 
 TESTS = """

@@ -1,10 +1,15 @@
 """The gate on the real example service: the same build passes, a slowdown fails.
 
 Runs the project's own perf suite (``tests/perf``, order query, ci profile:
-12 s at 500 req/s, long enough to be judged) in a subprocess: four runs saved
+12 s at 500 req/s, long enough to be judged) in a subprocess: six runs saved
 as the baseline, then a run of the same build, then one with
-``ORDER_SERVICE_FAULT=slow:3`` (each order query takes 3 ms longer: about
-+80 % on its median, +130 % on its p95), confirmed by its rerun.
+``ORDER_SERVICE_FAULT=slow:6`` (each order query takes 6 ms longer, several
+times its median), confirmed by its rerun.
+
+Why six runs and a large fault: the folder holds this one test, so the noise
+has only its own runs' degrees of freedom, and fresh servers make the order
+query's median vary by about 25 % from run to run (measured in CI: +400 %
+was "inconclusive" over 4 runs, df 3, at the session's alpha of 1 %).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def _perf(root: Path, *args: str, fault: str = "") -> subprocess.CompletedProces
 
 @pytest.mark.exclusive  # a 1 ms service: any neighbour moves its latency by 20 %
 def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
-    for _ in range(4):
+    for _ in range(6):
         saved = _perf(tmp_path, "--perf-save-baseline")
         assert saved.returncode == 0, saved.stdout[-3000:]
     same = _perf(tmp_path, "--perf-compare")
@@ -42,16 +47,16 @@ def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
     assert "baseline comparison, order_query:" in same.stdout
     assert " regressed:" not in same.stdout
 
-    slow = _perf(tmp_path, "--perf-compare", fault="slow:3")
+    slow = _perf(tmp_path, "--perf-compare", fault="slow:6")
     assert slow.returncode == 1, slow.stdout[-3000:]
     # Which latency metric crosses first varies from run to run; one of them must.
     assert re.search(r"regression in order_query: (p50|p95|p99|mean) regressed:", slow.stdout)
     assert "confirmed by a rerun" in slow.stdout
     assert "1 failed" in slow.stdout
 
-    # The history has all six runs; the report's latest run shows the verdict.
+    # The history has all eight runs; the report's latest run shows the verdict.
     with History(history_url(str(tmp_path / "reports" / "history.sqlite"), tmp_path)) as history:
-        assert history.count() == 6
+        assert history.count() == 8
         build_report(history, tmp_path / "index.html")
     html = (tmp_path / "index.html").read_text()
     assert '<td class="regressed">regressed</td>' in html
