@@ -163,7 +163,7 @@ class Gate:
             def blocks_for(endpoint: str | None, phase: str | None, r: LoadResult = result) -> Any:
                 return r.blockset(endpoint=endpoint, phase=phase)
 
-            out += evaluate(objectives, blocks_for)
+            out += evaluate(objectives, blocks_for, min_blocks=self.options.min_blocks)
         return out
 
     def level(self, test_id: str) -> list[_Stored]:

@@ -152,6 +152,7 @@ class SloResult:
     low: float
     high: float
     passed: bool
+    short: int = 0  # the blocks of a selection too short for an interval (0: not short)
 
     def describe(self) -> str:
         """An SRE's line: metric, where, measured with interval, limit."""
@@ -161,6 +162,8 @@ class SloResult:
         interval = (
             f" ({kind} {o.format(self.low)} to {o.format(self.high)})"
             if math.isfinite(self.low)
+            else f" (too short for an interval: {self.short} blocks)"
+            if self.short
             else ""
         )
         name = "throughput" if o.metric == "rps" else o.metric
@@ -174,8 +177,13 @@ def evaluate(
     *,
     rng: np.random.Generator | None = None,
     resamples: int = 1000,
+    min_blocks: int = 10,
 ) -> list[SloResult]:
-    """Judge each objective on the blocks of its selection."""
+    """Judge each objective on the blocks of its selection.
+
+    The verdict is on the measured value; its interval needs ``min_blocks``
+    blocks of time (fewer resample into an interval that claims too much).
+    """
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
@@ -183,18 +191,24 @@ def evaluate(
             continue  # judged on the resource series: evaluate_resources
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
-        if blocks.n > 1:
+        short = 0
+        if blocks.n >= max(min_blocks, 2):
             boot = bootstrap_metric(blocks, o.metric, resamples=resamples, rng=rng)
             low, high = (float(x) for x in np.nanquantile(boot, [0.025, 0.975]))
         else:
             low = high = math.nan
+            short = blocks.n
         if math.isnan(measured):
             passed = False  # nothing measured cannot meet an objective
         elif o.bound == "max":
             passed = measured <= o.limit
         else:
             passed = measured >= o.limit
-        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+        results.append(
+            SloResult(
+                objective=o, measured=measured, low=low, high=high, passed=passed, short=short
+            )
+        )
     return results
 
 

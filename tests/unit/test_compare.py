@@ -194,3 +194,17 @@ def test_the_level_restarts_at_a_change_point() -> None:
     assert current_level([S] * 8, [p50]) == [4, 5, 6, 7]
     # A flat series has none.
     assert current_level([S] * 8, [[1.0, 1.01, 0.99, 1.0, 1.0, 1.02, 0.98, 1.01]]) == list(range(8))
+
+
+def test_an_slo_interval_needs_ten_blocks() -> None:
+    from perfsuite.stats.slo import evaluate, parse_slo
+
+    rng = np.random.default_rng(9)
+    (short,) = simulate_runs(1, rng=rng, run_noise=0.0, blocks=6, per_block=100)
+    (long,) = simulate_runs(1, rng=rng, run_noise=0.0, blocks=12, per_block=100)
+    objectives = parse_slo({"p95": "1s"})
+    (a,) = evaluate(objectives, lambda endpoint, phase: short)
+    (b,) = evaluate(objectives, lambda endpoint, phase: long)
+    assert a.passed
+    assert "(too short for an interval: 6 blocks)" in a.describe()
+    assert "(95 % CI " in b.describe()
