@@ -204,6 +204,8 @@ class Gate:
             diff = _fingerprint_diff(runs[-1].fingerprint, self.fingerprint)
             return {}, [f"the baseline was measured elsewhere ({diff}): no verdict"]
         level = self.level(test_id)
+        if not level:  # every stored run was a step not yet confirmed
+            return {}, [f"no baseline run of {test_id} in its current level: no verdict"]
         out: dict[str, list[MetricComparison]] = {}
         warnings = []
         rng = np.random.default_rng(12345)
