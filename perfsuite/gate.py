@@ -166,12 +166,12 @@ class Gate:
             out += evaluate(objectives, blocks_for, min_blocks=self.options.min_blocks)
         return out
 
-    def level(self, test_id: str) -> list[_Stored]:
-        """The test's stored runs of this environment that make up the current level."""
+    def level(self, test_id: str, runs: Sequence[RunRecord] | None = None) -> list[_Stored]:
+        """The test's stored runs of this environment that make up the current level
+        (``runs``: the test's stored runs, when already read)."""
         if test_id not in self._levels:
-            same = [
-                _Stored(r) for r in self.store.runs(test_id) if r.fingerprint == self.fingerprint
-            ]
+            stored = self.store.runs(test_id) if runs is None else runs
+            same = [_Stored(r) for r in stored if r.fingerprint == self.fingerprint]
             series = [[r.blockset(*cell).metric("p50") for r in same] for cell in _cells(same)]
             keep = current_level([r.record.mark for r in same], series)
             self._levels[test_id] = [same[k] for k in keep]
@@ -182,9 +182,9 @@ class Gate:
         if self._prior is None:
             metrics = self.options.metrics
             series = []
-            for test in self.store.tests():
+            for test, stored in self.store.all_runs().items():
                 try:
-                    runs = self.level(test)
+                    runs = self.level(test, stored)
                 except StoreError:
                     continue  # that test's own comparison says what is wrong with its file
                 series += [
@@ -203,7 +203,7 @@ class Gate:
         if not any(r.fingerprint == self.fingerprint for r in runs):
             diff = _fingerprint_diff(runs[-1].fingerprint, self.fingerprint)
             return {}, [f"the baseline was measured elsewhere ({diff}): no verdict"]
-        level = self.level(test_id)
+        level = self.level(test_id, runs)
         if not level:  # every stored run was a step not yet confirmed
             return {}, [f"no baseline run of {test_id} in its current level: no verdict"]
         out: dict[str, list[MetricComparison]] = {}

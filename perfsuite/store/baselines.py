@@ -183,16 +183,22 @@ class BaselineStore:
             raise StoreError(f"{path} is not valid JSON: {exc}") from exc
         return [RunRecord(**run) for run in _migrate(data, path)["runs"]]
 
-    def tests(self) -> list[str]:
-        """The node ids of every test with a baseline file in the folder."""
-        out = []
+    def all_runs(self) -> dict[str, list[RunRecord]]:
+        """Every test's stored runs in the folder, each file read once.
+
+        A file that is not a readable baseline of a known schema is left out
+        (that test's own comparison says what is wrong with it).
+        """
+        out: dict[str, list[RunRecord]] = {}
         for path in sorted(self.folder.glob("*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue  # not ours, or half-written by someone else: not pooled
-            if isinstance(data, dict) and data.get("kind") == KIND and "test" in data:
-                out.append(str(data["test"]))
+                if isinstance(data, dict) and "test" in data:
+                    out[str(data["test"])] = [
+                        RunRecord(**run) for run in _migrate(data, path)["runs"]
+                    ]
+            except (OSError, json.JSONDecodeError, StoreError, TypeError):
+                continue
         return out
 
     def save(self, test_id: str, run: RunRecord) -> Path:
