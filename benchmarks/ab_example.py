@@ -2,6 +2,8 @@
 
     python benchmarks/ab_example.py [--runs 10] [--aa-runs 20] [--pairs 10]
                                     [--levels 0.1,0.2,0.5] [--profile smoke]
+                                    [--log benchmarks/results/ab_example.jsonl]
+                                    [--stop-after MINUTES]
 
 Runs the example perf suite's order query test (``tests/perf``) as an A/B
 session against this very commit (``--perf-ab=HEAD``), the candidate slowed
@@ -12,6 +14,11 @@ session: its own throwaway MariaDB, worktree and services. Prints, per level,
 how often p50 was reported ``regressed``, the median "detects" (the minimum
 detectable effect) and pair correlation, and the seconds per run; the A/A
 row (no fault) counts sessions with any regressed metric.
+
+The whole set takes hours, so each finished run is appended to ``--log`` (a
+JSON line) and a later call goes on from there: the levels are interleaved
+(A/A, +10 %, A/A, +20 %, +50 %, ...) so that a set stopped early is still
+balanced. ``--stop-after`` ends it cleanly after that many minutes.
 
 Run it where nothing else loads the machine.
 """
@@ -55,6 +62,76 @@ def _median_ms(args: argparse.Namespace, root: Path) -> float:
     return float(statistics.median(values))
 
 
+def _schedule(levels: list[float], runs: int, aa_runs: int) -> list[float]:
+    """Every level's runs, interleaved: an A/A run between levels as long as A/A runs remain."""
+    left = {level: runs for level in levels}
+    aa = aa_runs
+    order: list[float] = []
+    while aa or any(left.values()):
+        for level in levels:
+            if aa:
+                order.append(0.0)
+                aa -= 1
+            if left[level]:
+                order.append(level)
+                left[level] -= 1
+    return order
+
+
+def _one_run(args: argparse.Namespace, root: Path, level: float, median: float) -> dict[str, Any]:
+    fault = f"slow:{level * median:.4f}" if level else ""
+    start = time.monotonic()
+    entry = _session(
+        args,
+        root / f"{level}-{time.time_ns()}",
+        ["--perf-ab=HEAD", f"--perf-ab-pairs={args.pairs}", "--perf-ab-env=ORDER_SERVICE_FAULT="],
+        fault,
+    )
+    comparisons = entry["comparisons"].get("order_query", [])
+    by = {c["metric"]: c for c in comparisons}
+    text = by.get("p50", {}).get("text", "")
+    return {
+        "level": level,
+        "fault": fault,
+        "seconds": round(time.monotonic() - start, 1),
+        "p50": by.get("p50", {}).get("verdict"),
+        "verdicts": {c["metric"]: c["verdict"] for c in comparisons},
+        "detects": float(text.split("detects ±")[1].split("%")[0]) if "detects ±" in text else None,
+        "correlation": (
+            float(text.split("pair correlation ")[1].rstrip(")"))
+            if "pair correlation " in text
+            else None
+        ),
+        "text": text,
+    }
+
+
+def _table(header: dict[str, Any], rows: list[dict[str, Any]], levels: list[float]) -> None:
+    print(
+        f"order query p50 {header['median_ms']:.3f} ms; {header['pairs']} pairs per run, "
+        f"profile {header['profile']}"
+    )
+    print("| fault | runs | p50 regressed | any metric regressed | detects p50 (median) "
+          "| pair correlation p50 (median) | s per run |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for level in [0.0, *levels]:
+        mine = [r for r in rows if r["level"] == level]
+        if not mine:
+            continue
+        mdes = [r["detects"] for r in mine if r["detects"] is not None]
+        corrs = [r["correlation"] for r in mine if r["correlation"] is not None]
+        p50 = sum(r["p50"] == "regressed" for r in mine)
+        anything = sum("regressed" in r["verdicts"].values() for r in mine)
+        name = "none (A/A)" if level == 0 else f"+{level:.0%} ({mine[0]['fault']})"
+        print(
+            f"| {name} | {len(mine)} | {p50} | {anything} | "
+            f"{statistics.median(mdes) if mdes else float('nan'):.1f} % | "
+            f"{statistics.median(corrs) if corrs else float('nan'):.2f} | "
+            f"{statistics.median(r['seconds'] for r in mine):.0f} |",
+            flush=True,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
@@ -62,49 +139,44 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--levels", default="0.1,0.2,0.5")
     parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--log", type=Path, default=REPO / "benchmarks/results/ab_example.jsonl")
+    parser.add_argument("--stop-after", type=float, default=0.0, help="minutes; 0: no limit")
     args = parser.parse_args()
+    levels = [float(x) for x in args.levels.split(",")]
+    deadline = time.monotonic() + args.stop_after * 60 if args.stop_after else float("inf")
+    lines = args.log.read_text().splitlines() if args.log.exists() else []
+    header: dict[str, Any] = json.loads(lines[0]) if lines else {}
+    rows = [json.loads(line) for line in lines[1:]]
+    if header and (header["pairs"], header["profile"]) != (args.pairs, args.profile):
+        raise SystemExit(f"{args.log} holds runs of another setting: {header}")
     with tempfile.TemporaryDirectory(prefix="perfsuite-ab-bench-") as tmp:
         root = Path(tmp)
-        median = _median_ms(args, root)
-        print(
-            f"order query p50 {median:.3f} ms; {args.pairs} pairs per run, profile {args.profile}"
-        )
-        print("| fault | runs | p50 regressed | any metric regressed | detects p50 (median) "
-              "| pair correlation p50 (median) | s per run |")  # fmt: skip
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        levels = [0.0] + [float(x) for x in args.levels.split(",")]
-        for level in levels:
-            runs = args.aa_runs if level == 0 else args.runs
-            fault = f"slow:{level * median:.4f}" if level else ""
-            p50 = anything = 0
-            mdes, corrs, seconds = [], [], []
-            for i in range(runs):
-                start = time.monotonic()
-                entry = _session(
-                    args,
-                    root / f"{level}-{i}",
-                    ["--perf-ab=HEAD", f"--perf-ab-pairs={args.pairs}",
-                     "--perf-ab-env=ORDER_SERVICE_FAULT="],
-                    fault,
-                )  # fmt: skip
-                seconds.append(time.monotonic() - start)
-                comparisons = entry["comparisons"].get("order_query", [])
-                by = {c["metric"]: c for c in comparisons}
-                p50 += by.get("p50", {}).get("verdict") == "regressed"
-                anything += any(c["verdict"] == "regressed" for c in comparisons)
-                text = by.get("p50", {}).get("text", "")
-                if "detects ±" in text:
-                    mdes.append(float(text.split("detects ±")[1].split("%")[0]))
-                if "pair correlation " in text:
-                    corrs.append(float(text.split("pair correlation ")[1].rstrip(")")))
-            name = "none (A/A)" if level == 0 else f"+{level:.0%} ({fault})"
-            print(
-                f"| {name} | {runs} | {p50} | {anything} | "
-                f"{statistics.median(mdes) if mdes else float('nan'):.1f} % | "
-                f"{statistics.median(corrs) if corrs else float('nan'):.2f} | "
-                f"{statistics.median(seconds):.0f} |",
-                flush=True,
-            )
+        if not header:
+            header = {
+                "median_ms": _median_ms(args, root),
+                "pairs": args.pairs,
+                "profile": args.profile,
+                "commit": subprocess.run(
+                    ["git", "rev-parse", "--short", "HEAD"],
+                    cwd=REPO, capture_output=True, text=True, check=True,
+                ).stdout.strip(),
+            }  # fmt: skip
+            args.log.parent.mkdir(parents=True, exist_ok=True)
+            args.log.write_text(json.dumps(header) + "\n")
+        todo = _schedule(levels, args.runs, args.aa_runs)
+        for row in rows:  # what earlier calls did is struck from the schedule
+            if row["level"] in todo:
+                todo.remove(row["level"])
+        for level in todo:
+            if time.monotonic() > deadline:
+                print(f"stopped after {args.stop_after:g} minutes; run again to go on")
+                break
+            row = _one_run(args, root, level, header["median_ms"])
+            rows.append(row)
+            with args.log.open("a") as log:
+                log.write(json.dumps(row) + "\n")
+            print(f"{level:+.0%}: p50 {row['p50']} in {row['seconds']:.0f} s", flush=True)
+    _table(header, rows, levels)
     return 0
 
 

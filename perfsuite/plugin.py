@@ -17,7 +17,7 @@ import pytest
 from perfsuite.config import parse_mysql_choice
 from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.gate import FAIL_ON
-from perfsuite.report.terminal import render_interrupted, render_table
+from perfsuite.report.terminal import render_cost_table, render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
 from perfsuite.signals import cleanup_shield, note_interrupt
 from perfsuite.testitem import (
@@ -314,13 +314,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     for nodeid, described in session.records.interrupted:
         terminalreporter.write(render_interrupted(nodeid, described))
-    text = render_table(
-        session.records.entries,
-        # Not a terminal (CI logs): wide enough that no column is cut.
-        width=terminalreporter._tw.fullwidth if terminalreporter._tw.hasmarkup else 160,
-        color=terminalreporter._tw.hasmarkup,
-    )
-    terminalreporter.write(text)
+    # Not a terminal (CI logs): wide enough that no column is cut.
+    width = terminalreporter._tw.fullwidth if terminalreporter._tw.hasmarkup else 160
+    color = terminalreporter._tw.hasmarkup
+    terminalreporter.write(render_table(session.records.entries, width=width, color=color))
+    terminalreporter.write(render_cost_table(session.records.entries, width=width, color=color))
     with cleanup_shield("writing the run record and the history"):
         written = session.finish()
     for path in written:

@@ -19,10 +19,12 @@ from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
+from perfsuite.stats.cost import RequestCost
 from perfsuite.store.runs import encode_pairs, entry_for_test
 
 __all__ = [
     "AB_KEY",
+    "COST_KEY",
     "POOL_KEY",
     "RESOURCES_KEY",
     "RESULTS_KEY",
@@ -42,6 +44,7 @@ WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
 POOL_KEY = pytest.StashKey[PoolVerdict]()
 RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
 AB_KEY = pytest.StashKey[list[Pairs]]()
+COST_KEY = pytest.StashKey[list[RequestCost]]()
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -74,6 +77,10 @@ def record_properties(item: pytest.Item) -> None:
     pool = item.stash.get(POOL_KEY, None)
     if pool is not None:
         item.user_properties.append(("perf.pool", "idle" if pool.ok else "leak"))
+    costs = _costs(item)
+    if costs:  # the last load's, as the table shows it
+        for name, value in costs[-1].metrics().items():
+            item.user_properties.append((f"perf.cost.{name}", round(value, 6)))
 
 
 def pool_failures(item: pytest.Item) -> list[str]:
@@ -114,6 +121,11 @@ def gate_failures(item: pytest.Item) -> list[str]:
     return verdict.failures(session.judging.fail_on)
 
 
+def _costs(item: pytest.Item) -> list[RequestCost]:
+    costs: list[RequestCost] = item.stash.get(COST_KEY, [])
+    return costs
+
+
 def _ab_pairs(item: pytest.Item) -> list[Pairs]:
     pairs: list[Pairs] = item.stash.get(AB_KEY, [])
     return pairs
@@ -146,4 +158,5 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
             "series": pool.series(),
         },
         resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
+        cost=_costs(item),
     )

@@ -27,13 +27,17 @@ class ResourceSeries:
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
+    # CPU time (user + system) the service spent from start to stop, all of it,
+    # not the samples' sum: the numerator of CPU per request.
+    cpu_seconds: float | None = None
 
-    def as_json(self) -> dict[str, list[float]]:
+    def as_json(self) -> dict[str, Any]:
         """JSON-ready data (for run records)."""
         return {
             "seconds": [round(x, 3) for x in self.seconds],
             "cpu_percent": [round(x, 2) for x in self.cpu],
             "rss_mib": [round(x, 3) for x in self.rss_mib],
+            "cpu_seconds": None if self.cpu_seconds is None else round(self.cpu_seconds, 4),
         }
 
 
@@ -54,6 +58,10 @@ class _Sampler:
 
     def _sample(self, t0: float) -> None:
         raise NotImplementedError
+
+    def _cpu_seconds(self) -> float | None:
+        """CPU seconds used since :meth:`start` (None when it cannot be read)."""
+        return None
 
     def start(self) -> None:
         """Prime the CPU counters and start sampling."""
@@ -76,6 +84,10 @@ class _Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        try:
+            self.series.cpu_seconds = self._cpu_seconds()
+        except Exception as exc:  # the target went away
+            self.error = self.error or exc
         if self.error is not None:  # said, not raised: the test's own failure comes first
             warnings.warn(
                 f"perfsuite: resource sampling stopped early: {type(self.error).__name__}: "
@@ -93,6 +105,7 @@ class ResourceSampler(_Sampler):
         super().__init__(interval=interval)
         self.process = psutil.Process(pid)
         self._procs: dict[int, psutil.Process] = {}
+        self._cpu_at_start: dict[int, float] = {}
 
     def _tree(self) -> list[psutil.Process]:
         procs = [self.process]
@@ -102,9 +115,24 @@ class ResourceSampler(_Sampler):
         return [self._procs.setdefault(p.pid, p) for p in procs]
 
     def _prime(self, t0: float) -> None:
+        self._cpu_at_start = self._cpu_times()
         for proc in self._tree():
             with contextlib.suppress(psutil.Error):
                 proc.cpu_percent(None)
+
+    def _cpu_times(self) -> dict[int, float]:
+        times: dict[int, float] = {}
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                times[proc.pid] = t.user + t.system
+        return times
+
+    def _cpu_seconds(self) -> float | None:
+        # A process born during the load counts whole; one that died is lost
+        # (its time is not its parent's until reaped): services keep theirs.
+        now = self._cpu_times()
+        return sum(max(0.0, t - self._cpu_at_start.get(pid, 0.0)) for pid, t in now.items())
 
     def _sample(self, t0: float) -> None:
         cpu = rss = 0.0
@@ -133,6 +161,7 @@ class DockerStatsSampler(_Sampler):
         super().__init__(interval=interval)
         self.container = container
         self._last: tuple[float, float] | None = None
+        self._first_ns: float | None = None
 
     def _read(self) -> tuple[float, float, float, float]:
         """(container CPU ns, host CPU ns, online CPUs, memory MiB) now."""
@@ -150,6 +179,13 @@ class DockerStatsSampler(_Sampler):
 
     def _prime(self, t0: float) -> None:
         self._sample(t0)
+        self._first_ns = self._last[0] if self._last is not None else None
+
+    def _cpu_seconds(self) -> float | None:
+        if self._first_ns is None:
+            return None
+        used = self._read()[0]
+        return max(0.0, used - self._first_ns) / 1e9
 
     def _sample(self, t0: float) -> None:
         used, system, cpus, mib = self._read()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from perfsuite.report.rows import rows
 
-__all__ = ["render_interrupted", "render_table"]
+__all__ = ["render_cost_table", "render_interrupted", "render_table"]
 
 _STYLE = {"regressed": "bold red", "improved": "green", "FAIL": "bold red", "LEAK": "bold red"}
 
@@ -52,11 +52,41 @@ def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) 
                 f"[{_STYLE[r.verdict]}]{r.verdict}" if r.verdict in _STYLE else r.verdict,
                 f"[{_STYLE[r.pool]}]{r.pool}" if r.pool in _STYLE else r.pool,
             )
+    return _text(table, width=width, color=color)
+
+
+def _text(table: Table, *, width: int, color: bool) -> str:
     out = io.StringIO()
     Console(
         file=out, width=width, force_terminal=color, color_system="standard" if color else None
     ).print(table)
     return out.getvalue()
+
+
+def _per(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) -> str:
+    """What each load cost per answered request (database and service CPU); empty
+    when no test has it."""
+    table = Table(title="perfsuite: cost per request", title_justify="left")
+    for name in ("test", "requests", "queries", "rows examined", "db ms", "no index", "CPU ms"):
+        table.add_column(name, justify="left" if name == "test" else "right")
+    for entry in entries:
+        for i, cost in enumerate(entry.get("cost") or []):
+            per = cost["per_request"]
+            name = entry["id"].rsplit("::", 1)[-1]
+            table.add_row(
+                name if len(entry["cost"]) == 1 else f"{name} (load {i + 1})",
+                f"{cost['requests']:,}",
+                _per(per.get("queries_per_request")),
+                _per(per.get("rows_examined_per_request"), 1),
+                _per(per.get("db_ms_per_request"), 3),
+                _per(per.get("no_index_used"), 0),
+                _per(per.get("cpu_ms_per_request"), 3),
+            )
+    return _text(table, width=width, color=color) if table.row_count else ""
 
 
 def render_interrupted(nodeid: str, described: Sequence[str]) -> str:

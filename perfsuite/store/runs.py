@@ -8,11 +8,15 @@
      "tests": [{"id", "outcome", "loads": [<encode_load>], "slo": [...],
                 "comparisons": {where: [...]}, "warnings": [...],
                 "growth": [...], "pool": {...} | null, "resources": [...],
+                "cost": [<encode_cost>, one per load],
                 "ab": {"base": "<ref (sha)> or URL", "pairs": N,
                        "loads": [{"first": ["base" | "candidate", ...],
                                   "endpoints": {endpoint: {metric:
                                       {"base": [...], "candidate": [...]}}}}]}}]}
 
+``cost`` is what each load cost the service's database (statement digests
+of its schema, server counters) and CPU, in total and per answered request;
+absent when the server's performance_schema could not give it.
 ``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
 ``ab`` has every round's metrics of both builds (``first``: which build ran
 first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.compare import MetricComparison
+from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.slo import SloResult
 from perfsuite.store.files import write_json_atomic
 from perfsuite.store.records import encode_load
@@ -36,7 +41,7 @@ from perfsuite.store.records import encode_load
 if TYPE_CHECKING:
     from perfsuite.session.ab import Pairs
 
-__all__ = ["SCHEMA", "encode_pairs", "entry_for_test", "write_run"]
+__all__ = ["SCHEMA", "encode_cost", "encode_pairs", "entry_for_test", "write_run"]
 
 SCHEMA = 1
 KIND = "perfsuite-run"
@@ -112,6 +117,34 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
     return {"base": loads[0].base_label, "pairs": len(loads[0].base), "loads": out}
 
 
+def encode_cost(cost: RequestCost, *, top: int = 20) -> dict[str, Any]:
+    """One load's cost, JSON-ready: per request, totals, and its costliest statements."""
+    return {
+        "requests": cost.requests,
+        "per_request": {name: _num(value) for name, value in cost.metrics().items()},
+        "queries": cost.queries,
+        "cpu_seconds": None if cost.cpu_seconds is None else _num(cost.cpu_seconds),
+        "status": dict(cost.status),
+        "statements": [
+            {
+                "digest": s.digest,
+                "text": s.text,
+                "calls": s.calls,
+                "total_ms": _num(s.total_ms),
+                "max_ms": None if s.max_ms is None else _num(s.max_ms),
+                "rows_examined": s.rows_examined,
+                "rows_sent": s.rows_sent,
+                "no_index_used": s.no_index_used,
+                "no_good_index_used": s.no_good_index_used,
+                "tmp_disk_tables": s.tmp_disk_tables,
+                "sort_merge_passes": s.sort_merge_passes,
+                "errors": s.errors,
+            }
+            for s in cost.statements[:top]
+        ],
+    }
+
+
 def entry_for_test(
     *,
     test_id: str,
@@ -124,9 +157,12 @@ def entry_for_test(
     pool: Mapping[str, Any] | None = None,
     resources: Sequence[Mapping[str, Any]] = (),
     ab: Mapping[str, Any] | None = None,
+    cost: Sequence[RequestCost] = (),
 ) -> dict[str, Any]:
     """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`)."""
-    extra = {"ab": dict(ab)} if ab else {}
+    extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
+    if cost:
+        extra["cost"] = [encode_cost(c) for c in cost]
     return {
         **extra,
         "id": test_id,

@@ -1,0 +1,225 @@
+"""What requests cost the database: statement digests and server counters, per request.
+
+Pure arithmetic on two readings of MySQL/MariaDB's cumulative counters
+(``performance_schema.events_statements_summary_by_digest`` and ``SHOW
+GLOBAL STATUS``), taken before and after a load: the differences, then the
+differences divided by the requests the service answered in between. The
+probe that reads them lives in :mod:`perfsuite.probes.statements`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "STATUS_COUNTERS",
+    "DigestCounters",
+    "RequestCost",
+    "StatementCost",
+    "request_cost",
+    "statement_delta",
+    "status_delta",
+]
+
+# The server counters read next to the digests (cumulative since start-up).
+STATUS_COUNTERS = (
+    "Questions",
+    "Slow_queries",
+    "Innodb_row_lock_waits",
+    "Innodb_row_lock_time",
+    "Created_tmp_disk_tables",
+    "Select_scan",
+    "Aborted_connects",
+    "Connection_errors_max_connections",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DigestCounters:
+    """One digest's cumulative counters (times in picoseconds, as the server keeps them)."""
+
+    digest: str
+    text: str
+    calls: int = 0
+    total_ps: int = 0
+    max_ps: int = 0
+    rows_examined: int = 0
+    rows_sent: int = 0
+    no_index_used: int = 0
+    no_good_index_used: int = 0
+    tmp_disk_tables: int = 0
+    sort_merge_passes: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatementCost:
+    """One digest over a window: what its calls did in it.
+
+    ``max_ms`` is the slowest call of the window when the server's running
+    maximum rose in it (or was reset before it), else ``None``: the counter is
+    a maximum since reset, so a window whose calls stayed below an earlier
+    peak cannot tell its own.
+    """
+
+    digest: str
+    text: str
+    calls: int
+    total_ms: float
+    max_ms: float | None
+    rows_examined: int
+    rows_sent: int
+    no_index_used: int
+    no_good_index_used: int
+    tmp_disk_tables: int
+    sort_merge_passes: int
+    errors: int
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean time per call."""
+        return self.total_ms / self.calls if self.calls else 0.0
+
+    @property
+    def rows_examined_per_call(self) -> float:
+        """Rows read to answer one call: the scan detector."""
+        return self.rows_examined / self.calls if self.calls else 0.0
+
+
+_PS_PER_MS = 1e9
+
+
+def statement_delta(
+    before: Mapping[str, DigestCounters], after: Mapping[str, DigestCounters]
+) -> list[StatementCost]:
+    """What each digest did between two readings, the most time first.
+
+    A digest absent before started at zero (new, or the table was reset);
+    a counter that went down means the table was reset in between, so the
+    later reading is taken whole.
+    """
+    out: list[StatementCost] = []
+    for key, now in after.items():
+        then = before.get(key)
+        if then is None or now.calls < then.calls:
+            then = DigestCounters(digest=now.digest, text=now.text)  # all zero
+        calls = now.calls - then.calls
+        if calls <= 0:
+            continue
+        rose = now.max_ps > then.max_ps or not then.calls
+        out.append(
+            StatementCost(
+                digest=now.digest,
+                text=now.text,
+                calls=calls,
+                total_ms=(now.total_ps - then.total_ps) / _PS_PER_MS,
+                max_ms=now.max_ps / _PS_PER_MS if rose else None,
+                rows_examined=now.rows_examined - then.rows_examined,
+                rows_sent=now.rows_sent - then.rows_sent,
+                no_index_used=now.no_index_used - then.no_index_used,
+                no_good_index_used=now.no_good_index_used - then.no_good_index_used,
+                tmp_disk_tables=now.tmp_disk_tables - then.tmp_disk_tables,
+                sort_merge_passes=now.sort_merge_passes - then.sort_merge_passes,
+                errors=now.errors - then.errors,
+            )
+        )
+    out.sort(key=lambda s: (-s.total_ms, s.digest))
+    return out
+
+
+def status_delta(
+    before: Mapping[str, int], after: Mapping[str, int], *, own_statements: int = 0
+) -> dict[str, int]:
+    """Server counters' growth between two readings; ``Questions`` less the probe's own."""
+    delta = {name: after[name] - before[name] for name in after if name in before}
+    if "Questions" in delta:
+        delta["Questions"] = max(0, delta["Questions"] - own_statements)
+    return delta
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestCost:
+    """The database's and the service's work over a window, and per answered request."""
+
+    requests: int  # responses the service gave in the window (any status)
+    statements: tuple[StatementCost, ...] = ()
+    status: Mapping[str, int] = field(default_factory=dict)
+    cpu_seconds: float | None = None  # the service's process tree (or container)
+
+    @property
+    def queries(self) -> int:
+        """Statements the service's database ran (digests of its schema)."""
+        return sum(s.calls for s in self.statements)
+
+    def _per(self, total: float) -> float:
+        return total / self.requests if self.requests else float("nan")
+
+    @property
+    def queries_per_request(self) -> float:
+        """Statements per answered request."""
+        return self._per(self.queries)
+
+    @property
+    def rows_examined_per_request(self) -> float:
+        """Rows the server read per answered request."""
+        return self._per(sum(s.rows_examined for s in self.statements))
+
+    @property
+    def db_ms_per_request(self) -> float:
+        """Statement time (server side) per answered request, in ms."""
+        return self._per(sum(s.total_ms for s in self.statements))
+
+    @property
+    def no_index_used(self) -> int:
+        """Calls that read a table without an index (full scans)."""
+        return sum(s.no_index_used for s in self.statements)
+
+    @property
+    def no_index_per_request(self) -> float:
+        """Calls without an index per answered request."""
+        return self._per(self.no_index_used)
+
+    @property
+    def cpu_ms_per_request(self) -> float | None:
+        """The service's CPU time per answered request, in ms (None when not measured)."""
+        if self.cpu_seconds is None:
+            return None
+        return self._per(self.cpu_seconds * 1000.0)
+
+    def metrics(self) -> dict[str, float]:
+        """The per-request numbers by name, as SLOs and the gate know them."""
+        out = {
+            "queries_per_request": self.queries_per_request,
+            "rows_examined_per_request": self.rows_examined_per_request,
+            "db_ms_per_request": self.db_ms_per_request,
+            "no_index_used": float(self.no_index_used),
+        }
+        cpu = self.cpu_ms_per_request
+        if cpu is not None:
+            out["cpu_ms_per_request"] = cpu
+        return out
+
+
+def request_cost(
+    requests: int,
+    before: Mapping[str, DigestCounters],
+    after: Mapping[str, DigestCounters],
+    status_before: Mapping[str, int] | None = None,
+    status_after: Mapping[str, int] | None = None,
+    *,
+    own_statements: int = 0,
+    cpu_seconds: float | None = None,
+) -> RequestCost:
+    """The cost of ``requests`` answered requests between two readings."""
+    status = (
+        status_delta(status_before, status_after, own_statements=own_statements)
+        if status_before is not None and status_after is not None
+        else {}
+    )
+    return RequestCost(
+        requests=requests,
+        statements=tuple(statement_delta(before, after)),
+        status=status,
+        cpu_seconds=cpu_seconds,
+    )

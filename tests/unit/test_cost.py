@@ -1,0 +1,215 @@
+"""What requests cost the database: statement digests read from a real MariaDB's
+performance_schema, counted exactly, and the cost per request in run records."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from perfsuite import MySQLServer
+from perfsuite.probes.statements import StatementProbe
+from perfsuite.stats.cost import DigestCounters, request_cost, statement_delta, status_delta
+
+from .conftest import REPO, SCHEMA
+
+# -- the arithmetic -----------------------------------------------------------
+
+
+def _digest(key: str, calls: int, max_ps: int = 5, **more: int) -> DigestCounters:
+    return DigestCounters(
+        digest=key, text=f"SELECT {key}", calls=calls, total_ps=calls * 10**9, max_ps=max_ps, **more
+    )
+
+
+def test_a_new_digest_counts_from_zero_and_one_that_did_not_run_is_left_out() -> None:
+    before = {"a": _digest("a", 10), "b": _digest("b", 4)}
+    after = {"a": _digest("a", 15), "b": _digest("b", 4), "c": _digest("c", 2, rows_examined=40)}
+    costs = {s.digest: s for s in statement_delta(before, after)}
+    assert set(costs) == {"a", "c"}
+    assert (costs["a"].calls, costs["a"].total_ms) == (5, 5.0)
+    assert (costs["c"].calls, costs["c"].rows_examined_per_call) == (2, 20.0)
+
+
+def test_the_slowest_call_is_known_only_when_the_running_maximum_rose() -> None:
+    before = {"a": _digest("a", 10, max_ps=9 * 10**9)}
+    same = statement_delta(before, {"a": _digest("a", 12, max_ps=9 * 10**9)})[0]
+    assert same.max_ms is None  # the window's calls stayed under an earlier peak
+    rose = statement_delta(before, {"a": _digest("a", 12, max_ps=11 * 10**9)})[0]
+    assert rose.max_ms == 11.0
+    # A counter that went down: the table was emptied in between, the reading is whole.
+    reset = statement_delta(before, {"a": _digest("a", 3, max_ps=2 * 10**9)})[0]
+    assert (reset.calls, reset.max_ms) == (3, 2.0)
+
+
+def test_questions_leave_out_the_probes_own_statements() -> None:
+    before, after = {"Questions": 100, "Slow_queries": 1}, {"Questions": 130, "Slow_queries": 1}
+    delta = status_delta(before, after, own_statements=3)
+    assert delta == {"Questions": 27, "Slow_queries": 0}
+
+
+def test_no_request_gives_no_number_per_request() -> None:
+    cost = request_cost(0, {}, {"a": _digest("a", 3)})
+    assert cost.queries == 3
+    assert math.isnan(cost.queries_per_request)
+    assert cost.cpu_ms_per_request is None
+    assert "cpu_ms_per_request" not in cost.metrics()
+
+
+# -- a real MariaDB -----------------------------------------------------------
+
+
+def test_a_known_workload_is_counted_exactly(mariadb: MySQLServer, order_data: object) -> None:
+    """1,000 "requests" of three statements each: 3.00 queries per request, and
+    the scan of an unindexed column is seen as such."""
+    probe = StatementProbe(mariadb, mariadb.database, owned=True)
+    try:
+        assert probe.available() is None
+        probe.reset()
+        before = probe.snapshot()
+        conn = mariadb.connect(database=mariadb.database)
+        try:
+            with conn.cursor() as cur:
+                for i in range(1000):
+                    cur.execute("SELECT id, status FROM orders WHERE id = %s", (i % 100 + 1,))
+                    cur.fetchall()
+                    cur.execute("SELECT COUNT(*) FROM order_items WHERE order_id = %s", (i,))
+                    cur.fetchall()
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+                cur.execute("SELECT COUNT(*) FROM orders WHERE total_cents > 0")  # no index
+                cur.fetchall()
+        finally:
+            conn.close()
+        after = probe.snapshot()
+    finally:
+        probe.close()
+    cost = probe.cost(before, after, 1000)
+    # The workload, and the connection's own set-up (pymysql's SET NAMES): what
+    # a request that opens a connection really costs.
+    texts = {s.text: s.calls for s in cost.statements}
+    assert cost.queries == 3002, texts
+    assert texts["SET NAMES `utf8mb4` "] == 1
+    assert cost.queries_per_request == 3.002
+    # The server's count of client commands agrees (less the probe's own), give
+    # or take a command without a digest.
+    assert 3002 <= cost.status["Questions"] <= 3004
+    items = [s for s in cost.statements if "`order_items`" in s.text]
+    assert len(items) == 1
+    assert items[0].calls == 1000
+    assert items[0].no_index_used == 0
+    scan = [s for s in cost.statements if "total_cents" in s.text]
+    assert len(scan) == 1
+    assert scan[0].no_index_used == 1
+    assert scan[0].rows_examined >= len(order_data.orders)  # type: ignore[attr-defined]
+    assert cost.no_index_used == 1
+    assert all(s.max_ms is not None for s in cost.statements)  # emptied first: maxima known
+
+
+# -- through the plugin -------------------------------------------------------
+
+PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+database = "orders"
+sql = ["{SCHEMA}"]
+
+[tool.perfsuite.service]
+command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
+health = "/health"
+startup_timeout = "30s"
+"""
+
+CONFTEST = """
+import pytest
+from examples.order_service.seed import seed_database
+
+@pytest.fixture(scope="session")
+def perf_seed(perf_mysql):
+    return seed_database(perf_mysql, users=100, skus=50, orders=300)
+"""
+
+TESTS = """
+import json
+from perfsuite import Request, Scenario
+
+def order(ctx):
+    return ctx.get(f"/orders/{ctx.pick('order')[0]}")
+
+def test_order_query(perf_run, perf_phases, perf_seed):
+    scenario = Scenario(Request(name="order_query", build=order, status={200}),
+                        data={"order": list(perf_seed.orders)}, seed=1)
+    perf_run(scenario, [perf_phases.constant(rate=200, duration="4s")])
+"""
+
+
+def test_cost_per_request_in_the_record_and_the_table(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order query runs three statements with the ``slow`` fault (the sleep,
+    the order, its items): 3.00 queries per request in the run record."""
+    pytester.makepyprojecttoml(PROJECT)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_cost=TESTS)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("ORDER_SERVICE_FAULT", "slow:0.01")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perf-profile=full")
+    out = result.stdout.str()
+    assert result.ret == 0, out[-3000:]
+    assert "cost per request" in out
+    record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
+    (cost,) = record["tests"][0]["cost"]
+    answered = sum(
+        c["summary"]["requests"] - c["summary"]["errors"]
+        for c in record["tests"][0]["loads"][0]["cells"]
+    )
+    assert cost["requests"] == answered > 100
+    assert cost["queries"] == 3 * cost["requests"], cost["statements"]
+    assert cost["per_request"]["queries_per_request"] == 3.0
+    assert cost["per_request"]["rows_examined_per_request"] > 0
+    assert cost["per_request"]["cpu_ms_per_request"] > 0
+    assert cost["per_request"]["no_index_used"] == 0
+    texts = [s["text"] for s in cost["statements"]]
+    assert any("SLEEP" in t for t in texts)
+    assert any("order_items" in t for t in texts)
+
+
+def test_a_server_without_the_digests_says_so_once_and_runs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mariadb: MySQLServer
+) -> None:
+    """A ``mysql://`` server whose statement digest consumer is off: one clear
+    warning with how to turn it on, the test passes, no cost in the record."""
+    mariadb.execute(
+        "UPDATE performance_schema.setup_consumers SET ENABLED = 'NO' "
+        "WHERE NAME = 'statements_digest'",
+        admin=True,
+    )
+    try:
+        url = (
+            f"mysql://{mariadb.admin_user}:{mariadb.admin_password}@{mariadb.host}:"
+            f"{mariadb.port}/cost_off"
+        )
+        mariadb.execute("DROP DATABASE IF EXISTS cost_off", admin=True)
+        mariadb.execute("CREATE DATABASE cost_off", admin=True)
+        pytester.makepyprojecttoml(PROJECT.replace('mysql = "process"', f'mysql = "{url}"'))
+        pytester.makeconftest(CONFTEST)
+        pytester.makepyfile(test_cost=TESTS.replace('"4s"', '"1s"'))
+        monkeypatch.setenv("PYTHONPATH", str(REPO))
+        monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perf-profile=full")
+    finally:
+        mariadb.execute(
+            "UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' "
+            "WHERE NAME = 'statements_digest'",
+            admin=True,
+        )
+        mariadb.execute("DROP DATABASE IF EXISTS cost_off", admin=True)
+    out = result.stdout.str()
+    assert result.ret == 0, out[-3000:]
+    assert out.count("no database cost per request") == 1
+    assert "consumers statements_digest are off" in out
+    assert "--performance-schema=ON" in out
+    record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
+    assert "cost" not in record["tests"][0]
