@@ -181,7 +181,9 @@ def perf_run(
             answered = sum(cell.answered for cell in result.cells)
             cpu = series.cpu_seconds if series is not None else None
             stash.setdefault(COST_KEY, []).append(
-                probe.cost(before, after, answered, cpu_seconds=cpu)
+                probe.cost(
+                    before, after, answered, cpu_seconds=cpu, endpoints=tuple(result.endpoints)
+                )
             )
         return result
 

@@ -114,6 +114,7 @@ def gate_failures(item: pytest.Item) -> list[str]:
         rerun,
         resources,
         ab=_ab_pairs(item),
+        costs=_costs(item),
     )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:

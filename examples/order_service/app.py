@@ -93,6 +93,30 @@ def _metrics(registry: CollectorRegistry, state: dict[str, Pool]) -> Counter:
     )
 
 
+async def _items(cur: aiomysql.Cursor, order_id: int) -> list[tuple[Any, ...]]:
+    await cur.execute(
+        "SELECT sku_id, quantity, price_cents FROM order_items WHERE order_id = %s ORDER BY sku_id",
+        (order_id,),
+    )
+    return list(await cur.fetchall())
+
+
+async def _items_one_by_one(cur: aiomysql.Cursor, order_id: int) -> list[tuple[Any, ...]]:
+    """The "nplus1" fault: the ids, then one query per item (an ORM's lazy loading)."""
+    await cur.execute(
+        "SELECT sku_id FROM order_items WHERE order_id = %s ORDER BY sku_id", (order_id,)
+    )
+    items = []
+    for (sku_id,) in await cur.fetchall():
+        await cur.execute(
+            "SELECT sku_id, quantity, price_cents FROM order_items "
+            "WHERE order_id = %s AND sku_id = %s",
+            (order_id, sku_id),
+        )
+        items.append(await cur.fetchone())
+    return items
+
+
 async def _json(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -260,19 +284,18 @@ def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = N
                 # MySQL's SLEEP has sub-millisecond resolution (asyncio under uvloop: 1 ms).
                 await cur.execute("SELECT SLEEP(%s)", (faults.slow_query_ms / 1000.0,))
                 await cur.fetchall()
+            # The "scan" fault: an expression of the id, which no index serves.
+            where = "id + 0 = %s" if faults.scan else "id = %s"
             await cur.execute(
-                "SELECT id, user_id, status, total_cents, payment_id FROM orders WHERE id = %s",
+                f"SELECT id, user_id, status, total_cents, payment_id FROM orders WHERE {where}",
                 (order_id,),
             )
             row = await cur.fetchone()
             if row is None:
                 return answer("order_query", 404, {"error": f"no order {order_id}"})
-            await cur.execute(
-                "SELECT sku_id, quantity, price_cents FROM order_items WHERE order_id = %s "
-                "ORDER BY sku_id",
-                (order_id,),
+            items = await (
+                _items_one_by_one(cur, order_id) if faults.nplus1 else _items(cur, order_id)
             )
-            items = await cur.fetchall()
         keys = ("id", "user_id", "status", "total_cents", "payment_id")
         order = dict(zip(keys, row, strict=True))
         order["items"] = [{"sku_id": s, "quantity": q, "price_cents": p} for s, q, p in items]

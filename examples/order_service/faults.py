@@ -4,6 +4,10 @@
   its connection; the seed story's bug, connections pile up in ``Sleep``.
 - ``slow:<ms>``: every order query takes ``<ms>`` milliseconds longer, in the
   database (``SELECT SLEEP``); fractions such as ``slow:0.5`` work.
+- ``nplus1``: the order query loads its items one query per item (the ids
+  first, then each item alone) instead of one query for all of them.
+- ``scan``: the order query finds the order through an expression of its id
+  (``id + 0``), which no index serves: MySQL examines the whole orders table.
 - unset or empty: the correct service.
 """
 
@@ -20,17 +24,23 @@ class Faults:
 
     leak: bool = False
     slow_query_ms: float = 0.0
+    nplus1: bool = False
+    scan: bool = False
 
 
 def parse_faults(value: str | None) -> Faults:
-    """Parse ``leak``, ``slow:<ms>`` or both, comma-separated; raise on anything else."""
+    """Parse ``leak``, ``slow:<ms>``, ``nplus1``, ``scan``, comma-separated; raise on
+    anything else."""
     leak, slow = False, 0.0
+    flags = {"nplus1": False, "scan": False}
     for part in (value or "").split(","):
         part = part.strip()
         if not part:
             continue
         if part == "leak":
             leak = True
+        elif part in flags:
+            flags[part] = True
         elif part.startswith("slow:"):
             try:
                 slow = float(part.removeprefix("slow:"))
@@ -40,6 +50,7 @@ def parse_faults(value: str | None) -> Faults:
                 raise ValueError(f"ORDER_SERVICE_FAULT: bad slow:<ms> value in {value!r}")
         else:
             raise ValueError(
-                f"ORDER_SERVICE_FAULT: unknown fault {part!r} (known: leak, slow:<ms>)"
+                f"ORDER_SERVICE_FAULT: unknown fault {part!r} "
+                f"(known: leak, slow:<ms>, nplus1, scan)"
             )
-    return Faults(leak=leak, slow_query_ms=slow)
+    return Faults(leak=leak, slow_query_ms=slow, **flags)

@@ -163,6 +163,7 @@ class StatementProbe:
         requests: int,
         *,
         cpu_seconds: float | None = None,
+        endpoints: tuple[str, ...] = (),
     ) -> RequestCost:
         """The cost of ``requests`` answered requests between two snapshots."""
         return request_cost(
@@ -173,6 +174,7 @@ class StatementProbe:
             after.status,
             own_statements=after.own_statements - before.own_statements,
             cpu_seconds=cpu_seconds,
+            endpoints=endpoints,
         )
 
     def close(self) -> None:

@@ -15,7 +15,15 @@ from perfsuite.load import LoadResult
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session.ab import Pairs
 from perfsuite.stats.compare import CompareOptions
-from perfsuite.stats.slo import RESOURCE_METRICS, Objective, SloResult, evaluate_resources
+from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.slo import (
+    COST_METRICS,
+    RESOURCE_METRICS,
+    Objective,
+    SloResult,
+    evaluate_cost,
+    evaluate_resources,
+)
 from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
 
@@ -76,6 +84,7 @@ class Judging:
         rerun: Callable[[], list[LoadResult]],
         resources: Sequence[ResourceSeries] = (),
         ab: Sequence[Pairs] = (),
+        costs: Sequence[RequestCost] = (),
     ) -> TestVerdict:
         """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
         if asked), then saving."""
@@ -86,6 +95,7 @@ class Judging:
         objectives = objectives_for(self.config.slo, marks)
         verdict.slo = gate.judge_slo(results, objectives)
         verdict.slo += self._judge_resources(objectives, resources, verdict)
+        verdict.slo += _judge_cost(objectives, costs)
         judged = None
         if ab:
             verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
@@ -130,3 +140,13 @@ class Judging:
             cores=res.cpu_limit or float(os.cpu_count() or 1),
             memory_mib=res.memory_limit_mib or psutil.virtual_memory().total / 2**20,
         )
+
+
+def _judge_cost(objectives: list[Objective], costs: Sequence[RequestCost]) -> list[SloResult]:
+    wanted = [o for o in objectives if o.metric in COST_METRICS]
+    if wanted and not costs:
+        raise ConfigError(
+            f"{wanted[0].metric} needs the statement digests of the service's database "
+            "(performance_schema; see the warning above) and a load against the service"
+        )
+    return evaluate_cost(wanted, [(c.endpoints, c.metrics()) for c in costs])

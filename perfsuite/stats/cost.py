@@ -143,6 +143,7 @@ class RequestCost:
     """The database's and the service's work over a window, and per answered request."""
 
     requests: int  # responses the service gave in the window (any status)
+    endpoints: tuple[str, ...] = ()  # the load's endpoints (its cost is theirs together)
     statements: tuple[StatementCost, ...] = ()
     status: Mapping[str, int] = field(default_factory=dict)
     cpu_seconds: float | None = None  # the service's process tree (or container)
@@ -210,6 +211,7 @@ def request_cost(
     *,
     own_statements: int = 0,
     cpu_seconds: float | None = None,
+    endpoints: tuple[str, ...] = (),
 ) -> RequestCost:
     """The cost of ``requests`` answered requests between two readings."""
     status = (
@@ -222,4 +224,5 @@ def request_cost(
         statements=tuple(statement_delta(before, after)),
         status=status,
         cpu_seconds=cpu_seconds,
+        endpoints=endpoints,
     )

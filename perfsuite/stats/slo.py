@@ -5,14 +5,18 @@ the intended send time); ``error_rate="0.1%"`` on the share of failed
 requests; ``min_rps=950`` a lower bound on throughput. Latency accepts
 ``us``, ``ms`` and ``s`` (a plain number is milliseconds); rates accept
 ``%`` or a plain fraction. The verdict is on the measured value; its
-interval (block bootstrap) says how sure that value is.
+interval (block bootstrap) says how sure that value is. Cost objectives
+(``queries_per_request=4``, ``rows_examined_per_request=50``,
+``no_index_used=0``, ``cpu_per_request="2ms"``, ``db_time_per_request="1ms"``)
+bound what the service's requests cost (:mod:`perfsuite.stats.cost`); they
+are counts over the load, with no interval.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,11 +26,13 @@ from perfsuite.errors import ConfigError
 from perfsuite.stats.blocks import BlockSet, bootstrap_metric
 
 __all__ = [
+    "COST_METRICS",
     "LATENCY_METRICS",
     "RESOURCE_METRICS",
     "Objective",
     "SloResult",
     "evaluate",
+    "evaluate_cost",
     "evaluate_resources",
     "parse_slo",
 ]
@@ -34,7 +40,23 @@ __all__ = [
 LATENCY_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 _SELECTORS = ("endpoint", "phase")
 RESOURCE_METRICS = ("cpu", "memory")
-KNOWN = (*LATENCY_METRICS, "error_rate", "min_rps", *RESOURCE_METRICS, *_SELECTORS)
+# An objective's name -> the cost metric it bounds (RequestCost.metrics()).
+COST_METRICS = {
+    "queries_per_request": "queries_per_request",
+    "rows_examined_per_request": "rows_examined_per_request",
+    "no_index_used": "no_index_used",
+    "db_time_per_request": "db_ms_per_request",
+    "cpu_per_request": "cpu_ms_per_request",
+}
+_COST_TIMES = ("db_time_per_request", "cpu_per_request")
+KNOWN = (
+    *LATENCY_METRICS,
+    "error_rate",
+    "min_rps",
+    *RESOURCE_METRICS,
+    *COST_METRICS,
+    *_SELECTORS,
+)
 _LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$")
 _TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}
@@ -55,6 +77,8 @@ class Objective:
         """``"order_query in steady"``, ``"all endpoints in all measured phases"``."""
         if self.metric in RESOURCE_METRICS:
             return "the service during the load"
+        if self.metric in COST_METRICS:
+            return f"each load of {self.endpoint}" if self.endpoint else "each load"
         endpoint = self.endpoint or "all endpoints"
         phase = f"phase {self.phase}" if self.phase else "all measured phases"
         return f"{endpoint}, {phase}"
@@ -65,7 +89,9 @@ class Objective:
             return f"{value:.3%}" if self.metric == "error_rate" else f"{value:.1%}"
         if self.metric == "rps":
             return f"{value:,.1f} req/s"
-        return f"{value:,.2f} ms"
+        if self.metric in COST_METRICS and self.metric not in _COST_TIMES:
+            return f"{value:,.0f}" if self.metric == "no_index_used" else f"{value:,.2f}"
+        return f"{value:,.3f} ms" if self.metric in _COST_TIMES else f"{value:,.2f} ms"
 
 
 def _latency(value: object, key: str, where: str) -> float:
@@ -107,6 +133,12 @@ def _rps(value: object, key: str, where: str) -> float:
     return rps
 
 
+def _count(value: object, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{where} {key}: expected a number >= 0, got {value!r}")
+    return float(value)
+
+
 def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objective]:
     """``{"p95": "200ms", "error_rate": "0.1%", "endpoint": "x"}`` -> objectives."""
     unknown = sorted(set(values) - set(KNOWN))
@@ -122,8 +154,12 @@ def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objec
     for key, raw in values.items():
         if key in _SELECTORS:
             continue
-        if key in LATENCY_METRICS:
+        if key in COST_METRICS and selectors["phase"]:
+            raise ConfigError(f"{where} {key}: cost is measured per load, not per phase")
+        if key in LATENCY_METRICS or key in _COST_TIMES:
             metric, limit, bound = key, _latency(raw, key, where), "max"
+        elif key in COST_METRICS:
+            metric, limit, bound = key, _count(raw, key, where), "max"
         elif key in ("error_rate", *RESOURCE_METRICS):
             metric, limit, bound = key, _rate(raw, key, where), "max"
         else:
@@ -158,7 +194,7 @@ class SloResult:
         """An SRE's line: metric, where, measured with interval, limit."""
         o = self.objective
         verb = "within" if self.passed else ("exceeds" if o.bound == "max" else "below")
-        kind = "range" if o.metric in RESOURCE_METRICS else "95 % CI"
+        kind = "range" if o.metric in (*RESOURCE_METRICS, *COST_METRICS) else "95 % CI"
         interval = (
             f" ({kind} {o.format(self.low)} to {o.format(self.high)})"
             if math.isfinite(self.low)
@@ -187,8 +223,8 @@ def evaluate(
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
-        if o.metric in RESOURCE_METRICS:
-            continue  # judged on the resource series: evaluate_resources
+        if o.metric in RESOURCE_METRICS or o.metric in COST_METRICS:
+            continue  # judged on the resource series or the cost: evaluate_resources, _cost
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
         short = 0
@@ -233,5 +269,30 @@ def evaluate_resources(
             continue
         low, high = (min(values), max(values)) if values else (math.nan, math.nan)
         passed = not math.isnan(measured) and measured <= o.limit
+        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+    return results
+
+
+def evaluate_cost(
+    objectives: list[Objective], loads: Sequence[tuple[Sequence[str], Mapping[str, float]]]
+) -> list[SloResult]:
+    """Cost objectives on each load's cost: ``(its endpoints, RequestCost.metrics())``.
+
+    A load's cost is of all its requests: an objective for one endpoint is
+    judged on the loads of that endpoint alone; every load must meet it.
+    """
+    results = []
+    for o in objectives:
+        if o.metric not in COST_METRICS:
+            continue
+        key = COST_METRICS[o.metric]
+        values = [
+            m[key]
+            for endpoints, m in loads
+            if key in m and (o.endpoint is None or list(endpoints) == [o.endpoint])
+        ]
+        measured = max(values) if values else math.nan
+        passed = not math.isnan(measured) and measured <= o.limit
+        low, high = (min(values), max(values)) if len(values) > 1 else (math.nan, math.nan)
         results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
     return results

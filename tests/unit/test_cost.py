@@ -213,3 +213,81 @@ def test_a_server_without_the_digests_says_so_once_and_runs(
     assert "--performance-schema=ON" in out
     record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
     assert "cost" not in record["tests"][0]
+
+
+SLO_TESTS = """
+import pytest
+from perfsuite import Request, Scenario
+
+def order(ctx):
+    return ctx.get(f"/orders/{ctx.pick('order')[0]}")
+
+@pytest.mark.slo(queries_per_request=2, rows_examined_per_request=10, no_index_used=0,
+                 cpu_per_request="50ms", db_time_per_request="20ms")
+def test_order_query(perf_run, perf_phases, perf_seed):
+    scenario = Scenario(Request(name="order_query", build=order, status={200}),
+                        data={"order": list(perf_seed.orders)}, seed=1)
+    perf_run(scenario, [perf_phases.constant(rate=100, duration="3s")])
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "failing"),
+    [
+        ("", []),
+        ("nplus1", ["queries_per_request of each load"]),
+        ("scan", ["no_index_used of each load", "rows_examined_per_request of each load"]),
+    ],
+)
+def test_the_faults_are_caught_by_cost_objectives(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, fault: str, failing: list[str]
+) -> None:
+    """``nplus1`` adds a query per item, ``scan`` reads the whole orders table:
+    cost SLOs fail on them, with the measured numbers; the correct service passes."""
+    pytester.makepyprojecttoml(PROJECT)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_cost=SLO_TESTS)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("ORDER_SERVICE_FAULT", fault)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perf-profile=full")
+    out = result.stdout.str()
+    assert result.ret == (1 if failing else 0), out[-3000:]
+    for line in failing:
+        assert line in out
+    record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
+    (cost,) = record["tests"][0]["cost"]
+    per = cost["per_request"]
+    if fault == "nplus1":
+        # 2 statements became 2 + the order's items (1 to 3 each, in the seed):
+        # the ids query sent one row per item, and each item cost a query.
+        (ids,) = [s for s in cost["statements"] if "quantity" not in s["text"]
+                  and "`order_items`" in s["text"]]  # fmt: skip
+        assert cost["queries"] == 2 * cost["requests"] + ids["rows_sent"]
+        assert 3.0 < per["queries_per_request"] < 5.0
+    elif fault == "scan":
+        assert per["rows_examined_per_request"] > 100 * 3  # 300 orders read, not 1
+        assert per["no_index_used"] == cost["requests"]
+    else:
+        assert per["queries_per_request"] == 2.0
+        assert per["no_index_used"] == 0
+        assert per["rows_examined_per_request"] < 5
+
+
+def test_cost_objectives_are_parsed_strictly() -> None:
+    from perfsuite import ConfigError
+    from perfsuite.stats.slo import evaluate_cost, parse_slo
+
+    with pytest.raises(ConfigError, match="cost is measured per load, not per phase"):
+        parse_slo({"queries_per_request": 3, "phase": "steady"})
+    with pytest.raises(ConfigError, match="expected a number >= 0"):
+        parse_slo({"no_index_used": "none"})
+    with pytest.raises(ConfigError, match="expected a latency"):
+        parse_slo({"cpu_per_request": "lots"})
+    objectives = parse_slo({"queries_per_request": 3, "endpoint": "a"})
+    # Judged on the loads of that one endpoint only; a mixed load's cost is not its own.
+    loads = [(("a",), {"queries_per_request": 2.0}), (("a", "b"), {"queries_per_request": 9.0})]
+    (result,) = evaluate_cost(objectives, loads)
+    assert (result.passed, result.measured) == (True, 2.0)
+    (none,) = evaluate_cost(parse_slo({"queries_per_request": 3, "endpoint": "c"}), loads)
+    assert not none.passed  # nothing measured cannot meet an objective
