@@ -176,14 +176,14 @@ def perf_run(
             after = _cost_reading(probe, first=False)
             if probe is not None:
                 probe.close()
-        stash.setdefault(RESULTS_KEY, []).append(result)
+        results = stash.setdefault(RESULTS_KEY, [])
+        results.append(result)
         if probe is not None and before is not None and after is not None:
             answered = sum(cell.answered for cell in result.cells)
             cpu = series.cpu_seconds if series is not None else None
-            stash.setdefault(COST_KEY, []).append(
-                probe.cost(
-                    before, after, answered, cpu_seconds=cpu, endpoints=tuple(result.endpoints)
-                )
+            # Keyed by the load's place among the test's results: loads elsewhere have none.
+            stash.setdefault(COST_KEY, {})[len(results) - 1] = probe.cost(
+                before, after, answered, cpu_seconds=cpu, endpoints=tuple(result.endpoints)
             )
         return result
 

@@ -2,12 +2,14 @@
 
 After a perf test's body has passed, its load results are judged: each SLO
 on its selection, and, with ``--perf-compare``, each endpoint's metrics
-against the test's baseline runs of the same environment fingerprint.
+against the test's baseline runs of the same environment fingerprint, and
+each load's cost per request against theirs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,8 @@ from perfsuite.errors import StoreError
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
+from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.cost_compare import compare_cost
 from perfsuite.stats.levels import DIRECTIONS, current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
@@ -194,9 +198,13 @@ class Gate:
         return self._prior
 
     def compare(
-        self, test_id: str, results: Sequence[LoadResult]
+        self,
+        test_id: str,
+        results: Sequence[LoadResult],
+        costs: Mapping[int, RequestCost] | None = None,
     ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
-        """Compare each load's endpoints with the current level of the same fingerprint."""
+        """Compare each load's endpoints, and its cost per request, with the current
+        level of the same fingerprint."""
         runs = self.store.runs(test_id)
         if not runs:
             return {}, [f"no baseline for {test_id} in {self.store.folder}: no verdict"]
@@ -211,8 +219,10 @@ class Gate:
         rng = np.random.default_rng(12345)
         currents = [decode_load(encode_load(r)) for r in results]
         cells = [(i, e) for i, c in enumerate(currents) for e in c.endpoints]
-        # The session's false-alarm rate, split over its tests and this test's endpoints.
-        share = self.options.alpha / max(self.tests, 1) / max(len(cells), 1)
+        # The session's false-alarm rate, split over its tests and this test's endpoints
+        # (and its loads' costs, whose times are judged on it too).
+        families = len(cells) + len(costs or {})
+        share = self.options.alpha / max(self.tests, 1) / max(families, 1)
         for i, endpoint in cells:
             if not all(r.has(i, endpoint) for r in level):
                 what = f"load {i + 1}" if not all(len(r.loads) > i for r in level) else endpoint
@@ -227,6 +237,14 @@ class Gate:
                 alpha=share,
                 rng=rng,
             )
+        for i, cost in sorted((costs or {}).items()):
+            stored = [r.record.cost[i] for r in level if r.record.cost and len(r.record.cost) > i]
+            theirs = [c for c in stored if c]
+            if theirs:
+                where = "cost" if len(results) == 1 else f"load {i + 1}, cost"
+                out[where] = compare_cost(
+                    cost.gated(), theirs, alpha=share, tolerances=self.options.tolerances
+                )
         return out, list(dict.fromkeys(warnings))
 
     def compare_pairs(
@@ -259,14 +277,24 @@ class Gate:
         *,
         judged: str | None = None,
         confirmed: bool = False,
+        costs: Mapping[int, RequestCost] | None = None,
     ) -> None:
         """Store this run as the newest baseline run, with what the gate said of it."""
+        costs = costs or {}
         record = RunRecord.new(
             commit=self.commit,
             fingerprint=self.fingerprint,
             loads=[encode_load(r) for r in results],
             judged=judged,
             confirmed=confirmed,
+            cost=[
+                {k: round(v, 6) for k, v in costs[i].gated().items() if math.isfinite(v)}
+                if i in costs
+                else None
+                for i in range(len(results))
+            ]
+            if costs
+            else None,
         )
         self.store.save(test_id, record)
         self._levels.pop(test_id, None)

@@ -44,7 +44,7 @@ WATCHES_KEY = pytest.StashKey[list[PoolWatch]]()
 POOL_KEY = pytest.StashKey[PoolVerdict]()
 RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
 AB_KEY = pytest.StashKey[list[Pairs]]()
-COST_KEY = pytest.StashKey[list[RequestCost]]()
+COST_KEY = pytest.StashKey[dict[int, RequestCost]]()  # by the load's index in RESULTS_KEY
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -78,8 +78,8 @@ def record_properties(item: pytest.Item) -> None:
     if pool is not None:
         item.user_properties.append(("perf.pool", "idle" if pool.ok else "leak"))
     costs = _costs(item)
-    if costs:  # the last load's, as the table shows it
-        for name, value in costs[-1].metrics().items():
+    if costs:  # the last load's
+        for name, value in costs[max(costs)].metrics().items():
             item.user_properties.append((f"perf.cost.{name}", round(value, 6)))
 
 
@@ -101,10 +101,11 @@ def gate_failures(item: pytest.Item) -> list[str]:
     if not results and not marks:
         return []
 
-    def rerun() -> list[LoadResult]:
+    def rerun() -> tuple[list[LoadResult], dict[int, RequestCost]]:
         item.stash[RESULTS_KEY] = []
+        item.stash[COST_KEY] = {}
         item.runtest()
-        return item.stash.get(RESULTS_KEY, [])
+        return item.stash.get(RESULTS_KEY, []), _costs(item)
 
     resources = item.stash.get(RESOURCES_KEY, [])
     verdict = session.judging.judge(
@@ -122,8 +123,8 @@ def gate_failures(item: pytest.Item) -> list[str]:
     return verdict.failures(session.judging.fail_on)
 
 
-def _costs(item: pytest.Item) -> list[RequestCost]:
-    costs: list[RequestCost] = item.stash.get(COST_KEY, [])
+def _costs(item: pytest.Item) -> dict[int, RequestCost]:
+    costs: dict[int, RequestCost] = item.stash.get(COST_KEY, {})
     return costs
 
 

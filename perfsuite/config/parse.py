@@ -71,6 +71,14 @@ _BASELINE_KEYS = {
     "min_blocks",
 }
 _GATE_METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
+# The cost per request the gate compares (perfsuite.stats.cost_compare): a tolerance only.
+_COST_METRICS = (
+    "queries_per_request",
+    "rows_examined_per_request",
+    "no_index_per_request",
+    "db_ms_per_request",
+    "cpu_ms_per_request",
+)
 _LOAD_KEYS = {
     "max_connections",
     "timeout",
@@ -312,8 +320,9 @@ def _baseline_config(table: Any, rootdir: Path, folder: str | None) -> BaselineC
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}.tolerances: must be a table of metric = tolerance")
     for metric, value in raw.items():
-        if metric not in _GATE_METRICS:
-            raise ConfigError(f"{where}.tolerances: unknown metric {metric!r}")
+        if metric not in _GATE_METRICS and metric not in _COST_METRICS:
+            known = ", ".join((*_GATE_METRICS, *_COST_METRICS))
+            raise ConfigError(f"{where}.tolerances: unknown metric {metric!r} (known: {known})")
         tolerances[metric] = _fraction(value, f"{where}.tolerances.{metric}")
     alpha = _fraction(table.get("alpha", 0.01), f"{where}.alpha")
     if not alpha > 0:

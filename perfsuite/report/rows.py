@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Row", "rows"]
+__all__ = ["Row", "rows", "worst_verdict"]
 
 _ORDER = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
 
@@ -58,6 +58,12 @@ def _measured(load: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
     }
 
 
+def worst_verdict(comparisons: Iterable[Mapping[str, Any]]) -> str:
+    """The worst verdict of some compared metrics (regressed first), "-" for none."""
+    verdicts = [c["verdict"] for c in comparisons]
+    return min(verdicts, key=lambda v: _ORDER[v]) if verdicts else "-"
+
+
 def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
     """The rows of one test entry."""
     slo = (
@@ -73,8 +79,7 @@ def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
         endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
         for endpoint in endpoints:
             m = _measured(load, endpoint)
-            verdicts = [c["verdict"] for c in comparisons.get(endpoint, [])]
-            verdict = min(verdicts, key=lambda v: _ORDER[v]) if verdicts else "-"
+            verdict = worst_verdict(comparisons.get(endpoint, []))
             yield Row(
                 test=entry["id"],
                 endpoint=endpoint,

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from perfsuite.report.rows import rows
+from perfsuite.report.rows import rows, worst_verdict
 
 __all__ = ["render_cost_table", "render_interrupted", "render_table"]
 
@@ -71,12 +71,20 @@ def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
     """What each load cost per answered request (database and service CPU); empty
     when no test has it."""
     table = Table(title="perfsuite: cost per request", title_justify="left")
-    for name in ("test", "requests", "queries", "rows examined", "db ms", "no index", "CPU ms"):
+    names = ("test", "requests", "queries", "rows examined", "db ms", "no index", "CPU ms")
+    for name in (*names, "compared"):
         table.add_column(name, justify="left" if name == "test" else "right")
     for entry in entries:
         for i, cost in enumerate(entry.get("cost") or []):
+            if cost is None:  # a load that went elsewhere
+                continue
             per = cost["per_request"]
             name = entry["id"].rsplit("::", 1)[-1]
+            one = len(entry["cost"]) == 1
+            compared = (entry.get("comparisons") or {}).get(
+                "cost" if one else f"load {i + 1}, cost"
+            )
+            verdict = worst_verdict(compared or [])
             table.add_row(
                 name if len(entry["cost"]) == 1 else f"{name} (load {i + 1})",
                 f"{cost['requests']:,}",
@@ -85,6 +93,7 @@ def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
                 _per(per.get("db_ms_per_request"), 3),
                 _per(per.get("no_index_used"), 0),
                 _per(per.get("cpu_ms_per_request"), 3),
+                f"[{_STYLE[verdict]}]{verdict}" if verdict in _STYLE else verdict,
             )
     return _text(table, width=width, color=color) if table.row_count else ""
 

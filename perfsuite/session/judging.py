@@ -81,10 +81,10 @@ class Judging:
         test_id: str,
         results: list[LoadResult],
         marks: Sequence[Mapping[str, Any]],
-        rerun: Callable[[], list[LoadResult]],
+        rerun: Callable[[], tuple[list[LoadResult], Mapping[int, RequestCost]]],
         resources: Sequence[ResourceSeries] = (),
         ab: Sequence[Pairs] = (),
-        costs: Sequence[RequestCost] = (),
+        costs: Mapping[int, RequestCost] | None = None,
     ) -> TestVerdict:
         """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
         if asked), then saving."""
@@ -95,7 +95,8 @@ class Judging:
         objectives = objectives_for(self.config.slo, marks)
         verdict.slo = gate.judge_slo(results, objectives)
         verdict.slo += self._judge_resources(objectives, resources, verdict)
-        verdict.slo += _judge_cost(objectives, costs)
+        costs = costs or {}
+        verdict.slo += _judge_cost(objectives, list(costs.values()))
         judged = None
         if ab:
             verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
@@ -103,15 +104,17 @@ class Judging:
         elif (self.compare or self.save_baseline) and results:
             # Saving without --perf-compare still compares, quietly: the stored run
             # says what it was, and a step is not mixed into the level it left.
-            comparisons, warnings = gate.compare(test_id, results)
+            comparisons, warnings = gate.compare(test_id, results, costs)
             judged = judged_of(comparisons)
             if self.compare:
                 verdict.comparisons, verdict.warnings = comparisons, warnings
                 if self.confirm and verdict.regressions():
-                    again, _ = gate.compare(test_id, rerun())
+                    again, _ = gate.compare(test_id, *rerun())
                     verdict.confirmed = confirm(verdict, again)
         if self.save_baseline and results:
-            gate.save(test_id, results, judged=judged, confirmed=bool(verdict.confirmed))
+            gate.save(
+                test_id, results, judged=judged, confirmed=bool(verdict.confirmed), costs=costs
+            )
         return verdict
 
     def _judge_resources(

@@ -119,7 +119,12 @@ class MetricComparison:
         """``p95 regressed: 120.0 -> 150.0 ms, +25.0 % [+18.2 %, +32.1 %] (...)``."""
         if self.reason:
             return f"{self.metric} {self.verdict}: {self.reason}"
-        unit = "" if self.metric in ("error_rate", "rps") else " ms"
+        timed = self.metric.endswith("ms_per_request") or "_" not in self.metric
+        unit = " ms" if timed and self.metric != "rps" else ""
+        if math.isnan(self.p_value):  # a count (cost per request): no test, a threshold
+            change = f"{self.change:+.1%}" if math.isfinite(self.change) else "from 0"
+            values = f"{self.baseline:.3f} -> {self.current:.3f}{unit}"
+            return f"{self.metric} {self.verdict}: {values}, {change} ({self.method})"
         if self.relative:
             change = f"{self.change:+.1%} [{self.low:+.1%}, {self.high:+.1%}]"
             values = f"{self.baseline:.3f} -> {self.current:.3f}{unit}"

@@ -188,6 +188,12 @@ class RequestCost:
             return None
         return self._per(self.cpu_seconds * 1000.0)
 
+    def gated(self) -> dict[str, float]:
+        """The metrics the gate compares (no-index calls per request, not their count)."""
+        out = {k: v for k, v in self.metrics().items() if k != "no_index_used"}
+        out["no_index_per_request"] = self.no_index_per_request
+        return out
+
     def metrics(self) -> dict[str, float]:
         """The per-request numbers by name, as SLOs and the gate know them."""
         out = {

@@ -2,17 +2,20 @@
 
 ``baselines/<test>.json``::
 
-    {"schema": 1, "kind": "perfsuite-baseline", "test": "<node id>",
+    {"schema": 3, "kind": "perfsuite-baseline", "test": "<node id>",
      "runs": [{"created": ..., "commit": ..., "fingerprint": {...},
                "judged": "regressed" | "improved" | "same" | null,
                "confirmed": false,
-               "loads": [<encode_load(...)>, ...]}, ...]}
+               "loads": [<encode_load(...)>, ...],
+               "cost": [{"queries_per_request": ..., ...} | null, ...]}, ...]}
 
 The newest run is last. ``judged`` is what the gate said of the run when it
 was saved (null: not compared), ``confirmed`` whether a rerun agreed: the
 comparison window is the current level (:mod:`perfsuite.stats.levels`).
+``cost`` is each load's cost per request
+(:meth:`perfsuite.stats.cost.RequestCost.gated`; null for a load without it).
 Readers refuse a schema they do not know and migrate older ones (schema 1 had
-no ``judged``). Writes are atomic (temp + rename).
+no ``judged``, schema 2 no ``cost``). Writes are atomic (temp + rename).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from perfsuite.store.files import write_json_atomic
 
 __all__ = ["SCHEMA", "BaselineStore", "RunRecord", "branch_of", "commit_of", "fingerprint"]
 
-SCHEMA = 2
+SCHEMA = 3
 KIND = "perfsuite-baseline"
 
 
@@ -104,6 +107,7 @@ class RunRecord:
     loads: list[dict[str, Any]]
     judged: str | None = None  # what the gate said when it was saved (None: not compared)
     confirmed: bool = False  # a rerun agreed with that regression or improvement
+    cost: list[dict[str, float] | None] | None = None  # per load (None: not measured)
 
     @classmethod
     def new(
@@ -114,6 +118,7 @@ class RunRecord:
         loads: list[dict[str, Any]],
         judged: str | None = None,
         confirmed: bool = False,
+        cost: list[dict[str, float] | None] | None = None,
     ) -> RunRecord:
         """A record stamped now."""
         created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -124,6 +129,7 @@ class RunRecord:
             loads=loads,
             judged=judged,
             confirmed=confirmed,
+            cost=cost,
         )
 
     @property
@@ -140,6 +146,7 @@ class RunRecord:
             "judged": self.judged,
             "confirmed": self.confirmed,
             "loads": self.loads,
+            "cost": self.cost,
         }
 
 
@@ -223,6 +230,8 @@ def _migrate(data: Any, path: Path) -> dict[str, Any]:
     if schema == 1:  # no judged/confirmed yet: runs saved without a comparison
         runs = [{**run, "judged": None, "confirmed": False} for run in data.get("runs", [])]
         return {**data, "schema": SCHEMA, "runs": runs}
+    if schema == 2:  # no cost yet
+        return {**data, "schema": SCHEMA}
     if schema == SCHEMA:
         return data
     if isinstance(schema, int) and schema > SCHEMA:

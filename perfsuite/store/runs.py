@@ -8,7 +8,7 @@
      "tests": [{"id", "outcome", "loads": [<encode_load>], "slo": [...],
                 "comparisons": {where: [...]}, "warnings": [...],
                 "growth": [...], "pool": {...} | null, "resources": [...],
-                "cost": [<encode_cost>, one per load],
+                "cost": [<encode_cost> | null, one per load],
                 "ab": {"base": "<ref (sha)> or URL", "pairs": N,
                        "loads": [{"first": ["base" | "candidate", ...],
                                   "endpoints": {endpoint: {metric:
@@ -157,12 +157,12 @@ def entry_for_test(
     pool: Mapping[str, Any] | None = None,
     resources: Sequence[Mapping[str, Any]] = (),
     ab: Mapping[str, Any] | None = None,
-    cost: Sequence[RequestCost] = (),
+    cost: Mapping[int, RequestCost] | None = None,
 ) -> dict[str, Any]:
     """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`)."""
     extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
-    if cost:
-        extra["cost"] = [encode_cost(c) for c in cost]
+    if cost:  # one per load, null for a load without it
+        extra["cost"] = [encode_cost(cost[i]) if i in cost else None for i in range(len(results))]
     return {
         **extra,
         "id": test_id,

@@ -291,3 +291,83 @@ def test_cost_objectives_are_parsed_strictly() -> None:
     assert (result.passed, result.measured) == (True, 2.0)
     (none,) = evaluate_cost(parse_slo({"queries_per_request": 3, "endpoint": "c"}), loads)
     assert not none.passed  # nothing measured cannot meet an objective
+
+
+def test_one_extra_query_per_item_regresses_in_one_run_against_one_baseline_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts need no run-to-run noise: one baseline run of the correct service,
+    then one run of ``nplus1``: queries per request ``regressed`` (confirmed by the
+    rerun), where latency has too few runs for any verdict. The correct service
+    compared with the same baseline: its cost ``unchanged``."""
+    pytester.makepyprojecttoml(PROJECT)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_cost=TESTS.replace('"4s"', '"3s"'))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    args = ("-p", "no:cacheprovider", "--perf-profile=full")
+    monkeypatch.setenv("ORDER_SERVICE_FAULT", "")
+    saved = pytester.runpytest_subprocess(*args, "--perf-save-baseline")
+    assert saved.ret == 0, saved.stdout.str()[-3000:]
+    (baseline,) = (pytester.path / "baselines").glob("*.json")
+    (stored,) = json.loads(baseline.read_text())["runs"]
+    assert stored["cost"][0]["queries_per_request"] == 2.0
+
+    same = pytester.runpytest_subprocess(*args, "--perf-compare")
+    out = same.stdout.str()
+    assert same.ret == 0, out[-3000:]
+    record = json.loads(sorted((pytester.path / "reports" / "runs").glob("*.json"))[-1].read_text())
+    cost = {c["metric"]: c for c in record["tests"][0]["comparisons"]["cost"]}
+    assert cost["queries_per_request"]["verdict"] == "unchanged"
+    assert cost["no_index_per_request"]["verdict"] == "unchanged"
+
+    monkeypatch.setenv("ORDER_SERVICE_FAULT", "nplus1")
+    slower = pytester.runpytest_subprocess(*args, "--perf-compare")
+    out = slower.stdout.str()
+    assert slower.ret == 1, out[-3000:]
+    assert "queries_per_request regressed: 2.000 -> " in out
+    assert "confirmed by a rerun" in out
+    record = json.loads(sorted((pytester.path / "reports" / "runs").glob("*.json"))[-1].read_text())
+    comparisons = record["tests"][0]["comparisons"]
+    cost = {c["metric"]: c for c in comparisons["cost"]}
+    assert cost["queries_per_request"]["verdict"] == "regressed"
+    assert cost["rows_examined_per_request"]["verdict"] == "regressed"  # each item read twice
+    # Latency, with one baseline run and no pooled noise, cannot say anything.
+    assert {c["verdict"] for c in comparisons["order_query"]} == {"inconclusive"}
+
+
+def test_cost_comparison_counts_and_times() -> None:
+    from perfsuite.stats.cost_compare import compare_cost
+
+    base = {"queries_per_request": 2.0, "rows_examined_per_request": 300.0,
+            "db_ms_per_request": 0.30, "cpu_ms_per_request": 0.60}  # fmt: skip
+    # One baseline run: counts are judged, times are not (no run-to-run spread).
+    one = {c.metric: c for c in compare_cost({**base, "queries_per_request": 2.5}, [base],
+                                              alpha=0.01)}  # fmt: skip
+    assert one["queries_per_request"].verdict == "unchanged"  # under the floor of one query
+    plus_one = compare_cost({**base, "queries_per_request": 3.0}, [base], alpha=0.01)[0]
+    assert plus_one.metric == "queries_per_request"
+    assert plus_one.verdict == "regressed"
+    assert one["rows_examined_per_request"].verdict == "unchanged"
+    assert one["db_ms_per_request"].verdict == "inconclusive"
+    assert "1 baseline runs with it; 3 are needed" in one["db_ms_per_request"].describe()
+    # Rows examined drift with the data between runs: the widest gap between them is
+    # the threshold, so a change as large as the runs' own does not regress.
+    runs = [{**base, "rows_examined_per_request": r} for r in (300.0, 310.0, 295.0)]
+    drift = {c.metric: c for c in compare_cost({**base, "rows_examined_per_request": 309.0},
+                                                runs, alpha=0.01)}  # fmt: skip
+    assert drift["rows_examined_per_request"].verdict == "unchanged"
+    scan = {c.metric: c for c in compare_cost({**base, "rows_examined_per_request": 5000.0},
+                                               runs, alpha=0.01)}  # fmt: skip
+    assert scan["rows_examined_per_request"].verdict == "regressed"
+    fewer = {c.metric: c for c in compare_cost({**base, "queries_per_request": 1.0}, runs,
+                                                alpha=0.01)}  # fmt: skip
+    assert fewer["queries_per_request"].verdict == "improved"
+    # Times: a prediction interval over the runs' logs, and the 10 % tolerance.
+    noisy = [{**base, "db_ms_per_request": v} for v in (0.30, 0.33, 0.28, 0.31, 0.29)]
+    within = {c.metric: c for c in compare_cost({**base, "db_ms_per_request": 0.32}, noisy,
+                                                 alpha=0.01)}  # fmt: skip
+    assert within["db_ms_per_request"].verdict in {"unchanged", "inconclusive"}
+    doubled = {c.metric: c for c in compare_cost({**base, "db_ms_per_request": 0.60}, noisy,
+                                                  alpha=0.01)}  # fmt: skip
+    assert doubled["db_ms_per_request"].verdict == "regressed"
