@@ -17,10 +17,13 @@ import pytest
 from perfsuite.config import parse_mysql_choice
 from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.gate import FAIL_ON
+from perfsuite.report.statements import statements_text
 from perfsuite.report.terminal import render_cost_table, render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
 from perfsuite.signals import cleanup_shield, note_interrupt
+from perfsuite.store.runs import encode_cost
 from perfsuite.testitem import (
+    COST_KEY,
     POOL_KEY,
     RESULTS_KEY,
     SESSION_KEY,
@@ -287,6 +290,10 @@ def pytest_runtest_makereport(
     pool = item.stash.get(POOL_KEY, None)
     if report.when == "call" and pool is not None:
         report.sections.append(("perfsuite: pool", pool.report()))
+    costs = item.stash.get(COST_KEY, {})
+    if report.when == "call" and costs:
+        text = "\n\n".join(statements_text(encode_cost(costs[i])) for i in sorted(costs))
+        report.sections.append(("perfsuite: cost (top statements)", text))
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.
         try:

@@ -23,13 +23,25 @@ from typing import Any
 from perfsuite.errors import StoreError
 from perfsuite.report.latest import test_charts
 from perfsuite.report.rows import rows
+from perfsuite.report.statements import statements_html
 from perfsuite.report.svg import Area, Axes, Line, VLine, chart
 from perfsuite.report.trends import Series, Shift, metric_info, trend_series
 from perfsuite.store.history import History, HistoryRun, redact
 
 __all__ = ["ReportInfo", "build_report"]
 
-LOAD_METRICS = ("p50", "p95", "p99", "rps", "error_rate")
+LOAD_METRICS = (
+    "p50",
+    "p95",
+    "p99",
+    "rps",
+    "error_rate",
+    # The whole test's ("*"): what a request cost, which hardly jitters.
+    "queries_per_request",
+    "rows_examined_per_request",
+    "db_ms_per_request",
+    "cpu_ms_per_request",
+)
 BENCH_METRICS = ("median", "ops")
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1240px;padding:16px;color:#222}
@@ -201,6 +213,11 @@ def _test_section(
         pool = entry.get("pool")
         if pool is not None and not pool["ok"]:
             parts.append(f'<pre class="LEAK">{html.escape(pool["report"])}</pre>')
+        costs = [c for c in entry.get("cost") or [] if c]
+        for i, cost in enumerate(costs):
+            which = f", load {i + 1}" if len(costs) > 1 else ""
+            parts.append(f"<h3>Cost per request and top statements{which}</h3>")
+            parts.append(statements_html(cost))
     parts.append("</section>")
     return "".join(parts), charts
 

@@ -18,8 +18,16 @@ def _ms(x: float | None) -> str:
 def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, profile: str) -> str:
     """The Markdown text of a run."""
     all_rows = [r for e in entries for r in rows(e)]
-    regressed = [
+    regressed: list[object] = [
         r for r in all_rows if r.verdict == "regressed" or r.slo == "FAIL" or r.pool == "LEAK"
+    ]
+    regressed += [  # a cost regression has no row of its own above
+        c
+        for e in entries
+        for where, cs in e.get("comparisons", {}).items()
+        if where.endswith("cost")
+        for c in cs
+        if c["verdict"] == "regressed"
     ]
     lines = [
         "## perfsuite",
@@ -68,4 +76,33 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
             f"{_ms(r.p95)} | {_ms(r.p99)} | {r.errors}/{r.requests} | {r.slo} | {r.verdict} | "
             f"{r.pool} |"
         )
+    lines += _cost_table(entries)
     return "\n".join(lines) + "\n"
+
+
+def _cost_table(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Cost per request, a line per load that has it (see the README's metric table)."""
+    out = []
+    for e in entries:
+        costs = e.get("cost") or []
+        for i, cost in enumerate(costs):
+            if cost is None:
+                continue
+            per = cost["per_request"]
+            name = e["id"].rsplit("::", 1)[-1] + (f" (load {i + 1})" if len(costs) > 1 else "")
+            cpu = per.get("cpu_ms_per_request")
+            out.append(
+                f"| `{name}` | {cost['requests']:,} | {per['queries_per_request']:.2f} | "
+                f"{per['rows_examined_per_request']:,.1f} | {per['db_ms_per_request']:.3f} | "
+                f"{int(per['no_index_used'] or 0):,} | {'-' if cpu is None else f'{cpu:.3f}'} |"
+            )
+    if not out:
+        return []
+    return [
+        "",
+        "Cost per request",
+        "",
+        "| test | requests | queries | rows examined | db ms | no index | CPU ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *out,
+    ]

@@ -33,6 +33,11 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "median": MetricInfo("median", "ms", True, True),
     "min": MetricInfo("min", "ms", True, True),
     "ops": MetricInfo("operations", "ops/s", True, False),
+    "queries_per_request": MetricInfo("queries per request", "", False, True),
+    "rows_examined_per_request": MetricInfo("rows examined per request", "", True, True),
+    "db_ms_per_request": MetricInfo("database time per request", "ms", True, True),
+    "cpu_ms_per_request": MetricInfo("service CPU per request", "ms", True, True),
+    "no_index_used": MetricInfo("statements without an index", "", False, True),
 }
 
 

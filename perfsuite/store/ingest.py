@@ -70,6 +70,14 @@ def record_points(record: Mapping[str, Any]) -> Iterator[PointRow]:
         pool = entry.get("pool")
         if pool is not None:
             yield test, "*", "pool_ok", 1.0 if pool["ok"] else 0.0
+        costs = entry.get("cost") or []
+        for i, cost in enumerate(costs):
+            if cost is None:
+                continue
+            where = "*" if len(costs) == 1 else f"* (load {i + 1})"
+            for metric, value in cost["per_request"].items():
+                if value is not None:
+                    yield test, where, metric, _finite(float(value))
         for series in entry.get("resources", []):
             if series.get("cpu_percent"):
                 yield test, "*", "cpu_max", max(series["cpu_percent"])

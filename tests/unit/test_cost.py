@@ -10,7 +10,9 @@ import pytest
 
 from perfsuite import MySQLServer
 from perfsuite.probes.statements import StatementProbe
+from perfsuite.report.html import build_report
 from perfsuite.stats.cost import DigestCounters, request_cost, statement_delta, status_delta
+from perfsuite.store.history import History, history_url
 
 from .conftest import REPO, SCHEMA
 
@@ -155,10 +157,23 @@ def test_cost_per_request_in_the_record_and_the_table(
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("ORDER_SERVICE_FAULT", "slow:0.01")
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--perf-profile=full")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-profile=full",
+        "--junitxml=junit.xml", "--perf-markdown=summary.md",
+    )  # fmt: skip
     out = result.stdout.str()
     assert result.ret == 0, out[-3000:]
     assert "cost per request" in out
+    junit = (pytester.path / "junit.xml").read_text()
+    assert '<property name="perf.cost.queries_per_request" value="3.0"' in junit
+    markdown = (pytester.path / "summary.md").read_text()
+    assert "| `test_order_query` | " in markdown.split("Cost per request")[1]
+    with History(history_url("reports/history.sqlite", pytester.path)) as history:
+        build_report(history, pytester.path / "index.html")
+    page = (pytester.path / "index.html").read_text()
+    assert "Cost per request and top statements" in page
+    assert "order_items" in page
+    assert "queries per request" in page  # its trend chart
     record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
     (cost,) = record["tests"][0]["cost"]
     answered = sum(
@@ -255,6 +270,9 @@ def test_the_faults_are_caught_by_cost_objectives(
     assert result.ret == (1 if failing else 0), out[-3000:]
     for line in failing:
         assert line in out
+    if failing:  # the failure report lists the costliest statements, pt-query-digest's way
+        assert "perfsuite: cost (top statements)" in out
+        assert "rows/call" in out
     record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
     (cost,) = record["tests"][0]["cost"]
     per = cost["per_request"]
