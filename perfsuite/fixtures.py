@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from perfsuite.config import Profile
-from perfsuite.errors import Interrupted, PerfsuiteError, PerfsuiteWarning
+from perfsuite.errors import Interrupted
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
-from perfsuite.probes.statements import StatementProbe, StatementSnapshot
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Base, Pairs, prepared_base, run_pairs
@@ -120,19 +118,6 @@ def _keeping_partial(stash: pytest.Stash, pairs: list[Pairs] | None = None) -> I
         raise
 
 
-def _cost_reading(probe: StatementProbe | None, *, first: bool) -> StatementSnapshot | None:
-    """The digests before (after emptying them, on a server of ours) or after a load."""
-    if probe is None:
-        return None
-    try:
-        if first:
-            probe.reset()
-        return probe.snapshot()
-    except PerfsuiteError as exc:  # said, not raised: the load and its verdict come first
-        warnings.warn(f"perfsuite: no database cost for this load: {exc}", PerfsuiteWarning, 2)
-        return None
-
-
 @pytest.fixture
 def perf_run(
     request: pytest.FixtureRequest, perf_session: PerfSession
@@ -147,22 +132,23 @@ def perf_run(
         if target is None and perf_session.ab.enabled:
             return run_ab(scenario, phases)
         loads = perf_session.loads
-        watch = sampler = probe = None
+        watch = sampler = meter = None
         if target is None:
             target = request.getfixturevalue("perf_service").base_url
             # The pool and the process are only ours to watch when the load went to our service.
             disabled = request.node.get_closest_marker("no_pool_check") is not None
             watch = loads.pool_watch(disabled=disabled)
             sampler = loads.resource_sampler()
-            probe = loads.statement_probe()
+            meter = loads.cost_meter()
         live = _live_line(request.config)
         if watch is not None:
             stash.setdefault(WATCHES_KEY, []).append(watch)
             watch.start()
-        before = _cost_reading(probe, first=True)
+        if meter is not None:
+            meter.start()
         if sampler is not None:
             sampler.start()
-        series = None
+        series = result = cost = None
         try:
             with _keeping_partial(stash):
                 result = loads.run(scenario, phases, target=target, progress=live)
@@ -173,18 +159,13 @@ def perf_run(
                 stash.setdefault(RESOURCES_KEY, []).append(series)
             if watch is not None:
                 watch.stop()
-            after = _cost_reading(probe, first=False)
-            if probe is not None:
-                probe.close()
+            if meter is not None:
+                cost = meter.stop(result, series.cpu_seconds if series is not None else None)
         results = stash.setdefault(RESULTS_KEY, [])
         results.append(result)
-        if probe is not None and before is not None and after is not None:
-            answered = sum(cell.answered for cell in result.cells)
-            cpu = series.cpu_seconds if series is not None else None
+        if cost is not None:
             # Keyed by the load's place among the test's results: loads elsewhere have none.
-            stash.setdefault(COST_KEY, {})[len(results) - 1] = probe.cost(
-                before, after, answered, cpu_seconds=cpu, endpoints=tuple(result.endpoints)
-            )
+            stash.setdefault(COST_KEY, {})[len(results) - 1] = cost
         return result
 
     def run_ab(scenario: Scenario, phases: Any) -> LoadResult:
@@ -206,10 +187,15 @@ def perf_run(
                     one,
                     seed=f"{request.node.nodeid} {len(done)}",
                     partial=done,
+                    costs=perf_session.loads.costs,
                 )
         finally:
             live.close()
-        stash.setdefault(RESULTS_KEY, []).extend(pairs.candidate)
+        results = stash.setdefault(RESULTS_KEY, [])
+        for result, cost in zip(pairs.candidate, pairs.candidate_cost, strict=True):
+            results.append(result)
+            if cost is not None:
+                stash.setdefault(COST_KEY, {})[len(results) - 1] = cost
         return pairs.candidate[-1]
 
     return run

@@ -21,7 +21,7 @@ from perfsuite.load.result import LoadResult
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.cost import RequestCost
-from perfsuite.stats.cost_compare import compare_cost
+from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
 from perfsuite.stats.levels import DIRECTIONS, current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
@@ -268,6 +268,14 @@ class Gate:
                 self.options,
                 alpha=share,
             )
+        for i, pairs in enumerate(loads):
+            base = [c.gated() for c in pairs.base_cost if c is not None]
+            candidate = [c.gated() for c in pairs.candidate_cost if c is not None]
+            if base and candidate:
+                where = "cost" if len(loads) == 1 else f"load {i + 1}, cost"
+                out[where] = compare_cost_pairs(
+                    base, candidate, alpha=share, tolerances=self.options.tolerances
+                )
         return out, list(dict.fromkeys(warnings))
 
     def save(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -75,7 +75,10 @@ def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
     for name in (*names, "compared"):
         table.add_column(name, justify="left" if name == "test" else "right")
     for entry in entries:
-        for i, cost in enumerate(entry.get("cost") or []):
+        costs = entry.get("cost") or []
+        if entry.get("ab") and costs:  # the candidate's rounds: their median, one line
+            costs = [_median_cost([c for c in costs if c])]
+        for i, cost in enumerate(costs):
             if cost is None:  # a load that went elsewhere
                 continue
             per = cost["per_request"]
@@ -86,7 +89,7 @@ def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
             )
             verdict = worst_verdict(compared or [])
             table.add_row(
-                name if len(entry["cost"]) == 1 else f"{name} (load {i + 1})",
+                name if len(costs) == 1 else f"{name} (load {i + 1})",
                 f"{cost['requests']:,}",
                 _per(per.get("queries_per_request")),
                 _per(per.get("rows_examined_per_request"), 1),
@@ -102,3 +105,13 @@ def render_interrupted(nodeid: str, described: Sequence[str]) -> str:
     """What the load of a test stopped by Ctrl-C or SIGTERM measured until then."""
     body = "\n\n".join(described)
     return f"\nperfsuite: {nodeid} was interrupted; what its load measured until then:\n{body}\n"
+
+
+def _median_cost(costs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """An A/B test's cost line: the median of its candidate rounds, metric by metric."""
+    per: dict[str, float | None] = {}
+    for name in costs[0]["per_request"]:
+        values = sorted(v for c in costs if (v := c["per_request"].get(name)) is not None)
+        per[name] = values[len(values) // 2] if values else None
+    requests = sorted(c["requests"] for c in costs)[len(costs) // 2]
+    return {"requests": requests, "per_request": per}

@@ -26,7 +26,9 @@ from perfsuite.load import LoadResult
 from perfsuite.provision import MySQLServer
 from perfsuite.provision.databases import copied_database
 from perfsuite.provision.worktree import git_worktree, resolve_ref
+from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.provisioning import Provisioning, started
+from perfsuite.stats.cost import RequestCost
 
 __all__ = ["SIDES", "ABOptions", "Base", "Pairs", "run_pairs"]
 
@@ -76,6 +78,9 @@ class Pairs:
     base: list[LoadResult] = field(default_factory=list)
     candidate: list[LoadResult] = field(default_factory=list)
     order: list[str] = field(default_factory=list)  # which side ran first in each pair
+    # Each round's cost per request, when the digests could be read (None: not measured).
+    base_cost: list[RequestCost | None] = field(default_factory=list)
+    candidate_cost: list[RequestCost | None] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -119,11 +124,13 @@ def run_pairs(
     *,
     seed: str,
     partial: list[Pairs] | None = None,
+    costs: CostProbes | None = None,
 ) -> Pairs:
     """Run ``options.pairs`` pairs of rounds, each pair on fresh processes of both builds.
 
     ``partial``: the pairs are appended to it first, so that the pairs run
-    before a Ctrl-C are not lost.
+    before a Ctrl-C are not lost. ``costs``: measure each round's cost on its
+    build's database (and its service's CPU).
     """
     rng = random.Random(zlib.crc32(seed.encode()))
     pairs = Pairs(base_label=base.label)
@@ -134,9 +141,11 @@ def run_pairs(
         rng.shuffle(order)
         with contextlib.ExitStack() as stack:
             urls: dict[str, str] = {}
+            meters: dict[str, CostMeter | None] = {}
             for side in order:
                 if side == "base" and base.url is not None:
                     urls[side] = base.url
+                    meters[side] = None  # its database is not ours to read
                     continue
                 server = base.server if side == "base" else candidate_server
                 assert server is not None
@@ -149,14 +158,32 @@ def run_pairs(
                     )
                 )
                 urls[side] = service.base_url
-            done = {side: run_one(urls[side]) for side in order}
+                meters[side] = costs.meter(server, service, sample_cpu=True) if costs else None
+            done = {side: _round(run_one, urls[side], meters[side]) for side in order}
         for side in order:
-            _refuse_a_failing_build(side, base.label, done[side])
+            _refuse_a_failing_build(side, base.label, done[side][0])
         # Only whole pairs count: a round whose partner never ran is no pair.
-        pairs.base.append(done["base"])
-        pairs.candidate.append(done["candidate"])
+        pairs.base.append(done["base"][0])
+        pairs.candidate.append(done["candidate"][0])
+        pairs.base_cost.append(done["base"][1])
+        pairs.candidate_cost.append(done["candidate"][1])
         pairs.order.append(order[0])
     return pairs
+
+
+def _round(
+    run_one: Callable[[str], LoadResult], url: str, meter: CostMeter | None
+) -> tuple[LoadResult, RequestCost | None]:
+    """One build's round, with its cost when it can be read."""
+    if meter is None:
+        return run_one(url), None
+    meter.start()
+    result = None
+    try:
+        result = run_one(url)
+    finally:
+        cost = meter.stop(result)
+    return result, cost
 
 
 def _refuse_a_failing_build(side: str, label: str, result: LoadResult) -> None:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from perfsuite.config import PerfConfig
-from perfsuite.errors import LoadGeneratorSaturated, PerfsuiteWarning
+from perfsuite.errors import LoadGeneratorSaturated
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
-from perfsuite.probes.statements import StatementProbe
+from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.provisioning import Provisioning
 
 __all__ = ["Loads", "flatten_phases"]
@@ -41,8 +40,7 @@ class Loads:
         self._pool_names = (
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
         )
-        self._cost_checked = False
-        self._cost_reason: str | None = None  # why the statement digests cannot be read
+        self.costs = CostProbes()
 
     def engine_options(self) -> EngineOptions:
         """The engine's limits, from ``[tool.perfsuite.load]`` and ``allowed_hosts``."""
@@ -109,27 +107,10 @@ class Loads:
             return DockerStatsSampler(service.container.get_wrapped_container())
         return ResourceSampler(service.pid) if service.pid is not None else None
 
-    def statement_probe(self) -> StatementProbe | None:
-        """A reader of the service database's statement digests, or None.
-
-        None when there is no server of ours, or when its performance_schema
-        cannot give them: said once a session, with how to turn it on.
-        """
+    def cost_meter(self) -> CostMeter | None:
+        """A meter of the test's load on the service's database, or None (no server of
+        ours, or no statement digests: said once a session)."""
         server = self._provisioning.mysql_server
         if server is None or self._provisioning.service is None:
             return None
-        if self._cost_checked and self._cost_reason is not None:
-            return None
-        probe = StatementProbe(server, server.database, owned=server.provider != "url")
-        if not self._cost_checked:
-            self._cost_checked = True
-            self._cost_reason = probe.available()
-            if self._cost_reason is not None:
-                probe.close()
-                warnings.warn(
-                    f"perfsuite: no database cost per request: {self._cost_reason}",
-                    PerfsuiteWarning,
-                    stacklevel=2,
-                )
-                return None
-        return probe
+        return self.costs.meter(server)

@@ -12,7 +12,8 @@
                 "ab": {"base": "<ref (sha)> or URL", "pairs": N,
                        "loads": [{"first": ["base" | "candidate", ...],
                                   "endpoints": {endpoint: {metric:
-                                      {"base": [...], "candidate": [...]}}}}]}}]}
+                                      {"base": [...], "candidate": [...]}}},
+                                  "cost": {"base": [{...} | null], "candidate": [...]}}]}}]}
 
 ``cost`` is what each load cost the service's database (statement digests
 of its schema, server counters) and CPU, in total and per answered request;
@@ -111,6 +112,17 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
                         for m in AB_METRICS
                     }
                     for e in endpoints
+                },
+                # Each round's cost per request (null: not measured), base and candidate.
+                "cost": {
+                    side: [
+                        None if c is None else {k: _num(v) for k, v in c.gated().items()}
+                        for c in costs
+                    ]
+                    for side, costs in (
+                        ("base", pairs.base_cost),
+                        ("candidate", pairs.candidate_cost),
+                    )
                 },
             }
         )

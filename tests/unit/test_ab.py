@@ -54,13 +54,14 @@ CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20));
 INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');
 """
 
-# {delay} is filled in per commit.
+# {delay} and {queries} are filled in per commit.
 SERVICE = """
-import argparse, json, time, urllib.parse
+import argparse, json, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pymysql
 
 DELAY_MS = {delay}
+QUERIES = {queries}
 args = argparse.ArgumentParser()
 args.add_argument("--port", type=int)
 args.add_argument("--mysql-url")
@@ -68,10 +69,11 @@ a = args.parse_args()
 u = urllib.parse.urlparse(a.mysql_url)
 conn = pymysql.connect(host=u.hostname, port=u.port, user=urllib.parse.unquote(u.username),
                        password=urllib.parse.unquote(u.password or ""), database=u.path[1:])
+conn.autocommit(True)
 with conn.cursor() as cur:
     cur.execute("SELECT DATABASE(), COUNT(*) FROM items")
     DATABASE, ROWS = cur.fetchone()
-conn.close()
+LOCK = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -81,6 +83,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             body = json.dumps({{"database": DATABASE, "rows": ROWS}}).encode()
         else:
+            with LOCK, conn.cursor() as cur:
+                for _ in range(QUERIES):
+                    cur.execute("SELECT name FROM items WHERE id = 1")
+                    cur.fetchall()
             time.sleep(DELAY_MS / 1000.0)
             body = b"ok"
         self.send_response(200)
@@ -129,8 +135,9 @@ def repo(pytester: pytest.Pytester, tmp_path: Path) -> tuple[Path, dict[str, str
     _git(root, "init", "-q")
     for name, value in (("user.email", "t@example.invalid"), ("user.name", "t")):
         _git(root, "config", name, value)
-    for delay in (2.0, 8.0):  # the second commit makes each request 6 ms slower
-        (root / "svc.py").write_text(SERVICE.format(delay=delay))
+    # The second commit makes each request 6 ms slower, and one query costlier.
+    for delay, queries in ((2.0, 1), (8.0, 2)):
+        (root / "svc.py").write_text(SERVICE.format(delay=delay, queries=queries))
         _git(root, "add", "-A")
         _git(root, "commit", "-q", "-m", f"{delay} ms")
     tmp = tmp_path / "inner-tmp"
@@ -176,26 +183,31 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     tmp, env = repo
     root = pytester.path
     done = _run(
-        root, env, "--perf-ab=HEAD~1", "--perf-ab-pairs=4", "--perf-markdown=pr.md",
+        root, env, "--perf-ab=HEAD~1", "--perf-ab-pairs=5", "--perf-markdown=pr.md",
         "--junitxml=junit.xml",
     )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "A/B against HEAD~1 (" in out
     assert "regression in work: p50 regressed: " in out
-    assert "paired t over 4 pairs (df 3)" in out
+    assert "regression in cost: queries_per_request regressed: 1.000 -> 2.000" in out
+    assert "paired t over 5 pairs (df 4)" in out
     assert (tmp_path / "databases").read_text().split().count("shop_ab_base") == 1
     assert "shop" in (tmp_path / "databases").read_text().split()
     # The run record has every pair of both builds.
     record = json.loads(sorted((root / "reports" / "runs").glob("*.json"))[-1].read_text())
     ab = record["tests"][0]["ab"]
-    assert ab["pairs"] == 4
+    assert ab["pairs"] == 5
     rounds = ab["loads"][0]["endpoints"]["work"]["p50"]
-    assert len(rounds["base"]) == len(rounds["candidate"]) == 4
+    assert len(rounds["base"]) == len(rounds["candidate"]) == 5
     assert all(c > b for b, c in zip(rounds["base"], rounds["candidate"], strict=True))
     assert sorted(set(ab["loads"][0]["first"])) <= ["base", "candidate"]
+    # Each round's cost, on its own build's database.
+    cost = ab["loads"][0]["cost"]
+    assert [c["queries_per_request"] for c in cost["base"]] == [1.0] * 5
+    assert [c["queries_per_request"] for c in cost["candidate"]] == [2.0] * 5
     # The table has one row for the test's endpoint; the summaries name the base.
-    assert sum("│ test_work " in line for line in out.splitlines()) == 1
+    assert sum("│ test_work " in line and "│ work " in line for line in out.splitlines()) == 1
     assert "A/B against `HEAD~1 (" in (root / "pr.md").read_text()
     assert 'name="perf.ab.base" value="HEAD~1 (' in (root / "junit.xml").read_text()
     # The HTML report draws the pairs.
@@ -220,6 +232,7 @@ def test_the_same_commit_on_both_sides_is_no_regression(
     assert done.returncode == 0, out
     assert " regressed:" not in out
     assert "A/B against HEAD (" in out
+    assert "queries_per_request unchanged: 2.000 -> 2.000" in out
     _assert_nothing_left(root, tmp)
 
 
