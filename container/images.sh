@@ -75,7 +75,7 @@ build_mariadb() {
     mkdir -p "$root/docker-entrypoint-initdb.d"
     rm -rf "$root/var/lib/mysql"/*  # initialised by the entry point, per container
     tar -C "$root" -c . | docker import \
-        --change 'CMD ["/entry.sh"]' --change 'EXPOSE 3306' \
+        --change 'ENTRYPOINT ["/entry.sh"]' --change 'CMD ["mariadbd"]' --change 'EXPOSE 3306' \
         --change "LABEL perfsuite.inputs=$hash" - "$MARIADB_IMAGE" > /dev/null
     rm -rf "$root"
     echo "images: built $MARIADB_IMAGE" >&2

@@ -4,8 +4,14 @@
 # either: MYSQL_ROOT_PASSWORD or MYSQL_ALLOW_EMPTY_PASSWORD, MYSQL_DATABASE,
 # MYSQL_USER and MYSQL_PASSWORD, scripts in /docker-entrypoint-initdb.d, port
 # 3306, and "ready for connections" logged twice: by a temporary server that
-# initialises the datadir, then by the real one.
+# initialises the datadir, then by the real one. As with the official image,
+# the container's command may be server options (`--performance-schema=ON`),
+# with or without `mysqld`/`mariadbd` before them.
 set -eu
+
+case "${1:-}" in
+    mysqld | mariadbd) shift ;;
+esac
 
 if [ -z "${MYSQL_ROOT_PASSWORD:-}" ] && [ -z "${MYSQL_ALLOW_EMPTY_PASSWORD:-}" ]; then
     echo "error: database is uninitialized and password option is not specified" >&2
@@ -64,4 +70,4 @@ if [ ! -d "$DATADIR/mysql" ]; then
 fi
 
 exec mariadbd --user=mysql --datadir="$DATADIR" --bind-address=0.0.0.0 --port=3306 \
-    --socket=/run/mysqld/mysqld.sock --skip-name-resolve
+    --socket=/run/mysqld/mysqld.sock --skip-name-resolve "$@"

@@ -18,7 +18,7 @@ from typing import Any
 
 from perfsuite.config import MySQLConfig, ServiceConfig
 from perfsuite.errors import DockerError
-from perfsuite.provision.server import MySQLServer
+from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer
 
 __all__ = [
     "MYSQL_ALIAS",
@@ -139,6 +139,9 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             root_password=ROOT_PASSWORD,
             dbname=config.database,
         )
+        # Statement digests for the cost per request (as the process provider);
+        # the official images pass options given as the command to the server.
+        .with_command(" ".join(SERVER_OPTIONS))
         .with_network(network)
         .with_network_aliases(MYSQL_ALIAS),
         3306,

@@ -28,7 +28,7 @@ from perfsuite.provision._proc import (
     stop_process,
     tail,
 )
-from perfsuite.provision.server import MySQLServer
+from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer
 from perfsuite.signals import note_interrupt
 
 __all__ = ["DATADIR_PREFIX", "find_mysqld", "mysql_process"]
@@ -142,10 +142,7 @@ def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) ->
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=128M",
         "--max-connections=500",
-        # Statement digests, for the cost per request (queries, rows examined,
-        # database time): MariaDB starts with performance_schema off.
-        "--performance-schema=ON",
-        "--performance-schema-consumer-statements-digest=ON",
+        *SERVER_OPTIONS,
     ]
     if binary.mariadb:
         argv += ["--innodb-doublewrite=0"]

@@ -15,7 +15,15 @@ from pymysql.constants import CLIENT
 
 from perfsuite.errors import ConfigError, MySQLError
 
-__all__ = ["MySQLServer", "parse_mysql_url"]
+__all__ = ["SERVER_OPTIONS", "MySQLServer", "parse_mysql_url"]
+
+# Options of every server perfsuite starts (process or container): statement
+# digests, for the cost per request (queries, rows examined, database time).
+# MariaDB starts with performance_schema off; MySQL on, but said all the same.
+SERVER_OPTIONS = (
+    "--performance-schema=ON",
+    "--performance-schema-consumer-statements-digest=ON",
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -95,6 +95,12 @@ def test_example_suite_runs_through_containers(alone: Any, tmp_path: Path) -> No
         (res,) = test["resources"]
         assert max(res["cpu_percent"]) > 0
         assert min(res["rss_mib"]) > 1
+        # The container's server has statement digests (options given as its command),
+        # and the container's CPU time from the Docker stats API.
+        (cost,) = test["cost"]
+        assert cost["per_request"]["queries_per_request"] >= 1
+        assert cost["per_request"]["cpu_ms_per_request"] > 0
+    assert "no database cost per request" not in out + result.stderr
 
 
 def test_a_leak_is_caught_through_containers(alone: Any, tmp_path: Path) -> None:
