@@ -144,6 +144,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="keep a regression without a rerun (one slow run of a noisy machine fails the test)",
     )
     group.addoption(
+        "--perf-no-cost",
+        dest="perf_no_cost",
+        action="store_true",
+        default=False,
+        help="no cost per request: servers perfsuite starts run without performance_schema, "
+        "and no statement digests are read",
+    )
+    group.addoption(
         "--perf-ab",
         dest="perf_ab",
         metavar="REF",

@@ -95,6 +95,8 @@ class MySQLConfig:
     sql_files: tuple[Path, ...] = ()
     seed: str | None = None
     startup_timeout: float = 60.0
+    # Statement digests for the cost per request: servers we start get performance_schema.
+    cost: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

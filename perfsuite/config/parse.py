@@ -44,6 +44,7 @@ _TOP_KEYS = {
     "slo",
     "pool",
     "resources",
+    "cost",
 }
 _RESOURCES_KEYS = {"cpu_limit", "memory_limit", "max_growth"}
 _MIB = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|KiB|MiB|GiB)?\s*(/min)?\s*$", re.IGNORECASE)
@@ -179,6 +180,9 @@ def _mysql_config(table: Mapping[str, Any], rootdir: Path, choice: str | None) -
     seed = _str(table, "seed", where, None)
     if seed is not None and ":" not in seed:
         raise ConfigError(f"{where}.seed: expected 'module:function', got {seed!r}")
+    cost = table.get("cost", True)
+    if not isinstance(cost, bool):
+        raise ConfigError(f"{where}.cost: expected true or false, got {cost!r}")
     return MySQLConfig(
         provider=provider,
         url=url,
@@ -191,6 +195,7 @@ def _mysql_config(table: Mapping[str, Any], rootdir: Path, choice: str | None) -
         startup_timeout=parse_duration(
             table.get("mysql_startup_timeout", "60s"), key=f"{where}.mysql_startup_timeout"
         ),
+        cost=cost,
     )
 
 
@@ -347,6 +352,7 @@ def load_config(
     mysql: str | None = None,
     mysql_image: str | None = None,
     baseline_dir: str | None = None,
+    cost: bool | None = None,
 ) -> PerfConfig:
     """Build the frozen config from the ``[tool.perfsuite]`` table and option overrides."""
     _check_keys(table, _TOP_KEYS, "[tool.perfsuite]")
@@ -357,6 +363,8 @@ def load_config(
     mysql_cfg = _mysql_config(table, rootdir, mysql)
     if mysql_image:
         mysql_cfg = MySQLConfig(**{**mysql_cfg.__dict__, "image": mysql_image})
+    if cost is not None:
+        mysql_cfg = MySQLConfig(**{**mysql_cfg.__dict__, "cost": cost})
     return PerfConfig(
         rootdir=rootdir,
         mysql=mysql_cfg,

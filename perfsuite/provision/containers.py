@@ -131,21 +131,18 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
         from testcontainers.mysql import MySqlContainer
 
     ensure_image(config.image)
-    container = _local_ports(
-        MySqlContainer(
-            config.image,
-            username=APP_USER,
-            password=APP_PASSWORD,
-            root_password=ROOT_PASSWORD,
-            dbname=config.database,
-        )
+    mysql = MySqlContainer(
+        config.image,
+        username=APP_USER,
+        password=APP_PASSWORD,
+        root_password=ROOT_PASSWORD,
+        dbname=config.database,
+    )
+    if config.cost:
         # Statement digests for the cost per request (as the process provider);
         # the official images pass options given as the command to the server.
-        .with_command(" ".join(SERVER_OPTIONS))
-        .with_network(network)
-        .with_network_aliases(MYSQL_ALIAS),
-        3306,
-    )
+        mysql = mysql.with_command(" ".join(SERVER_OPTIONS))
+    container = _local_ports(mysql.with_network(network).with_network_aliases(MYSQL_ALIAS), 3306)
     try:
         container.start()
     except Exception as exc:  # docker/testcontainers errors, translated at this boundary

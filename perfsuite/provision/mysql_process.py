@@ -121,7 +121,9 @@ def _socket_dir(workdir: Path) -> Path:
     return owned_tempdir("psm-", Path("/tmp"))
 
 
-def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) -> list[str]:
+def _server_argv(
+    binary: _Binary, workdir: Path, socket_dir: Path, port: int, *, cost: bool = True
+) -> list[str]:
     argv = [
         binary.mysqld,
         "--no-defaults",
@@ -142,7 +144,7 @@ def _server_argv(binary: _Binary, workdir: Path, socket_dir: Path, port: int) ->
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=128M",
         "--max-connections=500",
-        *SERVER_OPTIONS,
+        *(SERVER_OPTIONS if cost else ()),
     ]
     if binary.mariadb:
         argv += ["--innodb-doublewrite=0"]
@@ -219,7 +221,8 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
         for attempt in range(3):
             port = config.port or free_port()
             proc = start_process(
-                _server_argv(binary, workdir, socket_dir, port), log_path=workdir / "server.log"
+                _server_argv(binary, workdir, socket_dir, port, cost=config.cost),
+                log_path=workdir / "server.log",
             )
             try:
                 _wait_ready(proc, port, workdir, config.startup_timeout)

@@ -69,6 +69,7 @@ class PerfSession:
             mysql=_option(config, "perf_mysql"),
             mysql_image=config.getoption("perf_mysql_image", default=None),
             baseline_dir=config.getoption("perf_baseline_dir", default=None),
+            cost=False if config.getoption("perf_no_cost", default=False) else None,
         )
         self.ab = ABOptions(
             ref=config.getoption("perf_ab", default=None),

@@ -67,7 +67,8 @@ class CostMeter:
 class CostProbes:
     """Makes statement probes; whether the server can give digests is asked once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled  # [tool.perfsuite] cost, --perf-no-cost
         self._checked = False
         self._reason: str | None = None  # why the statement digests cannot be read
 
@@ -76,7 +77,7 @@ class CostProbes:
     ) -> CostMeter | None:
         """A meter of loads on ``server``'s database, or None when it has no digests
         (said once a session, with how to turn them on)."""
-        if self._checked and self._reason is not None:
+        if not self.enabled or (self._checked and self._reason is not None):
             return None
         probe = StatementProbe(server, server.database, owned=server.provider != "url")
         if not self._checked:

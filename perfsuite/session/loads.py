@@ -40,7 +40,7 @@ class Loads:
         self._pool_names = (
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
         )
-        self.costs = CostProbes()
+        self.costs = CostProbes(enabled=config.mysql.cost)
 
     def engine_options(self) -> EngineOptions:
         """The engine's limits, from ``[tool.perfsuite.load]`` and ``allowed_hosts``."""

@@ -389,3 +389,29 @@ def test_cost_comparison_counts_and_times() -> None:
     doubled = {c.metric: c for c in compare_cost({**base, "db_ms_per_request": 0.60}, noisy,
                                                   alpha=0.01)}  # fmt: skip
     assert doubled["db_ms_per_request"].verdict == "regressed"
+
+
+def test_no_cost_starts_the_server_without_performance_schema(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--perf-no-cost``: the throwaway server runs without performance_schema (its
+    overhead gone), no digests are read, and nothing warns about it."""
+    pytester.makepyprojecttoml(PROJECT)
+    pytester.makeconftest(CONFTEST)
+    body = TESTS.replace('"4s"', '"1s"') + (
+        "    (row,) = perf_mysql.query('SELECT @@performance_schema', admin=True)\n"
+        "    assert row[0] == 0\n"
+    )
+    fixtures = "perf_run, perf_phases, perf_seed"
+    pytester.makepyfile(test_cost=body.replace(fixtures, fixtures + ", perf_mysql"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--perf-profile=full", "--perf-no-cost"
+    )
+    out = result.stdout.str()
+    assert result.ret == 0, out[-3000:]
+    assert "no database cost" not in out
+    assert "cost per request" not in out
+    record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
+    assert "cost" not in record["tests"][0]
