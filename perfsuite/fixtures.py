@@ -151,7 +151,7 @@ def perf_run(
         series = result = cost = None
         try:
             with _keeping_partial(stash):
-                result = loads.run(scenario, phases, target=target, progress=live)
+                result = loads.run(scenario, phases, target=target, progress=live, meter=meter)
         finally:
             live.close()
             if sampler is not None:

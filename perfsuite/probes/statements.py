@@ -125,14 +125,15 @@ class StatementProbe:
                 raise MySQLError(f"cannot empty the statement digests: {exc}") from exc
 
     def snapshot(self) -> StatementSnapshot:
-        """Read the counters, then the digests of the service's schema."""
+        """Read the digests of the service's schema, then the server's counters."""
         with self._lock, self._conn.cursor() as cur:
             try:
+                # The digests first: at a phase boundary they are what must be on time.
+                self._execute(cur, _DIGESTS, (self.database,))
+                rows = cur.fetchall()
                 self._execute(cur, _STATUS)
                 status = {str(k): int(v) for k, v in cur.fetchall()}
                 own = self._issued
-                self._execute(cur, _DIGESTS, (self.database,))
-                rows = cur.fetchall()
             except pymysql.MySQLError as exc:
                 raise MySQLError(f"cannot read the statement digests: {exc}") from exc
         digests: dict[str, DigestCounters] = {}

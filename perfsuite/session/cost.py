@@ -7,14 +7,18 @@ own database).
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
 import warnings
+from collections.abc import Sequence
 
 from perfsuite.errors import PerfsuiteError, PerfsuiteWarning
 from perfsuite.load import LoadResult
 from perfsuite.probes.resources import ResourceSampler
 from perfsuite.probes.statements import StatementProbe, StatementSnapshot
 from perfsuite.provision import MySQLServer, Service
-from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.cost import RequestCost, phase_cost
 
 __all__ = ["CostMeter", "CostProbes"]
 
@@ -26,6 +30,26 @@ class CostMeter:
         self.probe = probe
         self.sampler = sampler  # CPU of the service, when the caller does not sample it
         self._before: StatementSnapshot | None = None
+        self._boundaries: list[StatementSnapshot | None] = []  # at each phase's end but the last
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def plan(self, start_ns: int, durations: Sequence[float]) -> None:
+        """Read the digests at each boundary between phases (the load starts at
+        ``start_ns`` on ``time.perf_counter_ns()``'s clock): the cost per phase."""
+        ends, at = [], start_ns
+        for seconds in durations[:-1]:
+            at += int(seconds * 1e9)
+            ends.append(at)
+
+        def read_at_boundaries() -> None:
+            for end in ends:
+                if self._quit.wait(max(0.0, (end - time.perf_counter_ns()) / 1e9)):
+                    return
+                self._boundaries.append(self._read(first=False))
+
+        self._thread = threading.Thread(target=read_at_boundaries, name="perfsuite-cost")
+        self._thread.start()
 
     def _read(self, *, first: bool) -> StatementSnapshot | None:
         try:
@@ -47,6 +71,9 @@ class CostMeter:
     ) -> RequestCost | None:
         """The load's cost (None when it did not finish or the digests could not be read)."""
         try:
+            self._quit.set()
+            if self._thread is not None:
+                self._thread.join(timeout=10)
             if self.sampler is not None:
                 cpu_seconds = self.sampler.stop().cpu_seconds
             after = self._read(first=False) if self._before is not None else None
@@ -55,13 +82,31 @@ class CostMeter:
         if result is None or self._before is None or after is None:
             return None
         answered = sum(cell.answered for cell in result.cells)
-        return self.probe.cost(
+        cost = self.probe.cost(
             self._before,
             after,
             answered,
             cpu_seconds=cpu_seconds,
             endpoints=tuple(result.endpoints),
         )
+        return self._by_phase(cost, result, after)
+
+    def _by_phase(
+        self, cost: RequestCost, result: LoadResult, after: StatementSnapshot
+    ) -> RequestCost:
+        """The load's cost with each phase's, when every boundary was read."""
+        readings = [self._before, *self._boundaries, after]
+        if len(readings) != len(result.phases) + 1 or any(r is None for r in readings):
+            return cost  # one phase, an interrupted load, or a failed reading
+        phases = []
+        for i, phase in enumerate(result.phases):
+            before, end = readings[i], readings[i + 1]
+            assert before is not None
+            assert end is not None
+            answered = sum(c.answered for c in result.cells if c.phase == phase.name)
+            part = self.probe.cost(before, end, answered)
+            phases.append(phase_cost(phase.name, phase.role, part))
+        return dataclasses.replace(cost, phases=tuple(phases))
 
 
 class CostProbes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,18 +62,28 @@ class Loads:
         *,
         target: str,
         progress: Callable[[Progress], None] | None = None,
+        meter: CostMeter | None = None,
     ) -> LoadResult:
         """Run the phases; a saturated generator is an error, not a verdict on the service.
 
         Ctrl-C raises :class:`~perfsuite.errors.Interrupted` with the partial result.
         """
+        flat = flatten_phases(phases)
+        # With a meter of the load's cost, the first phase starts at a moment chosen
+        # here (after the workers' start-up), so that it knows each phase boundary.
+        start_ns = None
+        if meter is not None:
+            lead = 300_000_000 if self.config.load.workers > 1 else 50_000_000
+            start_ns = time.perf_counter_ns() + lead
+            meter.plan(start_ns, [p.duration for p in flat])
         result = run_parallel(
             target,
             scenario,
-            flatten_phases(phases),
+            flat,
             options=self.engine_options(),
             workers=self.config.load.workers,
             progress=progress,
+            start_at_ns=start_ns,
         )
         if result.saturated:
             raise LoadGeneratorSaturated(

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 __all__ = [
     "STATUS_COUNTERS",
     "DigestCounters",
+    "PhaseCost",
     "RequestCost",
     "StatementCost",
+    "phase_cost",
     "request_cost",
     "statement_delta",
     "status_delta",
@@ -139,6 +141,43 @@ def status_delta(
 
 
 @dataclass(frozen=True, kw_only=True)
+class PhaseCost:
+    """One phase of a load: its statements' totals and the requests answered in it."""
+
+    phase: str
+    role: str  # "measure", "warmup" or "cooldown"
+    requests: int
+    queries: int
+    rows_examined: int
+    db_ms: float
+    no_index_used: int
+
+    def metrics(self) -> dict[str, float]:
+        """Per answered request, as :meth:`RequestCost.metrics` names them (no CPU)."""
+        n = self.requests
+        per = (lambda x: x / n) if n else (lambda x: float("nan"))
+        return {
+            "queries_per_request": per(self.queries),
+            "rows_examined_per_request": per(self.rows_examined),
+            "db_ms_per_request": per(self.db_ms),
+            "no_index_used": float(self.no_index_used),
+        }
+
+
+def phase_cost(phase: str, role: str, cost: RequestCost) -> PhaseCost:
+    """A phase's totals, from the cost of its window."""
+    return PhaseCost(
+        phase=phase,
+        role=role,
+        requests=cost.requests,
+        queries=cost.queries,
+        rows_examined=sum(s.rows_examined for s in cost.statements),
+        db_ms=sum(s.total_ms for s in cost.statements),
+        no_index_used=cost.no_index_used,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class RequestCost:
     """The database's and the service's work over a window, and per answered request."""
 
@@ -147,6 +186,7 @@ class RequestCost:
     statements: tuple[StatementCost, ...] = ()
     status: Mapping[str, int] = field(default_factory=dict)
     cpu_seconds: float | None = None  # the service's process tree (or container)
+    phases: tuple[PhaseCost, ...] = ()  # each phase's, when its boundaries were read
 
     @property
     def queries(self) -> int:
@@ -188,23 +228,39 @@ class RequestCost:
             return None
         return self._per(self.cpu_seconds * 1000.0)
 
-    def gated(self) -> dict[str, float]:
-        """The metrics the gate compares (no-index calls per request, not their count)."""
-        out = {k: v for k, v in self.metrics().items() if k != "no_index_used"}
-        out["no_index_per_request"] = self.no_index_per_request
-        return out
+    def measured(self) -> PhaseCost:
+        """The measured phases together when each phase was read (warm-up apart),
+        else the whole load."""
+        phases = [p for p in self.phases if p.role == "measure"]
+        if not phases or not sum(p.requests for p in phases):
+            phases = [phase_cost("load", "measure", self)]
+        return PhaseCost(
+            phase="measured",
+            role="measure",
+            requests=sum(p.requests for p in phases),
+            queries=sum(p.queries for p in phases),
+            rows_examined=sum(p.rows_examined for p in phases),
+            db_ms=sum(p.db_ms for p in phases),
+            no_index_used=sum(p.no_index_used for p in phases),
+        )
 
     def metrics(self) -> dict[str, float]:
-        """The per-request numbers by name, as SLOs and the gate know them."""
-        out = {
-            "queries_per_request": self.queries_per_request,
-            "rows_examined_per_request": self.rows_examined_per_request,
-            "db_ms_per_request": self.db_ms_per_request,
-            "no_index_used": float(self.no_index_used),
-        }
+        """The per-request numbers by name, as SLOs and the gate know them: over the
+        measured phases when each phase was read (warm-up apart), else the whole load;
+        CPU over the whole load."""
+        out = self.measured().metrics()
         cpu = self.cpu_ms_per_request
         if cpu is not None:
             out["cpu_ms_per_request"] = cpu
+        return out
+
+    def gated(self) -> dict[str, float]:
+        """The metrics the gate compares (no-index calls per request, not their count)."""
+        measured = self.measured()
+        out = {k: v for k, v in self.metrics().items() if k != "no_index_used"}
+        out["no_index_per_request"] = (
+            measured.no_index_used / measured.requests if measured.requests else float("nan")
+        )
         return out
 
 

@@ -137,6 +137,15 @@ def encode_cost(cost: RequestCost, *, top: int = 20) -> dict[str, Any]:
         "queries": cost.queries,
         "cpu_seconds": None if cost.cpu_seconds is None else _num(cost.cpu_seconds),
         "status": dict(cost.status),
+        "phases": [
+            {
+                "phase": p.phase,
+                "role": p.role,
+                "requests": p.requests,
+                "per_request": {name: _num(value) for name, value in p.metrics().items()},
+            }
+            for p in cost.phases
+        ],
         "statements": [
             {
                 "digest": s.digest,

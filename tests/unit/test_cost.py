@@ -142,7 +142,8 @@ def order(ctx):
 def test_order_query(perf_run, perf_phases, perf_seed):
     scenario = Scenario(Request(name="order_query", build=order, status={200}),
                         data={"order": list(perf_seed.orders)}, seed=1)
-    perf_run(scenario, [perf_phases.constant(rate=200, duration="4s")])
+    perf_run(scenario, [perf_phases.warmup(rate=100, duration="1s"),
+                        perf_phases.constant(rate=200, duration="4s")])
 """
 
 
@@ -165,7 +166,7 @@ def test_cost_per_request_in_the_record_and_the_table(
     assert result.ret == 0, out[-3000:]
     assert "cost per request" in out
     junit = (pytester.path / "junit.xml").read_text()
-    assert '<property name="perf.cost.queries_per_request" value="3.0"' in junit
+    assert '<property name="perf.cost.queries_per_request" value="' in junit
     markdown = (pytester.path / "summary.md").read_text()
     assert "| `test_order_query` | " in markdown.split("Cost per request")[1]
     with History(history_url("reports/history.sqlite", pytester.path)) as history:
@@ -181,8 +182,16 @@ def test_cost_per_request_in_the_record_and_the_table(
         for c in record["tests"][0]["loads"][0]["cells"]
     )
     assert cost["requests"] == answered > 100
+    # Over the whole load, exactly; per request over the measured phase (the steady
+    # one, warm-up apart), give or take a request at its boundary.
     assert cost["queries"] == 3 * cost["requests"], cost["statements"]
-    assert cost["per_request"]["queries_per_request"] == 3.0
+    assert abs(cost["per_request"]["queries_per_request"] - 3.0) < 0.02
+    # Each phase read at its boundary: requests in flight across it are a handful.
+    warmup, steady = cost["phases"]
+    assert (warmup["phase"], warmup["role"], steady["role"]) == ("warmup", "warmup", "measure")
+    assert warmup["requests"] + steady["requests"] == cost["requests"]
+    for phase in (warmup, steady):
+        assert abs(phase["per_request"]["queries_per_request"] - 3.0) < 0.02, phase
     assert cost["per_request"]["rows_examined_per_request"] > 0
     assert cost["per_request"]["cpu_ms_per_request"] > 0
     assert cost["per_request"]["no_index_used"] == 0
@@ -329,7 +338,9 @@ def test_one_extra_query_per_item_regresses_in_one_run_against_one_baseline_run(
     assert saved.ret == 0, saved.stdout.str()[-3000:]
     (baseline,) = (pytester.path / "baselines").glob("*.json")
     (stored,) = json.loads(baseline.read_text())["runs"]
-    assert stored["cost"][0]["queries_per_request"] == 2.0
+    # Warm-up apart: the steady phase's, read at its boundary (a request or so of
+    # the warm-up's may land in it, or of its own in the warm-up).
+    assert abs(stored["cost"][0]["queries_per_request"] - 2.0) < 0.01
 
     same = pytester.runpytest_subprocess(*args, "--perf-compare")
     out = same.stdout.str()
@@ -343,7 +354,7 @@ def test_one_extra_query_per_item_regresses_in_one_run_against_one_baseline_run(
     slower = pytester.runpytest_subprocess(*args, "--perf-compare")
     out = slower.stdout.str()
     assert slower.ret == 1, out[-3000:]
-    assert "queries_per_request regressed: 2.000 -> " in out
+    assert "queries_per_request regressed: " in out
     assert "confirmed by a rerun" in out
     record = json.loads(sorted((pytester.path / "reports" / "runs").glob("*.json"))[-1].read_text())
     comparisons = record["tests"][0]["comparisons"]
