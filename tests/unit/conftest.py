@@ -52,6 +52,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 SCHEMA = REPO / "examples" / "order_service" / "schema.sql"
+# A project of the example order service on the throwaway MariaDB; its service
+# table comes last, so that a test may add keys to it.
+ORDER_PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+database = "orders"
+sql = ["{SCHEMA}"]
+
+[tool.perfsuite.service]
+command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
+cwd = "{REPO}"
+health = "/health"
+startup_timeout = "30s"
+"""
 ORDER_SERVICE = (
     "{python}",
     "-m",

@@ -14,7 +14,7 @@ from perfsuite.report.html import build_report
 from perfsuite.stats.cost import DigestCounters, request_cost, statement_delta, status_delta
 from perfsuite.store.history import History, history_url
 
-from .conftest import REPO, SCHEMA
+from .conftest import ORDER_PROJECT, REPO
 
 # -- the arithmetic -----------------------------------------------------------
 
@@ -111,17 +111,7 @@ def test_a_known_workload_is_counted_exactly(mariadb: MySQLServer, order_data: o
 
 # -- through the plugin -------------------------------------------------------
 
-PROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{SCHEMA}"]
-
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
-health = "/health"
-startup_timeout = "30s"
-"""
+PROJECT = ORDER_PROJECT
 
 CONFTEST = """
 import pytest

@@ -22,22 +22,15 @@ import pytest
 
 from perfsuite.store.history import History, history_url
 
-from .conftest import REPO, SCHEMA, signal_and_wait, start_in_own_group
+from .conftest import ORDER_PROJECT, signal_and_wait, start_in_own_group
 
 pytest_plugins = ["pytester"]
 # How fast Ctrl-C gives the terminal back is a time: measured alone on the machine.
 pytestmark = pytest.mark.exclusive
 
-PYPROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{SCHEMA}"]
-
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
-cwd = "{REPO}"
-env = {{ ORDER_SERVICE_MARK = "lifecycle" }}
+PYPROJECT = (
+    ORDER_PROJECT
+    + """env = { ORDER_SERVICE_MARK = "lifecycle" }
 pass_env = ["ORDER_SERVICE_FAULT"]
 
 [tool.perfsuite.pool]
@@ -47,6 +40,7 @@ timeout = "30s"
 [tool.perfsuite.load]
 workers = 1
 """
+)
 
 TESTS = """
 import os, pathlib, time
