@@ -48,7 +48,10 @@ class CostMeter:
                     return
                 self._boundaries.append(self._read(first=False))
 
-        self._thread = threading.Thread(target=read_at_boundaries, name="perfsuite-cost")
+        # A daemon: a reading stuck on a vanished server must not keep the process alive.
+        self._thread = threading.Thread(
+            target=read_at_boundaries, name="perfsuite-cost", daemon=True
+        )
         self._thread.start()
 
     def _read(self, *, first: bool) -> StatementSnapshot | None:

@@ -137,12 +137,14 @@ def test_order_query(perf_run, perf_phases, perf_seed):
 """
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_cost_per_request_in_the_record_and_the_table(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     """The order query runs three statements with the ``slow`` fault (the sleep,
-    the order, its items): 3.00 queries per request in the run record."""
-    pytester.makepyprojecttoml(PROJECT)
+    the order, its items): 3.00 queries per request in the run record, and per
+    phase (also when load worker processes share the phases' start)."""
+    pytester.makepyprojecttoml(PROJECT + f"\n[tool.perfsuite.load]\nworkers = {workers}\n")
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_cost=TESTS)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
