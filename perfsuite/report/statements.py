@@ -11,7 +11,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["cost_line", "statements_html", "statements_text"]
+__all__ = ["cost_line", "statements_html", "statements_text", "status_line"]
 
 _WIDTH = 90  # of the statement's text in the terminal
 
@@ -55,10 +55,45 @@ def cost_line(cost: Mapping[str, Any]) -> str:
     return f"per request ({cost['requests']:,} answered): {', '.join(parts)}{tail}"
 
 
+def status_line(cost: Mapping[str, Any]) -> str:
+    """The server's counters' growth during the load, those that moved (or none)."""
+    moved = [f"{name} +{value:,}" for name, value in (cost.get("status") or {}).items() if value]
+    return "server counters: " + (", ".join(moved) if moved else "none moved")
+
+
+def _phase_rows(cost: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, str, str]]:
+    rows = []
+    for p in cost.get("phases") or []:
+        per = p["per_request"]
+        rows.append(
+            (
+                p["phase"],
+                p["role"],
+                f"{p['requests']:,}",
+                "-" if per["queries_per_request"] is None else f"{per['queries_per_request']:.2f}",
+                "-"
+                if per["rows_examined_per_request"] is None
+                else f"{per['rows_examined_per_request']:,.1f}",
+                "-" if per["db_ms_per_request"] is None else f"{per['db_ms_per_request']:.3f}",
+                f"{int(per['no_index_used'] or 0):,}",
+            )
+        )
+    return rows
+
+
 def statements_text(cost: Mapping[str, Any], *, top: int = 10) -> str:
     """A fixed-width table of the costliest statements, for the terminal."""
-    lines = [
-        cost_line(cost),
+    lines = [cost_line(cost), status_line(cost)]
+    phases = _phase_rows(cost)
+    if phases:
+        lines.append(
+            f"{'phase':<16} {'role':<8} {'requests':>9} {'queries':>8} {'rows ex':>9} "
+            f"{'db ms':>7} {'no idx':>6}   (per request)"
+        )
+        lines += [
+            f"{n:<16} {r:<8} {q:>9} {a:>8} {b:>9} {c:>7} {d:>6}" for n, r, q, a, b, c, d in phases
+        ]
+    lines += [
         f"{'rank':>4} {'calls':>8} {'per req':>8} {'total ms':>10} {'max ms':>8} "
         f"{'rows/call':>9} {'no idx':>6}  statement",
     ]
@@ -88,7 +123,18 @@ def statements_html(cost: Mapping[str, Any], *, top: int = 20) -> str:
             f"<td class=n>{_ms(r['max_ms'])}</td><td class=n>{r['rows_per_call']:,.1f}</td>"
             f"<td class=n>{r['no_index']:,}</td><td><code>{html.escape(r['text'])}</code></td></tr>"
         )
+    phases = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>"
+        for row in _phase_rows(cost)
+    )
+    phase_table = (
+        "<table><tr><th>phase</th><th>role</th><th>requests</th><th>queries / request</th>"
+        "<th>rows examined / request</th><th>db ms / request</th><th>no index</th></tr>"
+        f"{phases}</table>"
+        if phases
+        else ""
+    )
     return (
-        f"<p>{html.escape(cost_line(cost))}</p>"
-        f"<table class=statements>{head}{''.join(body)}</table>"
+        f"<p>{html.escape(cost_line(cost))}<br>{html.escape(status_line(cost))}</p>"
+        f"{phase_table}<table class=statements>{head}{''.join(body)}</table>"
     )

@@ -133,6 +133,7 @@ def encode_cost(cost: RequestCost, *, top: int = 20) -> dict[str, Any]:
     """One load's cost, JSON-ready: per request, totals, and its costliest statements."""
     return {
         "requests": cost.requests,
+        "endpoints": list(cost.endpoints),
         "per_request": {name: _num(value) for name, value in cost.metrics().items()},
         "queries": cost.queries,
         "cpu_seconds": None if cost.cpu_seconds is None else _num(cost.cpu_seconds),

@@ -418,3 +418,63 @@ def test_no_cost_starts_the_server_without_performance_schema(
     assert "cost per request" not in out
     record = json.loads(next((pytester.path / "reports" / "runs").glob("*.json")).read_text())
     assert "cost" not in record["tests"][0]
+
+
+def test_the_top_statements_read_like_pt_query_digest() -> None:
+    from perfsuite.report.statements import statements_html, statements_text
+    from perfsuite.stats.cost import PhaseCost, RequestCost, StatementCost
+    from perfsuite.store.runs import encode_cost
+
+    def statement(text: str, calls: int, total: float, rows: int, scans: int) -> StatementCost:
+        return StatementCost(digest=text, text=text, calls=calls, total_ms=total, max_ms=None,
+                             rows_examined=rows, rows_sent=calls, no_index_used=scans,
+                             no_good_index_used=0, tmp_disk_tables=0, sort_merge_passes=0,
+                             errors=0)  # fmt: skip
+
+    cost = RequestCost(
+        requests=1000,
+        statements=(
+            statement("SELECT * FROM `orders` WHERE `id` + ? = ?", 1000, 900.0, 5_000_000, 1000),
+            statement(
+                "SELECT `sku_id` FROM `order_items` WHERE `order_id` = ?", 1000, 80.0, 2000, 0
+            ),
+        ),
+        status={"Questions": 2000, "Select_scan": 1000, "Slow_queries": 0},
+        cpu_seconds=0.5,
+        phases=(
+            PhaseCost(
+                phase="warmup",
+                role="warmup",
+                requests=200,
+                queries=400,
+                rows_examined=1_000_400,
+                db_ms=250.0,
+                no_index_used=200,
+            ),
+            PhaseCost(
+                phase="steady",
+                role="measure",
+                requests=800,
+                queries=1600,
+                rows_examined=4_001_600,
+                db_ms=730.0,
+                no_index_used=800,
+            ),
+        ),
+    )
+    encoded = encode_cost(cost)
+    # SLOs and the gate read the measured phase: the warm-up's cold reads apart.
+    assert encoded["per_request"]["db_ms_per_request"] == 730.0 / 800
+    assert encoded["per_request"]["cpu_ms_per_request"] == 0.5
+    text = statements_text(encoded)
+    lines = text.splitlines()
+    assert lines[0].startswith("per request (1,000 answered): 2.00 queries, 5,002.0 rows")
+    assert lines[0].endswith("800 statements without an index")
+    assert lines[1] == "server counters: Questions +2,000, Select_scan +1,000"
+    assert lines[3].split() == ["warmup", "warmup", "200", "2.00", "5,002.0", "1.250", "200"]
+    rank1 = next(line for line in lines if line.lstrip().startswith("1 "))
+    assert rank1.split()[:7] == ["1", "1,000", "1.00", "900.00", "-", "5,000.0", "1,000"]
+    assert "`id` + ? = ?" in rank1
+    page = statements_html(encoded)
+    assert '<tr class="FAIL">' in page  # the scan stands out
+    assert "<td>steady</td><td>measure</td><td>800</td>" in page
