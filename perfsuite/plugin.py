@@ -299,12 +299,12 @@ def pytest_runtest_makereport(
     if report.when == "call" and pool is not None:
         report.sections.append(("perfsuite: pool", pool.report()))
     costs = item.stash.get(COST_KEY, {})
-    if report.when == "call" and costs:
-        text = "\n\n".join(statements_text(encode_cost(costs[i])) for i in sorted(costs))
-        report.sections.append(("perfsuite: cost (top statements)", text))
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.
         try:
+            if costs:
+                text = "\n\n".join(statements_text(encode_cost(costs[i])) for i in sorted(costs))
+                report.sections.append(("perfsuite: cost (top statements)", text))
             report.perfsuite_entry = entry(item, report.outcome)  # type: ignore[attr-defined]
         except Exception:  # a fault of ours fails this test, loudly, not the whole session
             report.outcome = "failed"

@@ -151,6 +151,13 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             container.stop()
         if exited:
             raise DockerError(f"the MySQL container {config.image} did not start{exited}") from exc
+        if config.cost and "executable file not found" in str(exc):
+            raise DockerError(
+                f"the MySQL container {config.image} did not start: the image does not take "
+                f"server options as its command ({SERVER_OPTIONS[0]} ...), as the official "
+                f"mysql and mariadb images do; give such an image, or start it without them: "
+                f"[tool.perfsuite] cost = false or --perf-no-cost"
+            ) from exc
         raise _docker_error(f"cannot start the MySQL container {config.image}", exc) from exc
     try:
         yield MySQLServer(

@@ -15,6 +15,10 @@ def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
 def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, profile: str) -> str:
     """The Markdown text of a run."""
     all_rows = [r for e in entries for r in rows(e)]
@@ -90,12 +94,17 @@ def _cost_table(entries: Sequence[dict[str, Any]]) -> list[str]:
                 continue
             per = cost["per_request"]
             name = e["id"].rsplit("::", 1)[-1] + (f" (load {i + 1})" if len(costs) > 1 else "")
-            cpu = per.get("cpu_ms_per_request")
-            out.append(
-                f"| `{name}` | {cost['requests']:,} | {per['queries_per_request']:.2f} | "
-                f"{per['rows_examined_per_request']:,.1f} | {per['db_ms_per_request']:.3f} | "
-                f"{int(per['no_index_used'] or 0):,} | {'-' if cpu is None else f'{cpu:.3f}'} |"
-            )
+            cells = [
+                _num(per.get(key), spec)
+                for key, spec in (
+                    ("queries_per_request", ".2f"),
+                    ("rows_examined_per_request", ",.1f"),
+                    ("db_ms_per_request", ".3f"),
+                    ("no_index_used", ",.0f"),
+                    ("cpu_ms_per_request", ".3f"),
+                )
+            ]
+            out.append(f"| `{name}` | {cost['requests']:,} | " + " | ".join(cells) + " |")
     if not out:
         return []
     return [

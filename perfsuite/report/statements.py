@@ -40,13 +40,18 @@ def _rows(cost: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
     return out
 
 
+def _num(value: float | None, spec: str) -> str:
+    """A number, or "-" where there is none (no request answered: nothing per request)."""
+    return "-" if value is None else format(value, spec)
+
+
 def cost_line(cost: Mapping[str, Any]) -> str:
     """``2.00 queries, 3.0 rows examined, 0.25 ms in the database ... per request``."""
     per = cost["per_request"]
     parts = [
-        f"{per['queries_per_request']:.2f} queries",
-        f"{per['rows_examined_per_request']:,.1f} rows examined",
-        f"{per['db_ms_per_request']:.3f} ms in the database",
+        f"{_num(per.get('queries_per_request'), '.2f')} queries",
+        f"{_num(per.get('rows_examined_per_request'), ',.1f')} rows examined",
+        f"{_num(per.get('db_ms_per_request'), '.3f')} ms in the database",
     ]
     if per.get("cpu_ms_per_request") is not None:
         parts.append(f"{per['cpu_ms_per_request']:.3f} ms of service CPU")
@@ -70,12 +75,10 @@ def _phase_rows(cost: Mapping[str, Any]) -> list[tuple[str, str, str, str, str, 
                 p["phase"],
                 p["role"],
                 f"{p['requests']:,}",
-                "-" if per["queries_per_request"] is None else f"{per['queries_per_request']:.2f}",
-                "-"
-                if per["rows_examined_per_request"] is None
-                else f"{per['rows_examined_per_request']:,.1f}",
-                "-" if per["db_ms_per_request"] is None else f"{per['db_ms_per_request']:.3f}",
-                f"{int(per['no_index_used'] or 0):,}",
+                _num(per.get("queries_per_request"), ".2f"),
+                _num(per.get("rows_examined_per_request"), ",.1f"),
+                _num(per.get("db_ms_per_request"), ".3f"),
+                f"{int(per.get('no_index_used') or 0):,}",
             )
         )
     return rows

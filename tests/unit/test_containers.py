@@ -123,15 +123,21 @@ def test_a_missing_image_names_what_builds_it(alone: Any, tmp_path: Path) -> Non
 
 
 def test_a_container_that_exits_early_shows_its_logs(alone: Any, tmp_path: Path) -> None:
-    # The service's image as "MySQL": it exits at once, asking for a MySQL URL.
-    result = _suite(
-        tmp_path, "--perf-mysql-image=perfsuite/order-service:latest", select="order_query"
-    )
+    # The service's image as "MySQL": it exits at once, asking for a MySQL URL
+    # (started without server options as its command: it takes none).
+    image = "--perf-mysql-image=perfsuite/order-service:latest"
+    result = _suite(tmp_path / "plain", image, "--perf-no-cost", select="order_query")
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "the MySQL container perfsuite/order-service:latest did not start" in out
     assert "it exited with code 2, its last log lines:" in out
     assert "--mysql-url (or PERFSUITE_MYSQL_URL) is required" in out
+    # With them (the default), the image cannot even start: said as such.
+    result = _suite(tmp_path / "options", image, select="order_query")
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert "does not take server options as its command (--performance-schema=ON" in out
+    assert "--perf-no-cost" in out
 
 
 def test_auto_falls_back_to_the_process_provider_when_the_image_is_missing(

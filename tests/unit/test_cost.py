@@ -478,3 +478,21 @@ def test_the_top_statements_read_like_pt_query_digest() -> None:
     page = statements_html(encoded)
     assert '<tr class="FAIL">' in page  # the scan stands out
     assert "<td>steady</td><td>measure</td><td>800</td>" in page
+
+
+def test_a_load_that_no_request_answered_has_no_number_per_request() -> None:
+    """A leaky service can answer nothing: every report says "-", none breaks."""
+    from perfsuite.report.markdown import render_markdown
+    from perfsuite.report.statements import statements_html, statements_text
+    from perfsuite.report.terminal import render_cost_table
+    from perfsuite.store.runs import encode_cost
+
+    cost = encode_cost(request_cost(0, {}, {"a": _digest("a", 3)}))
+    assert cost["per_request"]["queries_per_request"] is None
+    assert statements_text(cost).startswith("per request (0 answered): - queries, - rows")
+    assert "- queries" in statements_html(cost)
+    entry = {"id": "t.py::test_leak", "loads": [], "slo": [], "comparisons": {}, "cost": [cost]}
+    assert "test_leak" in render_cost_table([entry], width=120, color=False)
+    assert "| `test_leak` | 0 | - | - | - | 0 | - |" in render_markdown(
+        [entry], commit=None, profile="ci"
+    )
