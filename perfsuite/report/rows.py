@@ -75,11 +75,14 @@ def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
     if entry.get("ab"):
         yield from _ab_rows(entry, slo, pool_text, comparisons)
         return
-    for load in entry["loads"]:
+    loads = entry["loads"]
+    for i, load in enumerate(loads):
         endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
         for endpoint in endpoints:
             m = _measured(load, endpoint)
-            verdict = worst_verdict(comparisons.get(endpoint, []))
+            # The gate names a test's comparisons as it names its loads.
+            where = endpoint if len(loads) == 1 else f"load {i + 1}, {endpoint}"
+            verdict = worst_verdict(comparisons.get(where, []))
             yield Row(
                 test=entry["id"],
                 endpoint=endpoint,

@@ -496,3 +496,27 @@ def test_a_load_that_no_request_answered_has_no_number_per_request() -> None:
     assert "| `test_leak` | 0 | - | - | - | 0 | - |" in render_markdown(
         [entry], commit=None, profile="ci"
     )
+
+
+def test_a_test_of_two_loads_shows_each_loads_verdict() -> None:
+    """The gate names the comparisons of a test with two loads "load 1, <endpoint>":
+    the summary's rows find them (they showed "-" before)."""
+    from perfsuite.report.rows import rows
+
+    def load(endpoint: str) -> dict[str, object]:
+        summary = {"requests": 10, "errors": 0, "p50": 1.0, "p95": 2.0, "p99": 3.0}
+        return {
+            "phases": [{"name": "steady", "role": "measure", "duration": 1.0}],
+            "cells": [{"phase": "steady", "endpoint": endpoint, "summary": summary}],
+        }
+
+    entry = {
+        "id": "t.py::test_two",
+        "loads": [load("a"), load("a")],
+        "slo": [],
+        "comparisons": {
+            "load 1, a": [{"metric": "p50", "verdict": "unchanged"}],
+            "load 2, a": [{"metric": "p50", "verdict": "regressed"}],
+        },
+    }
+    assert [r.verdict for r in rows(entry)] == ["unchanged", "regressed"]
