@@ -40,9 +40,11 @@ class _Engine(Driver):
         progress: Callable[[Progress], None] | None,
         start_at_ns: int | None = None,
         stop: Callable[[], str | None] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> None:
         self.start_at_ns = start_at_ns
         self.stop = stop
+        self.on_start = on_start
         host, port = check_target(target, options.allowed_hosts)
         if not phases:
             raise ConfigError("a load run needs at least one phase")
@@ -66,6 +68,8 @@ class _Engine(Driver):
         self.done = self.loop.create_future()
         # CLOCK_MONOTONIC is one clock for all processes: workers share a start.
         self.t0 = self.start_at_ns or time.perf_counter_ns() + _NS // 100
+        if self.on_start is not None:  # who must know the phases' boundaries beforehand
+            self.on_start(self.t0)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         starts = []
         offset = 0.0
@@ -198,6 +202,7 @@ def run_load(
     start_at_ns: int | None = None,
     stop: Callable[[], str | None] | None = None,
     handle_signals: bool = True,
+    on_start: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result.
 
@@ -205,10 +210,12 @@ def run_load(
     run within a moment and raises :class:`~perfsuite.errors.Interrupted`
     carrying what was measured so far; so does ``stop()`` returning a signal's
     name (polled every 50 ms: how a parent stops its load workers).
+    ``on_start(t0)`` is told when the first phase starts (``time.perf_counter_ns()``).
     """
     engine = _Engine(
-        target, scenario, phases, options or EngineOptions(), progress, start_at_ns, stop
-    )
+        target, scenario, phases, options or EngineOptions(), progress, start_at_ns, stop,
+        on_start,
+    )  # fmt: skip
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         loop = runner.get_loop()
         received: list[str] = []

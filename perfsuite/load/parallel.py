@@ -192,18 +192,18 @@ def run_parallel(
     options: EngineOptions | None = None,
     workers: int = 1,
     progress: Callable[[Progress], None] | None = None,
-    start_at_ns: int | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> LoadResult:
     """:func:`run_load` over ``workers`` processes (``1``: in this process).
 
-    ``start_at_ns``: when the first phase starts (``time.perf_counter_ns()``,
-    one clock for every process), so that a caller knows every phase's
-    boundary in advance; by default a moment from now.
+    ``on_start(t0)``: told when the first phase starts (``time.perf_counter_ns()``,
+    one clock for every process) before it does, so that a caller knows every
+    phase's boundary.
     """
     options = options or EngineOptions()
     if workers == 1:
         return run_load(
-            target, scenario, phases, options=options, progress=progress, start_at_ns=start_at_ns
+            target, scenario, phases, options=options, progress=progress, on_start=on_start
         )
     if not 1 <= workers <= 256:
         raise ConfigError(f"workers must be 1..256, got {workers}")
@@ -211,8 +211,9 @@ def run_parallel(
     # fork: the scenario holds the user's functions, which need not be picklable.
     ctx = multiprocessing.get_context("fork")
     stop_signal = ctx.Value("i", 0, lock=False)
-    # Time for every worker to be ready.
-    start = start_at_ns if start_at_ns is not None else time.perf_counter_ns() + 300_000_000
+    start = time.perf_counter_ns() + 300_000_000  # time for every worker to be ready
+    if on_start is not None:
+        on_start(start)
     procs, pipes = [], []
     for index in range(workers):
         parent, child = ctx.Pipe(duplex=False)

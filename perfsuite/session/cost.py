@@ -54,6 +54,23 @@ class CostMeter:
         )
         self._thread.start()
 
+    def _settled(self) -> StatementSnapshot | None:
+        """The digests once they stop moving: the server counts a statement when it
+        ends, a moment after its result reached the service (and maybe the response
+        its client), so a read right after the load can miss the last one."""
+        last = self._read(first=False)
+        for _ in range(25):
+            time.sleep(0.02)
+            now = self._read(first=False)
+            if now is None or last is None:
+                return now
+            if {k: d.calls for k, d in now.digests.items()} == {
+                k: d.calls for k, d in last.digests.items()
+            }:
+                return now
+            last = now
+        return last
+
     def _read(self, *, first: bool) -> StatementSnapshot | None:
         try:
             if first:
@@ -79,7 +96,7 @@ class CostMeter:
                 self._thread.join(timeout=10)
             if self.sampler is not None:
                 cpu_seconds = self.sampler.stop().cpu_seconds
-            after = self._read(first=False) if self._before is not None else None
+            after = self._settled() if self._before is not None else None
         finally:
             self.probe.close()
         if result is None or self._before is None or after is None:

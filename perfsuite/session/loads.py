@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,13 +68,12 @@ class Loads:
         Ctrl-C raises :class:`~perfsuite.errors.Interrupted` with the partial result.
         """
         flat = flatten_phases(phases)
-        # With a meter of the load's cost, the first phase starts at a moment chosen
-        # here (after the workers' start-up), so that it knows each phase boundary.
-        start_ns = None
-        if meter is not None:
-            lead = 300_000_000 if self.config.load.workers > 1 else 50_000_000
-            start_ns = time.perf_counter_ns() + lead
-            meter.plan(start_ns, [p.duration for p in flat])
+        durations = [p.duration for p in flat]
+
+        def on_start(t0: int) -> None:  # a meter of the load's cost reads each boundary
+            if meter is not None:
+                meter.plan(t0, durations)
+
         result = run_parallel(
             target,
             scenario,
@@ -83,7 +81,7 @@ class Loads:
             options=self.engine_options(),
             workers=self.config.load.workers,
             progress=progress,
-            start_at_ns=start_ns,
+            on_start=on_start,
         )
         if result.saturated:
             raise LoadGeneratorSaturated(

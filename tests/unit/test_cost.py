@@ -182,8 +182,9 @@ def test_cost_per_request_in_the_record_and_the_table(
     warmup, steady = cost["phases"]
     assert (warmup["phase"], warmup["role"], steady["role"]) == ("warmup", "warmup", "measure")
     assert warmup["requests"] + steady["requests"] == cost["requests"]
-    for phase in (warmup, steady):
-        assert abs(phase["per_request"]["queries_per_request"] - 3.0) < 0.02, phase
+    for phase in (warmup, steady):  # two requests' statements either way, at most
+        counted = phase["per_request"]["queries_per_request"] * phase["requests"]
+        assert abs(counted - 3 * phase["requests"]) <= 6, phase
     assert cost["per_request"]["rows_examined_per_request"] > 0
     assert cost["per_request"]["cpu_ms_per_request"] > 0
     assert cost["per_request"]["no_index_used"] == 0
@@ -332,7 +333,7 @@ def test_one_extra_query_per_item_regresses_in_one_run_against_one_baseline_run(
     (stored,) = json.loads(baseline.read_text())["runs"]
     # Warm-up apart: the steady phase's, read at its boundary (a request or so of
     # the warm-up's may land in it, or of its own in the warm-up).
-    assert abs(stored["cost"][0]["queries_per_request"] - 2.0) < 0.01
+    assert abs(stored["cost"][0]["queries_per_request"] - 2.0) < 0.02
 
     same = pytester.runpytest_subprocess(*args, "--perf-compare")
     out = same.stdout.str()
