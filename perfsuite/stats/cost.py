@@ -79,11 +79,6 @@ class StatementCost:
     errors: int
 
     @property
-    def mean_ms(self) -> float:
-        """Mean time per call."""
-        return self.total_ms / self.calls if self.calls else 0.0
-
-    @property
     def rows_examined_per_call(self) -> float:
         """Rows read to answer one call: the scan detector."""
         return self.rows_examined / self.calls if self.calls else 0.0
@@ -202,24 +197,9 @@ class RequestCost:
         return self._per(self.queries)
 
     @property
-    def rows_examined_per_request(self) -> float:
-        """Rows the server read per answered request."""
-        return self._per(sum(s.rows_examined for s in self.statements))
-
-    @property
-    def db_ms_per_request(self) -> float:
-        """Statement time (server side) per answered request, in ms."""
-        return self._per(sum(s.total_ms for s in self.statements))
-
-    @property
     def no_index_used(self) -> int:
         """Calls that read a table without an index (full scans)."""
         return sum(s.no_index_used for s in self.statements)
-
-    @property
-    def no_index_per_request(self) -> float:
-        """Calls without an index per answered request."""
-        return self._per(self.no_index_used)
 
     @property
     def cpu_ms_per_request(self) -> float | None:
