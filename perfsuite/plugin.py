@@ -39,8 +39,9 @@ from perfsuite.testitem import (
 pytest_plugins = ["perfsuite.fixtures"]
 _NO_POOL_MARKER = "no_pool_check: skip the check that the connection pool returns to idle"
 _SLO_MARKER = (
-    "slo(p95='200ms', p99=..., mean=..., max=..., error_rate='0.1%', min_rps=950, "
-    "endpoint=None, phase=None): service level objectives of a perf test"
+    "slo(p95='200ms', p99=..., p99_ok=..., mean=..., max=..., error_rate='0.1%', "
+    "min_rps=950, endpoint=None, phase=None): service level objectives of a perf test "
+    "(latency over every request that ended; _ok: the successful ones)"
 )
 _MARKER = "perf: a performance test; deselected unless selected with -m (e.g. pytest -m perf)"
 

@@ -54,13 +54,15 @@ def record_properties(item: pytest.Item) -> None:
             m = result.measured(endpoint)
             for name, value in (
                 ("requests", m.requests),
+                ("ok", m.ok),
                 ("errors", m.errors),
                 ("error_rate", round(m.error_rate, 6)),
-                ("rps", round(m.achieved_rps, 3)),
+                ("rps", round(m.ok_rps, 3)),
                 ("p50_ms", round(m.latency.p50, 3)),
                 ("p95_ms", round(m.latency.p95, 3)),
                 ("p99_ms", round(m.latency.p99, 3)),
                 ("mean_ms", round(m.latency.mean, 3)),
+                ("p99_ok_ms", round(m.latency_ok.p99, 3)),
             ):
                 item.user_properties.append((f"perf.{endpoint}.{name}", value))
     verdict = item.stash.get(VERDICT_KEY, None)

@@ -133,6 +133,8 @@ class LoadConfig:
 
     max_connections: int = 1_000
     timeout: float = 10.0
+    connect_timeout: float = 5.0
+    max_body: int = 1 << 20
     late_threshold: float = 0.010
     max_requests: int = 50_000_000
     max_duration: float = 4 * 3600.0

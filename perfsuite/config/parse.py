@@ -83,6 +83,8 @@ _COST_METRICS = (
 _LOAD_KEYS = {
     "max_connections",
     "timeout",
+    "connect_timeout",
+    "max_body",
     "late_threshold",
     "max_requests",
     "max_duration",
@@ -286,6 +288,10 @@ def _load_config(table: Any, allowed: Any) -> LoadConfig:
     return LoadConfig(
         max_connections=_int(table, "max_connections", where, defaults.max_connections, 1, 100_000),
         timeout=parse_duration(table.get("timeout", "10s"), key=f"{where}.timeout"),
+        connect_timeout=parse_duration(
+            table.get("connect_timeout", "5s"), key=f"{where}.connect_timeout"
+        ),
+        max_body=_int(table, "max_body", where, defaults.max_body, 0, 1 << 30),
         late_threshold=parse_duration(
             table.get("late_threshold", "10ms"), key=f"{where}.late_threshold"
         ),

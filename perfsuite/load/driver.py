@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from perfsuite.load.options import EngineOptions
 from perfsuite.load.payloads import Payloads
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import CHECK, CLOSED, CONNECT, DROPPED, STATUS, Recorder
-from perfsuite.load.scenario import Context, Scenario
+from perfsuite.load.recorder import CHECK, CLOSED, CONNECT, STATUS, Recorder
+from perfsuite.load.scenario import Context, Request, Scenario
 from perfsuite.load.transport import Connection
 from perfsuite.stats.hdr import new_histogram
 
@@ -97,6 +97,9 @@ class Driver:
         self.interrupted_by = ""  # the signal that stopped the run early, if one did
         self.stopped_ns = 0
         self.abandoned = 0
+        self.unsolicited = 0  # responses nobody asked for (their connections were closed)
+        self.truncated = 0  # bodies longer than max_body (the rest was counted, not kept)
+        self.check_exceptions: dict[str, int] = {}  # "ValueError: ..." -> times a check raised
 
     def _at(self, when_ns: int, func: Callable[..., None], *args: object) -> None:
         delay = max(0.0, (when_ns - time.perf_counter_ns()) / _NS)
@@ -196,7 +199,7 @@ class Driver:
                     self._connect()
             else:
                 self.dropped += 1
-                self.rec.error(cell, DROPPED)
+                self.rec.dropped(cell)
             if measured:
                 self.measured_sends += 1
             self.k += 1
@@ -271,31 +274,42 @@ class Driver:
 
     def _connect(self, user: int = -1) -> None:
         self.connecting += 1
-        coro = self.loop.create_connection(lambda: Connection(self, user), self.host, self.port)
+        max_body = self.opt.max_body
+        coro = asyncio.wait_for(
+            self.loop.create_connection(
+                lambda: Connection(self, user, max_body), self.host, self.port
+            ),
+            self.opt.connect_timeout,
+        )
         task = self.loop.create_task(coro)
-        task.add_done_callback(lambda t: self._connected_or_not(t, user))
+        started = time.perf_counter_ns()
+        task.add_done_callback(lambda t: self._connected_or_not(t, user, started))
 
-    def _connected_or_not(self, task: asyncio.Task[tuple[object, Connection]], user: int) -> None:
+    def _connected_or_not(
+        self, task: asyncio.Task[tuple[object, Connection]], user: int, started: int
+    ) -> None:
         self.connecting -= 1
         if task.cancelled():
             return
         exc = task.exception()
         if exc is None:
             return  # on_connected has run
-        # The connection failed: the request that was waiting for it fails too.
+        # The connection failed (refused, or not made within connect_timeout):
+        # the request that was waiting for it fails too, after the time it waited.
+        now = time.perf_counter_ns()
         if user >= 0:
             # The user's next request is the one that could not be sent.
             cell = self.phase_i * self.n_ep + self.mix[self.mix_i]
             self.mix_i = (self.mix_i + 1) & 8191
             self.rec.requests[cell] += 1
-            self.rec.error(cell, CONNECT)
+            self.rec.failed(cell, CONNECT, (now - started) // 1000)
             self.users_alive -= 1
             if not self.finished and self.users_alive < self.users_wanted:
                 # Retry after a pause, so a dead server is not hammered in a hot loop.
                 self.loop.call_later(0.01, self._set_users, self.users_wanted)
         elif self.backlog:
-            _, _, cell = self.backlog.popleft()
-            self.rec.error(cell, CONNECT)
+            intended, _, cell = self.backlog.popleft()
+            self.rec.failed(cell, CONNECT, (now - intended) // 1000)
             if self.backlog:
                 self.loop.call_later(0.001, self._regrow)
         self._maybe_done()
@@ -318,12 +332,16 @@ class Driver:
         now = time.perf_counter_ns()
         conn.busy = False
         cell, ep = conn.cell, conn.endpoint
-        self.rec.answer(cell, (now - conn.intended) // 1000, (now - conn.sent) // 1000, status)
+        latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
         request = self.requests[ep]
+        if conn.truncated:
+            self.truncated += 1
         if not request.accepts(status):
-            self.rec.error(cell, STATUS)
-        elif request.check is not None and not request.check(status, conn.take_body()):
-            self.rec.error(cell, CHECK)
+            self.rec.failed(cell, STATUS, latency, service, status)
+        elif request.check is not None and not self._check(request, status, conn.take_body()):
+            self.rec.failed(cell, CHECK, latency, service, status)
+        else:
+            self.rec.answer(cell, latency, service, status)
         if not keep_alive:
             # e.g. nginx after 1,000 requests: reconnect, lose nothing.
             conn.close()
@@ -340,11 +358,33 @@ class Driver:
         if self.finished:
             self._maybe_done()
 
+    def _check(self, request: Request, status: int, body: bytes) -> bool:
+        """Run a request's check; one that raises is a failed check, its exception kept."""
+        assert request.check is not None
+        try:
+            return bool(request.check(status, body))
+        except Exception as exc:  # a user's predicate: anything can come out of it
+            text = f"{request.name}: {type(exc).__name__}: {exc}"[:200]
+            if text in self.check_exceptions or len(self.check_exceptions) < 20:
+                self.check_exceptions[text] = self.check_exceptions.get(text, 0) + 1
+            else:  # a bounded record: the first 20 kinds, then a total of the rest
+                other = f"{request.name}: (other exceptions)"
+                self.check_exceptions[other] = self.check_exceptions.get(other, 0) + 1
+            return False
+
+    def on_unsolicited(self, conn: Connection, count: int) -> None:
+        """Responses came that nobody asked for: the connection is not to be trusted."""
+        self.unsolicited += count
+        if not conn.busy:  # an idle connection: gone like a closed one, nothing in flight
+            self.on_lost(conn, None)
+
     def on_lost(self, conn: Connection, exc: Exception | None) -> None:
         self._drop(conn)
         if conn.busy:
             conn.busy = False
-            self.rec.error(conn.cell, CLOSED)
+            now = time.perf_counter_ns()
+            latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
+            self.rec.failed(conn.cell, CLOSED, latency, service)
         if conn.user >= 0:
             if not self.finished and conn.user < self.users_wanted:
                 self._connect(user=conn.user)

@@ -101,12 +101,16 @@ class _Engine(Driver):
         self.lag.record_value(min(max(0, now - self._sweep_expected) // 1000, 60_000_000))
         for conn in list(self.conns):
             if conn.busy and now > conn.deadline:
+                # Given up: a timeout, with the latency it had when given up.
                 conn.busy = False
-                self.rec.error(conn.cell, TIMEOUT)
+                latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
+                self.rec.failed(conn.cell, TIMEOUT, latency, service)
                 conn.abort()
                 self.on_lost(conn, None)
         while self.backlog and now - self.backlog[0][0] > self.timeout_ns:
-            self.rec.error(self.backlog.popleft()[2], TIMEOUT)
+            # Queued for longer than the timeout, never sent: it timed out waiting.
+            intended, _, cell = self.backlog.popleft()
+            self.rec.failed(cell, TIMEOUT, (now - intended) // 1000)
         self.payloads.top_up()
         if self.finished:
             self._maybe_done()
@@ -120,14 +124,14 @@ class _Engine(Driver):
         summary = self.rec.flush_second(self._second)
         self._second += 1
         if self.progress is not None and self.phase_i >= 0:
-            answered = sum(s.requests for s in summary)
+            ok = sum(s.ok for s in summary)
             p95 = max((s.p95 for s in summary if s.requests), default=float("nan"))
             self.progress(
                 Progress(
                     phase=self.phases[self.phase_i].name,
                     elapsed=self._second,
                     total=(self.end_ns - self.t0) / _NS,
-                    rps=answered,
+                    rps=ok,
                     p95_ms=p95,
                     errors=sum(s.errors for s in summary),
                 )
@@ -180,6 +184,9 @@ class _Engine(Driver):
             stop_reason=self.stop_reason,
             interrupted=bool(self.interrupted_by),
             abandoned=self.abandoned,
+            unsolicited=self.unsolicited,
+            truncated=self.truncated,
+            check_exceptions=dict(self.check_exceptions),
         )
 
 

@@ -14,7 +14,9 @@ class EngineOptions:
     """Limits and thresholds of a run."""
 
     max_connections: int = 1_000
-    timeout: float = 10.0
+    timeout: float = 10.0  # a request not answered this long after its send is a timeout
+    connect_timeout: float = 5.0  # a connection not made this long after the attempt fails
+    max_body: int = 1 << 20  # bytes of a response body kept for a check (the rest is counted)
     late_threshold: float = 0.010  # a send later than this after its intended time is late
     saturation_share: float = 0.01  # more generator-late sends than this: saturated
     max_requests: int = 50_000_000  # hard cap on sends, whatever the phases say
@@ -27,6 +29,10 @@ class EngineOptions:
             raise ConfigError(f"max_connections must be 1..100000, got {self.max_connections}")
         if not self.timeout > 0:
             raise ConfigError(f"timeout must be > 0, got {self.timeout}")
+        if not self.connect_timeout > 0:
+            raise ConfigError(f"connect_timeout must be > 0, got {self.connect_timeout}")
+        if not self.max_body >= 0:
+            raise ConfigError(f"max_body must be >= 0 bytes, got {self.max_body}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +42,6 @@ class Progress:
     phase: str
     elapsed: float
     total: float
-    rps: float
-    p95_ms: float
+    rps: float  # successful requests in the last second
+    p95_ms: float  # of every request that ended in it
     errors: int

@@ -12,7 +12,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
@@ -58,16 +58,17 @@ def _to_wire(result: LoadResult) -> dict[str, Any]:
     return {
         "result": replace(result, cells=(), seconds=()),
         "cells": [
-            (
-                c.phase,
-                c.endpoint,
-                c.requests,
-                encode(c.latency),
-                encode(c.service_time),
-                dict(c.errors),
-                dict(c.statuses),
-                c.blocks,  # numpy arrays pickle as they are
-            )
+            {
+                "phase": c.phase,
+                "endpoint": c.endpoint,
+                "requests": c.requests,
+                "latency": encode(c.latency),
+                "latency_ok": encode(c.latency_ok),
+                "service_time": encode(c.service_time),
+                "errors": dict(c.errors),
+                "statuses": dict(c.statuses),
+                "blocks": c.blocks,  # numpy arrays pickle as they are
+            }
             for c in result.cells
         ],
         "seconds": list(result.seconds),
@@ -119,22 +120,23 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
     cells = []
     for i, row in enumerate(parts[0]["cells"]):
         rows = [p["cells"][i] for p in parts]
-        errors = {k: sum(r[5][k] for r in rows) for k in row[5]}
+        errors = {k: sum(r["errors"][k] for r in rows) for k in row["errors"]}
         statuses: dict[int, int] = {}
         for r in rows:
-            for code, n in r[6].items():
+            for code, n in r["statuses"].items():
                 statuses[code] = statuses.get(code, 0) + n
         cells.append(
             Cell(
-                phase=row[0],
-                endpoint=row[1],
-                requests=sum(r[2] for r in rows),
-                latency=merge(decode(r[3]) for r in rows),
-                service_time=merge(decode(r[4]) for r in rows),
+                phase=row["phase"],
+                endpoint=row["endpoint"],
+                requests=sum(r["requests"] for r in rows),
+                latency=merge(decode(r["latency"]) for r in rows),
+                latency_ok=merge(decode(r["latency_ok"]) for r in rows),
+                service_time=merge(decode(r["service_time"]) for r in rows),
                 errors=errors,
                 statuses=statuses,
                 # Workers share the clock: their blocks of one second cover one span.
-                blocks=tuple(merge_blocks([b for r in rows for b in r[7]], same_span=True)),
+                blocks=tuple(merge_blocks([b for r in rows for b in r["blocks"]], same_span=True)),
             )
         )
     by_key: dict[tuple[int, str], list[Second]] = {}
@@ -147,6 +149,7 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
             endpoint=ep,
             requests=sum(s.requests for s in secs),
             errors=sum(s.errors for s in secs),
+            ok=sum(s.ok for s in secs),
             p50=max(s.p50 for s in secs),
             p95=max(s.p95 for s in secs),
             p99=max(s.p99 for s in secs),
@@ -181,7 +184,18 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         saturation_reason=saturated[0].saturation_reason if saturated else "",
         interrupted=any(r.interrupted for r in results),
         abandoned=sum(r.abandoned for r in results),
+        unsolicited=sum(r.unsolicited for r in results),
+        truncated=sum(r.truncated for r in results),
+        check_exceptions=_sum_counts(r.check_exceptions for r in results),
     )
+
+
+def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for key, n in c.items():
+            total[key] = total.get(key, 0) + n
+    return total
 
 
 def run_parallel(

@@ -1,4 +1,4 @@
-"""The live line during long phases: phase, elapsed / total, req/s, p95, errors."""
+"""The live line during long phases: phase, elapsed / total, successful req/s, p95, errors."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def format_progress(p: Progress) -> Text:
     text = Text()
     text.append("perfsuite ", style="bold cyan")
     text.append(f"{p.phase} ", style="bold")
-    text.append(f"{p.elapsed:>5.0f}/{p.total:.0f} s  {p.rps:>8.0f} req/s  p95 {p95:>9}  ")
+    text.append(f"{p.elapsed:>5.0f}/{p.total:.0f} s  {p.rps:>8.0f} ok/s  p95 {p95:>9}  ")
     text.append(f"errors {p.errors}", style="red" if p.errors else "green")
     return text
 

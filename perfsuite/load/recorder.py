@@ -1,6 +1,11 @@
 """Where samples go: per (phase, endpoint) HDR histograms, and a per-second series.
 
-The hot path appends two integers to arrays; once a second the arrays are
+Every request that was sent and ended has a latency: answered (any status),
+timed out (when it was given up), or failed by its connection (when that
+happened). The latency histograms hold all of them; the ``ok`` ones hold the
+successes alone. Only a request that was never sent (dropped) has none.
+
+The hot path appends a few integers to arrays; once a second the arrays are
 summarised (throughput, errors, p50/p95/p99 of that second) and folded into
 the histograms in bulk. Memory stays flat: no per-request objects are kept.
 """
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +34,11 @@ STATUS, TIMEOUT, CONNECT, CLOSED, CHECK, DROPPED = range(len(ERROR_KINDS))
 
 @dataclass(frozen=True, kw_only=True)
 class Second:
-    """One second of the run, per endpoint: answers, errors and latency (ms)."""
+    """One second of the run, per endpoint: requests that ended in it, and their latency (ms).
+
+    ``requests`` ended with a latency (answered, timed out or failed),
+    ``ok`` of them succeeded, ``errors`` failed (dropped ones included).
+    """
 
     t: int
     endpoint: str
@@ -38,6 +47,7 @@ class Second:
     p50: float
     p95: float
     p99: float
+    ok: int = 0
 
 
 class Recorder:
@@ -55,15 +65,18 @@ class Recorder:
         self.n_endpoints = len(endpoints)
         cells = n_phases * self.n_endpoints
         self.latency: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
+        self.latency_ok: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
         self.service: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
         self.errors = [[0] * len(ERROR_KINDS) for _ in range(cells)]
         self.statuses: list[dict[int, int]] = [{} for _ in range(cells)]
         self.requests = [0] * cells  # scheduled, whether sent or not
         self.clamped = 0
-        self._lat = [array("q") for _ in range(cells)]
-        self._svc = [array("q") for _ in range(cells)]
-        # Per-second buffers, per endpoint: latencies and error counts.
+        self._lat = [array("q") for _ in range(cells)]  # every request that ended
+        self._ok = [array("q") for _ in range(cells)]  # the successes among them
+        self._svc = [array("q") for _ in range(cells)]  # those that were sent
+        # Per-second buffers, per endpoint: latencies, successes and error counts.
         self._sec_lat = [array("q") for _ in endpoints]
+        self._sec_ok = [0] * self.n_endpoints
         self._sec_err = [0] * self.n_endpoints
         self.seconds: list[Second] = []
         # One block per cell and second: the unit of the statistics.
@@ -72,16 +85,38 @@ class Recorder:
         self._err_mark = [0] * cells
 
     def answer(self, cell: int, latency_us: int, service_us: int, status: int) -> None:
-        """A response arrived (whether or not it counts as an error)."""
+        """A response arrived and was accepted (status and check): a success."""
         self._lat[cell].append(latency_us)
+        self._ok[cell].append(latency_us)
         self._svc[cell].append(service_us)
-        self._sec_lat[cell % self.n_endpoints].append(latency_us)
+        ep = cell % self.n_endpoints
+        self._sec_lat[ep].append(latency_us)
+        self._sec_ok[ep] += 1
         statuses = self.statuses[cell]
         statuses[status] = statuses.get(status, 0) + 1
 
-    def error(self, cell: int, kind: int) -> None:
-        """A request failed; ``kind`` indexes :data:`ERROR_KINDS`."""
+    def failed(
+        self, cell: int, kind: int, latency_us: int, service_us: int = -1, status: int = 0
+    ) -> None:
+        """A request ended in failure after ``latency_us``: ``kind`` indexes :data:`ERROR_KINDS`.
+
+        ``service_us`` < 0: it was never sent (it waited in the queue);
+        ``status`` 0: no response arrived.
+        """
+        self._lat[cell].append(latency_us)
+        if service_us >= 0:
+            self._svc[cell].append(service_us)
+        ep = cell % self.n_endpoints
+        self._sec_lat[ep].append(latency_us)
         self.errors[cell][kind] += 1
+        self._sec_err[ep] += 1
+        if status:
+            statuses = self.statuses[cell]
+            statuses[status] = statuses.get(status, 0) + 1
+
+    def dropped(self, cell: int) -> None:
+        """A scheduled request was never sent: an error without a latency."""
+        self.errors[cell][DROPPED] += 1
         self._sec_err[cell % self.n_endpoints] += 1
 
     def withdraw(self, cell: int) -> None:
@@ -111,10 +146,12 @@ class Recorder:
                     p50=p50,
                     p95=p95,
                     p99=p99,
+                    ok=self._sec_ok[ep],
                 )
             )
             self._sec_lat[ep] = array("q")
             self._sec_err[ep] = 0
+            self._sec_ok[ep] = 0
         self.seconds.extend(summary)
         self.fold(t)
         return summary
@@ -130,21 +167,32 @@ class Recorder:
             self._err_mark[cell] += errors
             values = np.frombuffer(buf, dtype=np.int64)
             index, counts = np.unique(hdr_indices(values), return_counts=True)
+            fail_index, fail_counts = _EMPTY, _EMPTY
             if values.size:
-                hist = self.latency[cell]
                 self.clamped += int(np.count_nonzero(values > 60_000_000))
-                add_counts(hist, counts, index)
-                hist.min_value = min(hist.min_value, int(max(values.min(), 0)))
-                hist.max_value = max(hist.max_value, int(min(values.max(), 60_000_000)))
+                _add(self.latency[cell], values, index, counts)
+                ok = np.frombuffer(self._ok[cell], dtype=np.int64)
+                if ok.size:
+                    ok_index, ok_counts = np.unique(hdr_indices(ok), return_counts=True)
+                    _add(self.latency_ok[cell], ok, ok_index, ok_counts)
+                if ok.size < values.size:
+                    # The failures' bins: all minus ok (the ok bins are a subset).
+                    fails = counts.copy()
+                    if ok.size:
+                        fails[np.searchsorted(index, ok_index)] -= ok_counts
+                    keep = fails > 0
+                    fail_index, fail_counts = index[keep], fails[keep].astype(np.int64)
                 svc = np.frombuffer(self._svc[cell], dtype=np.int64)
-                s_index, s_counts = np.unique(hdr_indices(svc), return_counts=True)
-                shist = self.service[cell]
-                add_counts(shist, s_counts, s_index)
-                shist.min_value = min(shist.min_value, int(max(svc.min(), 0)))
-                shist.max_value = max(shist.max_value, int(min(svc.max(), 60_000_000)))
+                if svc.size:
+                    s_index, s_counts = np.unique(hdr_indices(svc), return_counts=True)
+                    _add(self.service[cell], svc, s_index, s_counts)
                 self._lat[cell] = array("q")
+                self._ok[cell] = array("q")
                 self._svc[cell] = array("q")
-            self.blocks[cell].append(self._block(cell, t, requests, errors, index, counts))
+            block = self._block(cell, t, requests, errors, index, counts)
+            if fail_index.size:
+                block = replace(block, fail_index=fail_index, fail_counts=fail_counts)
+            self.blocks[cell].append(block)
 
     def _block(
         self,
@@ -170,3 +218,17 @@ class Recorder:
             index=index,
             counts=counts.astype(np.int64),
         )
+
+
+_EMPTY: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+
+
+def _add(
+    hist: HdrHistogram,
+    values: npt.NDArray[np.int64],
+    index: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+) -> None:
+    add_counts(hist, counts, index)
+    hist.min_value = min(hist.min_value, int(max(values.min(), 0)))
+    hist.max_value = max(hist.max_value, int(min(values.max(), 60_000_000)))

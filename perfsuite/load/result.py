@@ -38,27 +38,42 @@ class Cell:
     phase: str
     endpoint: str
     requests: int  # scheduled: answered, failed or dropped
-    latency: HdrHistogram = field(repr=False)
-    service_time: HdrHistogram = field(repr=False)
+    latency: HdrHistogram = field(repr=False)  # every request that ended (not dropped)
+    latency_ok: HdrHistogram = field(repr=False)  # the successful ones
+    service_time: HdrHistogram = field(repr=False)  # from the actual send, those sent
     errors: Mapping[str, int]
     statuses: Mapping[int, int]
     blocks: tuple[Block, ...] = field(default=(), repr=False)
 
     @property
     def answered(self) -> int:
-        """Responses received (some may still count as errors)."""
-        return int(self.latency.get_total_count())
+        """Responses received, whatever their status (some may still count as errors)."""
+        return sum(self.statuses.values())
+
+    @property
+    def ok(self) -> int:
+        """Successful requests: answered, status accepted, check passed."""
+        return int(self.latency_ok.get_total_count())
 
 
 @dataclass(frozen=True, kw_only=True)
 class Summary:
-    """Numbers over a selection of cells (e.g. all measured phases of an endpoint)."""
+    """Numbers over a selection of cells (e.g. all measured phases of an endpoint).
+
+    ``requests`` were scheduled; each either succeeded (``ok``) or failed
+    (``errors``, by kind). ``answered`` got a response, whatever its status.
+    ``latency`` covers every request that ended (answered, timed out, failed:
+    dropped ones were never sent), ``latency_ok`` the successes alone.
+    """
 
     requests: int
+    answered: int
+    ok: int
     errors: int
     errors_by_kind: Mapping[str, int]
     duration: float
     latency: Percentiles
+    latency_ok: Percentiles
     service_time: Percentiles
 
     @property
@@ -67,13 +82,23 @@ class Summary:
         return self.errors / self.requests if self.requests else 0.0
 
     @property
-    def achieved_rps(self) -> float:
-        """Requests per second over the selected phases."""
-        return self.requests / self.duration if self.duration else 0.0
+    def dropped(self) -> int:
+        """Requests never sent (the generator's queue was full): errors without a latency."""
+        return self.errors_by_kind.get("dropped", 0)
+
+    @property
+    def ok_rps(self) -> float:
+        """Successful requests per second over the selected phases (what ``min_rps`` judges)."""
+        return self.ok / self.duration if self.duration else 0.0
+
+    @property
+    def answered_rps(self) -> float:
+        """Responses (any status) per second over the selected phases."""
+        return self.answered / self.duration if self.duration else 0.0
 
     @property
     def mean_ms(self) -> float:
-        """Mean latency from the intended send time, in ms."""
+        """Mean latency (every request that ended), in ms."""
         return self.latency.mean
 
 
@@ -97,12 +122,15 @@ class LoadResult:
     stop_reason: str = ""
     interrupted: bool = False  # Ctrl-C or SIGTERM cut the phases short (see stop_reason)
     abandoned: int = 0  # in flight or queued when interrupted: not counted anywhere
+    unsolicited: int = 0  # responses nobody asked for (their connections were closed)
+    truncated: int = 0  # bodies longer than max_body: checked on their first max_body bytes
+    check_exceptions: Mapping[str, int] = field(default_factory=dict)  # "name: Error: text" -> n
 
     def __repr__(self) -> str:
         m = self.measured()
         return (
             f"<LoadResult {self.target} {m.requests} requests, {m.errors} errors, "
-            f"{m.achieved_rps:.0f} req/s, p99 {m.latency.p99:.2f} ms>"
+            f"{m.ok_rps:.0f} ok/s, p99 {m.latency.p99:.2f} ms>"
         )
 
     @property
@@ -144,10 +172,13 @@ class LoadResult:
         errors = {kind: sum(c.errors[kind] for c in cells) for kind in ERROR_KINDS}
         return Summary(
             requests=sum(c.requests for c in cells),
+            answered=sum(c.answered for c in cells),
+            ok=sum(c.ok for c in cells),
             errors=sum(errors.values()),
             errors_by_kind=errors,
             duration=duration,
             latency=percentiles(merge(c.latency for c in cells)),
+            latency_ok=percentiles(merge(c.latency_ok for c in cells)),
             service_time=percentiles(merge(c.service_time for c in cells)),
         )
 
@@ -184,25 +215,39 @@ class LoadResult:
         """A readable multi-line summary, per phase and endpoint."""
         lines = [f"target {self.target}, wall {self.wall_time:.1f} s"]
         header = (
-            f"{'phase':<12} {'endpoint':<18} {'req':>8} {'err':>6} {'req/s':>8} "
-            f"{'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms, from intended send)"
+            f"{'phase':<12} {'endpoint':<18} {'req':>8} {'ok':>8} {'err':>6} {'ok/s':>8} "
+            f"{'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  latency (ms) from"
         )
         lines.append(header)
         for p in self.phases:
+            # Open model: from the intended send time (no coordinated omission);
+            # closed model: a user waits for its answer, so from the actual send.
+            origin = "intended send" if p.model == "open" else "actual send"
             for ep in self.endpoints:
                 s = self.summary(endpoint=ep, phase=p.name)
                 if not s.requests:
                     continue
                 lines.append(
-                    f"{p.name:<12} {ep:<18} {s.requests:>8} {s.errors:>6} "
-                    f"{s.achieved_rps:>8.1f} {_ms(s.latency.p50)} {_ms(s.latency.p95)} "
-                    f"{_ms(s.latency.p99)} {_ms(s.latency.max)}"
+                    f"{p.name:<12} {ep:<18} {s.requests:>8} {s.ok:>8} {s.errors:>6} "
+                    f"{s.ok_rps:>8.1f} {_ms(s.latency.p50)} {_ms(s.latency.p95)} "
+                    f"{_ms(s.latency.p99)} {_ms(s.latency.max)}  {origin}"
                 )
+        lines.append(
+            "latency covers every request that ended: answered (any status), "
+            "timed out (at the timeout), failed (when it failed); dropped ones have none"
+        )
         lines.append(
             f"late {self.late} (generator {self.late_generator}), dropped {self.dropped}, "
             f"connections {self.connections_opened}, generator CPU {self.generator_cpu:.0%}, "
             f"loop lag p99 {self.loop_lag_p99_ms:.1f} ms"
         )
+        if self.unsolicited or self.truncated:
+            lines.append(
+                f"unsolicited responses {self.unsolicited} (connections closed), "
+                f"bodies over max_body {self.truncated}"
+            )
+        for text, n in self.check_exceptions.items():
+            lines.append(f"check raised ({n}x): {text}")
         if self.saturated:
             lines.append(f"LOAD GENERATOR SATURATED: {self.saturation_reason}")
         if self.interrupted:
@@ -264,6 +309,7 @@ def cells_of(recorder: Recorder, phase_names: list[str]) -> tuple[Cell, ...]:
                     endpoint=name,
                     requests=recorder.requests[c],
                     latency=recorder.latency[c],
+                    latency_ok=recorder.latency_ok[c],
                     service_time=recorder.service[c],
                     errors=dict(zip(ERROR_KINDS, recorder.errors[c], strict=True)),
                     statuses=dict(recorder.statuses[c]),

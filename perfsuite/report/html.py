@@ -131,7 +131,7 @@ def _shift_text(shift: Shift, series: Series) -> str:
 
 def _latest_table(record: Mapping[str, Any]) -> str:
     head = (
-        "<tr><th>test</th><th>endpoint</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th>"
+        "<tr><th>test</th><th>endpoint</th><th>ok/s</th><th>p50 ms</th><th>p95 ms</th>"
         "<th>p99 ms</th><th>errors</th><th>SLO</th><th>compared</th><th>pool</th></tr>"
     )
     body, details = [], []

@@ -69,7 +69,7 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
             for w in entry.get("warnings", []):
                 lines.append(f"- ⚠️ {w}")
             lines.append("")
-    header = ["test", "endpoint", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SLO"]
+    header = ["test", "endpoint", "ok/s", "p50 ms", "p95 ms", "p99 ms", "errors", "SLO"]
     header += ["compared", "pool"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | :---: | :---: | :---: |")

@@ -18,7 +18,7 @@ class Row:
     test: str
     endpoint: str
     phases: str
-    rps: float | None
+    rps: float | None  # successful requests per second
     p50: float | None
     p95: float | None
     p99: float | None
@@ -40,6 +40,11 @@ def _measured(load: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
     measured = {p["name"] for p in load["phases"] if p["role"] == "measure"}
     cells = [c for c in load["cells"] if c["endpoint"] == endpoint and c["phase"] in measured]
     requests = sum(c["summary"]["requests"] for c in cells)
+    errors = sum(c["summary"]["errors"] for c in cells)
+    # Successful requests (records before "ok" was kept: requests less errors, the same count).
+    ok = sum(
+        c["summary"].get("ok", c["summary"]["requests"] - c["summary"]["errors"]) for c in cells
+    )
     duration = sum(p["duration"] for p in load["phases"] if p["name"] in measured)
 
     def worst(key: str) -> float | None:
@@ -49,8 +54,8 @@ def _measured(load: Mapping[str, Any], endpoint: str) -> dict[str, Any]:
     return {
         "phases": ", ".join(sorted(measured)) if len(measured) <= 2 else f"{len(measured)} phases",
         "requests": requests,
-        "errors": sum(c["summary"]["errors"] for c in cells),
-        "rps": requests / duration if duration else None,
+        "errors": errors,
+        "rps": ok / duration if duration else None,
         # The worst phase's percentile: a ramp is as good as its worst step.
         "p50": worst("p50"),
         "p95": worst("p95"),

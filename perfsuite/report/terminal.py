@@ -27,7 +27,7 @@ def render_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) 
         ("test", "left"),
         ("endpoint", "left"),
         ("phases", "left"),
-        ("req/s", "right"),
+        ("ok/s", "right"),
         ("p50 ms", "right"),
         ("p95 ms", "right"),
         ("p99 ms", "right"),

@@ -48,6 +48,8 @@ class Loads:
         return EngineOptions(
             max_connections=load.max_connections,
             timeout=load.timeout,
+            connect_timeout=load.connect_timeout,
+            max_body=load.max_body,
             late_threshold=load.late_threshold,
             max_requests=load.max_requests,
             max_duration=load.max_duration,

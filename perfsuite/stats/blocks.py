@@ -3,7 +3,9 @@
 Requests inside a run are autocorrelated (a GC pause slows a whole stretch),
 so intervals are not computed over requests but over blocks of time: each
 block holds the HDR bin counts of its latencies and its request and error
-counts. A ``BlockSet`` is the matrix of one selection (an endpoint over the
+counts, and the bins of its failed requests (timed out, refused, errored:
+they have latencies too, kept apart so that ``*_ok`` metrics can leave them
+out). A ``BlockSet`` is the matrix of one selection (an endpoint over the
 measured phases); metrics of any resample of blocks are then a matrix
 product and a cumulative sum, which is what makes the bootstrap fast.
 """
@@ -28,9 +30,19 @@ __all__ = [
     "metric_of_rows",
 ]
 
-# The metrics a run is judged by; latency ones in milliseconds.
-METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean", "error_rate", "rps")
+# The metrics a run is judged by; latency ones in milliseconds. Latency covers
+# every request that ended (answered, timed out, failed); "_ok" ones the
+# successes alone. "rps" is successful requests per second.
+LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+OK_LATENCY = tuple(f"{m}_ok" for m in LATENCY)
+METRICS = (*LATENCY, *OK_LATENCY, "error_rate", "rps")
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def _empty() -> IntArray:
+    return _EMPTY
+
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -45,7 +57,9 @@ class Block:
     requests: int
     errors: int
     index: IntArray  # HDR counts-array indices with a count
-    counts: IntArray  # their counts
+    counts: IntArray  # their counts (every request that ended)
+    fail_index: IntArray = field(default_factory=_empty)  # bins of the failed ones
+    fail_counts: IntArray = field(default_factory=_empty)
 
 
 def merge_blocks(blocks: Sequence[Block], *, same_span: bool) -> list[Block]:
@@ -68,6 +82,7 @@ def merge_blocks(blocks: Sequence[Block], *, same_span: bool) -> list[Block]:
         counts = np.zeros(index.size, dtype=np.int64)
         for b in group:
             counts[np.searchsorted(index, b.index)] += b.counts
+        fail_index, fail_counts = _sparse_sum([(b.fail_index, b.fail_counts) for b in group])
         secs = [b.seconds for b in group]
         merged.append(
             Block(
@@ -77,9 +92,25 @@ def merge_blocks(blocks: Sequence[Block], *, same_span: bool) -> list[Block]:
                 errors=sum(b.errors for b in group),
                 index=index,
                 counts=counts,
+                fail_index=fail_index,
+                fail_counts=fail_counts,
             )
         )
     return merged
+
+
+def _sparse_sum(parts: Sequence[tuple[IntArray, IntArray]]) -> tuple[IntArray, IntArray]:
+    """The sum of sparse (index, counts) pairs."""
+    parts = [p for p in parts if p[0].size]
+    if not parts:
+        return _EMPTY, _EMPTY
+    if len(parts) == 1:
+        return parts[0]
+    index = np.unique(np.concatenate([i for i, _ in parts]))
+    counts = np.zeros(index.size, dtype=np.int64)
+    for i, c in parts:
+        counts[np.searchsorted(index, i)] += c
+    return index, counts
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,6 +122,7 @@ class BlockSet:
     requests: IntArray  # (n,)
     errors: IntArray  # (n,)
     seconds: FloatArray  # (n,)
+    fail: IntArray | None = None  # (n, K): the failed requests' part of counts; None: none
     # Metrics already computed (a set is never changed after it is made).
     _metrics: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
@@ -109,13 +141,24 @@ class BlockSet:
         requests = np.zeros(groups, dtype=np.int64)
         errors = np.zeros(groups, dtype=np.int64)
         seconds = np.zeros(groups, dtype=np.float64)
+        any_fail = any(b.fail_index.size for b in blocks)
+        fail = np.zeros((groups, index.size), dtype=np.int64) if any_fail else None
         for g in range(groups):
             for b in blocks[edges[g] : edges[g + 1]]:
                 counts[g, np.searchsorted(index, b.index)] += b.counts
+                if fail is not None and b.fail_index.size:
+                    fail[g, np.searchsorted(index, b.fail_index)] += b.fail_counts
                 requests[g] += b.requests
                 errors[g] += b.errors
                 seconds[g] += b.seconds
-        return cls(index=index, counts=counts, requests=requests, errors=errors, seconds=seconds)
+        return cls(
+            index=index,
+            counts=counts,
+            requests=requests,
+            errors=errors,
+            seconds=seconds,
+            fail=fail,
+        )
 
     def regrouped(self, max_blocks: int) -> BlockSet:
         """Neighbouring blocks summed into at most ``max_blocks`` blocks."""
@@ -128,7 +171,15 @@ class BlockSet:
             requests=np.add.reduceat(self.requests, edges[:-1]),
             errors=np.add.reduceat(self.errors, edges[:-1]),
             seconds=np.add.reduceat(self.seconds, edges[:-1]),
+            fail=None if self.fail is None else np.add.reduceat(self.fail, edges[:-1], axis=0),
         )
+
+    def ok_counts(self) -> IntArray:
+        """The bin counts of the successful requests alone."""
+        if self.fail is None:
+            return self.counts
+        ok: IntArray = self.counts - self.fail
+        return ok
 
     @property
     def n(self) -> int:
@@ -139,10 +190,11 @@ class BlockSet:
         """A metric over all blocks together."""
         if name in self._metrics:
             return self._metrics[name]
+        counts = self.ok_counts() if name in OK_LATENCY else self.counts
         value = float(
             metric_of_rows(
                 name,
-                self.counts.sum(axis=0, keepdims=True),
+                counts.sum(axis=0, keepdims=True),
                 self.requests.sum(keepdims=True),
                 self.errors.sum(keepdims=True),
                 self.seconds.sum(keepdims=True),
@@ -167,13 +219,20 @@ def metric_of_rows(
     Percentiles follow the HDR convention (the highest equivalent value of
     the bin where the cumulative count reaches ``round(q/100 * total)``);
     the mean uses median-equivalent values, as the hdrhistogram library does.
+    ``*_ok`` names read ``counts`` as given: the caller passes the successes'.
+    ``rps`` is successful requests (requests - errors) per second.
     """
     if name == "error_rate":
         req = np.asarray(requests, dtype=np.float64)
         return np.divide(errors, req, out=np.zeros_like(req), where=req > 0)
     if name == "rps":
         sec = np.asarray(seconds, dtype=np.float64)
-        return np.divide(requests, sec, out=np.zeros_like(sec), where=sec > 0)
+        # Errors count when they end, requests when scheduled: a block may go below 0.
+        ok = np.maximum(
+            0.0, np.asarray(requests, dtype=np.float64) - np.asarray(errors, dtype=np.float64)
+        )
+        return np.divide(ok, sec, out=np.zeros_like(sec), where=sec > 0)
+    name = name.removesuffix("_ok")
     rows = np.asarray(counts, dtype=np.float64)
     if index.size == 0:  # no answered request (all errors): no latency to speak of
         return np.full(rows.shape[0], np.nan)
@@ -211,19 +270,26 @@ class Resampled:
         self.weights = np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n)
         self.blocks = blocks
         self._w = self.weights.astype(np.float64)
-        self._rows: FloatArray | None = None
-        self._cum: FloatArray | None = None
+        # Per kind (all requests, successes alone): resampled bin counts, their cumsum.
+        self._rows: dict[bool, FloatArray] = {}
+        self._cum: dict[bool, FloatArray] = {}
 
     def metric(self, name: str) -> FloatArray:
         """The metric of each resample."""
         w = self._w
         counts = np.empty((w.shape[0], 0))
-        if name in _PERCENTILE or name in ("mean", "max"):
-            if self._rows is None:
-                self._rows = w @ self.blocks.counts.astype(np.float64)
-            counts = self._rows
-            if name in _PERCENTILE and self._cum is None:
-                self._cum = np.cumsum(counts, axis=1)
+        cum = None
+        base = name.removesuffix("_ok")
+        if base in _PERCENTILE or base in ("mean", "max"):
+            ok = name in OK_LATENCY
+            if ok not in self._rows:
+                source = self.blocks.ok_counts() if ok else self.blocks.counts
+                self._rows[ok] = w @ source.astype(np.float64)
+            counts = self._rows[ok]
+            if base in _PERCENTILE:
+                if ok not in self._cum:
+                    self._cum[ok] = np.cumsum(counts, axis=1)
+                cum = self._cum[ok]
         return metric_of_rows(
             name,
             counts,
@@ -231,7 +297,7 @@ class Resampled:
             w @ self.blocks.errors.astype(np.float64),
             w @ self.blocks.seconds,
             self.blocks.index,
-            self._cum,
+            cum,
         )
 
 

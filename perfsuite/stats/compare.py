@@ -149,17 +149,23 @@ class MetricComparison:
 def stack(sets: Sequence[BlockSet]) -> BlockSet:
     """All blocks of several block sets as one (e.g. the pooled baseline runs)."""
     index = np.unique(np.concatenate([s.index for s in sets]))
-    rows = []
+    rows, fails = [], []
     for s in sets:
         dense = np.zeros((s.n, index.size), dtype=np.int64)
         dense[:, np.searchsorted(index, s.index)] = s.counts
         rows.append(dense)
+        fail = np.zeros((s.n, index.size), dtype=np.int64)
+        if s.fail is not None:
+            fail[:, np.searchsorted(index, s.index)] = s.fail
+        fails.append(fail)
+    any_fail = any(s.fail is not None for s in sets)
     return BlockSet(
         index=index,
         counts=np.vstack(rows),
         requests=np.concatenate([s.requests for s in sets]),
         errors=np.concatenate([s.errors for s in sets]),
         seconds=np.concatenate([s.seconds for s in sets]),
+        fail=np.vstack(fails) if any_fail else None,
     )
 
 

@@ -1,8 +1,11 @@
 """Service level objectives: parsed strictly, judged with a confidence interval.
 
 ``p95="200ms"`` is an upper bound on the 95th percentile of latency (from
-the intended send time); ``error_rate="0.1%"`` on the share of failed
-requests; ``min_rps=950`` a lower bound on throughput. Latency accepts
+the intended send time) of every request that ended: answered, timed out or
+failed, so that a service degrading into timeouts cannot pass on the
+requests it still answers; ``p95_ok="200ms"`` bounds the successful ones
+alone. ``error_rate="0.1%"`` bounds the share of failed requests;
+``min_rps=950`` is a lower bound on successful requests per second. Latency accepts
 ``us``, ``ms`` and ``s`` (a plain number is milliseconds); rates accept
 ``%`` or a plain fraction. The verdict is on the measured value; its
 interval (block bootstrap) says how sure that value is. Cost objectives
@@ -37,7 +40,8 @@ __all__ = [
     "parse_slo",
 ]
 
-LATENCY_METRICS = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+_ALL_LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
+LATENCY_METRICS = (*_ALL_LATENCY, *(f"{m}_ok" for m in _ALL_LATENCY))
 _SELECTORS = ("endpoint", "phase")
 RESOURCE_METRICS = ("cpu", "memory")
 # An objective's name -> the cost metric it bounds (RequestCost.metrics()).

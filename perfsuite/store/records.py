@@ -9,6 +9,7 @@ packed with zlib: a ten-minute run stays a few tens of kB per endpoint.
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 import zlib
 from collections.abc import Iterable, Mapping
@@ -47,35 +48,58 @@ def group_by_time(blocks: Iterable[Block], start: float, duration: float) -> lis
             errors=b.errors,
             index=b.index,
             counts=b.counts,
+            fail_index=b.fail_index,
+            fail_counts=b.fail_counts,
         )
         for b in blocks
     ]
     return merge_blocks(keyed, same_span=False)
 
 
+def _concat(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
 def _encode_blocks(blocks: list[Block]) -> dict[str, Any]:
-    return {
+    data = {
         "t": [b.t for b in blocks],
         "seconds": [round(b.seconds, 6) for b in blocks],
         "requests": [b.requests for b in blocks],
         "errors": [b.errors for b in blocks],
         "sizes": [int(b.index.size) for b in blocks],
-        "index": _pack(np.concatenate([b.index for b in blocks]) if blocks else np.zeros(0)),
-        "counts": _pack(np.concatenate([b.counts for b in blocks]) if blocks else np.zeros(0)),
+        "index": _pack(_concat([b.index for b in blocks])),
+        "counts": _pack(_concat([b.counts for b in blocks])),
     }
+    if any(b.fail_index.size for b in blocks):
+        # The failed requests' bins (timeouts, errors): absent when none failed,
+        # and in records written before failed requests had latencies.
+        data["fail_sizes"] = [int(b.fail_index.size) for b in blocks]
+        data["fail_index"] = _pack(_concat([b.fail_index for b in blocks]))
+        data["fail_counts"] = _pack(_concat([b.fail_counts for b in blocks]))
+    return data
+
+
+def _split(data: Mapping[str, Any], prefix: str) -> list[tuple[np.ndarray[Any, Any], ...]]:
+    sizes = data[f"{prefix}sizes"]
+    index, counts = _unpack(data[f"{prefix}index"]), _unpack(data[f"{prefix}counts"])
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return [(index[a:b], counts[a:b]) for a, b in itertools.pairwise(edges)]
 
 
 def _decode_blocks(data: Mapping[str, Any]) -> list[Block]:
-    index, counts = _unpack(data["index"]), _unpack(data["counts"])
-    edges = np.concatenate([[0], np.cumsum(data["sizes"])]).astype(np.int64)
+    bins = _split(data, "")
+    empty = np.zeros(0, dtype=np.int64)
+    fails = _split(data, "fail_") if "fail_sizes" in data else [(empty, empty)] * len(bins)
     return [
         Block(
             t=int(t),
             seconds=float(sec),
             requests=int(req),
             errors=int(err),
-            index=index[edges[i] : edges[i + 1]],
-            counts=counts[edges[i] : edges[i + 1]],
+            index=bins[i][0],
+            counts=bins[i][1],
+            fail_index=fails[i][0],
+            fail_counts=fails[i][1],
         )
         for i, (t, sec, req, err) in enumerate(
             zip(data["t"], data["seconds"], data["requests"], data["errors"], strict=True)
@@ -113,10 +137,14 @@ def _summary(result: LoadResult, endpoint: str, phase: str) -> dict[str, float |
 
     return {
         "requests": s.requests,
+        "answered": s.answered,
+        "ok": s.ok,
         "errors": s.errors,
         "error_rate": num(s.error_rate),
-        "rps": num(s.achieved_rps),
+        "rps": num(s.ok_rps),
+        "answered_rps": num(s.answered_rps),
         **{k: num(v) for k, v in s.latency.as_dict().items()},
+        **{f"{k}_ok": num(v) for k, v in s.latency_ok.as_dict().items()},
     }
 
 
@@ -161,6 +189,9 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
             "wall_time": round(result.wall_time, 4),
             "stop_reason": result.stop_reason,
             "abandoned": result.abandoned,
+            "unsolicited": result.unsolicited,
+            "truncated": result.truncated,
+            "check_exceptions": dict(result.check_exceptions),
         },
     }
 

@@ -3,7 +3,11 @@
 Paths: /ok, /status/<code>, /sleep/<ms>, /cpu/<us> (busy for that long,
 holding the only thread: capacity 1e6/us req/s), /body/<text>, /close (answers with
 Connection: close), /drop (closes without answering), /hang (never answers),
-/stats (requests seen, max concurrency, first and last arrival), /reset.
+/flaky/<n> (every n-th request of the server never answers), /early (a 103
+Early Hints before the answer), /twice (the answer, then the same again
+unasked), /eof/<text> (a body without length, ended by closing), /stats
+(requests seen, max concurrency, first and last arrival), /reset.
+HEAD gets the headers of a GET (with its Content-Length) and no body.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
 """
 
@@ -27,6 +31,12 @@ class State:
         self.max_inflight = 0
         self.first = 0.0
         self.last = 0.0
+        self.paths: dict[str, int] = {}
+
+    def tick(self, path: str) -> int:
+        """How many times ``path`` was asked for, this one included."""
+        self.paths[path] = self.paths.get(path, 0) + 1
+        return self.paths[path]
 
 
 STATE = State()
@@ -57,10 +67,10 @@ class Handler(asyncio.Protocol):
             if len(rest) < length:
                 return
             self.buf = rest[length:]
-            path = head.split(b" ", 2)[1].decode()
-            asyncio.get_running_loop().create_task(self.handle(path))
+            method, path = (part.decode() for part in head.split(b" ", 2)[:2])
+            asyncio.get_running_loop().create_task(self.handle(path, method))
 
-    async def handle(self, path: str) -> None:
+    async def handle(self, path: str, method: str = "GET") -> None:
         if path in ("/stats", "/reset"):
             if path == "/reset":
                 STATE.reset()
@@ -92,11 +102,21 @@ class Handler(asyncio.Protocol):
             elif kind == "drop":
                 self.transport.close()
                 return
-            elif kind == "hang":
+            elif kind == "hang" or (kind == "flaky" and STATE.tick(path) % int(parts[2]) == 0):
                 await asyncio.sleep(3600)
+            elif kind == "early":
+                self.transport.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+            elif kind == "eof":
+                self.transport.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                self.transport.write(parts[2].encode())
+                self.transport.close()
+                return
             self.served += 1
             close = close or self.served % KEEPALIVE_REQUESTS == 0
-            self.transport.write(_response(status, body, close))
+            response = _response(status, body, close)
+            if method == "HEAD":
+                response = response[: response.index(b"\r\n\r\n") + 4]
+            self.transport.write(response + response if kind == "twice" else response)
             if close:
                 self.transport.close()
         finally:

@@ -121,3 +121,14 @@ def test_profile_scaling() -> None:
     assert smoke.count(600_000) == 600
     assert smoke.rate(1000) == 100
     assert DEFAULT_PROFILES["full"].count(600_000) == 600_000
+
+
+def test_client_limits(tmp_path: Path) -> None:
+    config = load_config(tmp_path, {"load": {"connect_timeout": "500ms", "max_body": 4096}})
+    assert config.load.connect_timeout == 0.5
+    assert config.load.max_body == 4096
+    assert load_config(tmp_path, {}).load.connect_timeout == 5.0
+    with pytest.raises(ConfigError, match=r"connect_timeout"):
+        load_config(tmp_path, {"load": {"connect_timeout": "soon"}})
+    with pytest.raises(ConfigError, match=r"max_body"):
+        load_config(tmp_path, {"load": {"max_body": -1}})

@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perfsuite import ConfigError, LoadError, Request, Scenario, run_load
+from perfsuite import ConfigError, LoadError, LoadResult, Request, Scenario, run_load
 from perfsuite.load import ClosedPhase, EngineOptions, OpenPhase
 from perfsuite.load.safety import check_target
+from perfsuite.stats.slo import evaluate, parse_slo
 
 from .conftest import Server
 
@@ -268,3 +269,179 @@ def test_load_error_is_a_perfsuite_error() -> None:
     from perfsuite import PerfsuiteError
 
     assert issubclass(LoadError, PerfsuiteError)
+
+
+# -- honest accounting: failed requests have latencies ----------------------
+
+
+def _judge(result: LoadResult, **slo: object) -> dict[str, bool]:
+    verdicts = evaluate(parse_slo(slo), lambda e, p: result.blockset(endpoint=e, phase=p))
+    return {r.objective.metric: r.passed for r in verdicts}
+
+
+def test_timeouts_are_in_the_latency_and_fail_a_p99_slo(server: Server) -> None:
+    # Every 20th request hangs: 5 % time out after 0.4 s, the rest answer in ~1 ms.
+    result = run_load(
+        server.url,
+        Scenario(get("flaky", "/flaky/20")),
+        [constant(200, 3.0)],
+        options=EngineOptions(timeout=0.4),
+    )
+    m = result.measured()
+    assert m.errors_by_kind["timeout"] == m.requests // 20 == 30
+    assert m.ok == m.answered == m.requests - 30
+    # Each timeout has its latency: the time it was given up, 0.4 s or a sweep later.
+    assert m.latency.count == m.requests
+    assert 400 <= m.latency.p99 <= 520
+    assert m.latency_ok.p99 < 50
+    assert _judge(result, p99="100ms") == {"p99": False}
+    assert _judge(result, p99_ok="100ms") == {"p99_ok": True}
+    assert _judge(result, error_rate="1%") == {"error_rate": False}
+
+
+def test_an_open_phase_of_timeouts_fails_min_rps(server: Server) -> None:
+    result = run_load(
+        server.url,
+        Scenario(get("hang", "/hang")),
+        [constant(50, 1.0)],
+        options=EngineOptions(timeout=0.3),
+    )
+    m = result.measured()
+    assert m.requests == 50
+    assert m.ok == 0
+    assert m.ok_rps == 0.0
+    assert m.errors_by_kind["timeout"] == 50
+    assert m.latency.count == 50
+    assert m.latency.p50 >= 300
+    assert _judge(result, min_rps=25) == {"rps": False}
+
+
+def test_a_check_that_raises_is_a_check_error_with_its_exception(server: Server) -> None:
+    def check(status: int, body: bytes) -> bool:
+        raise ValueError(f"not json: {body!r}")
+
+    result = run_load(server.url, Scenario(get("x", "/body/abc", check=check)), [constant(50, 0.5)])
+    m = result.measured()
+    assert m.errors_by_kind["check"] == m.requests == 25
+    assert m.answered == 25
+    assert m.ok == 0
+    assert result.check_exceptions == {"x: ValueError: not json: b'abc'": 25}
+    assert "check raised (25x): x: ValueError: not json: b'abc'" in result.describe()
+
+
+def test_each_response_has_its_own_body(server: Server) -> None:
+    # One connection: a 404's body must not be added to the next answer's.
+    scenario = Scenario(
+        get("missing", "/status/404"),
+        get("yes", "/body/yes", check=lambda status, body: body == b"yes"),
+    )
+    result = run_load(server.url, scenario, [ClosedPhase(name="c", duration=0.5, users=1)])
+    assert result.measured("missing").errors_by_kind["status"] > 10
+    yes = result.measured("yes")
+    assert yes.requests > 10
+    assert yes.ok == yes.requests
+
+
+def test_early_hints_are_not_the_answer(server: Server) -> None:
+    server.reset()
+    result = run_load(
+        server.url,
+        Scenario(get("early", "/early", check=lambda status, body: body == b"ok")),
+        [constant(100, 1.0)],
+    )
+    m = result.measured()
+    assert m.requests == m.ok == m.answered == server.stats()["count"] == 100
+    assert result.cells[0].statuses == {200: 100}
+    assert result.unsolicited == 0
+
+
+def test_unsolicited_responses_close_the_connection_and_count(server: Server) -> None:
+    server.reset()
+    result = run_load(server.url, Scenario(get("twice", "/twice")), [constant(100, 1.0)])
+    m = result.measured()
+    # Each request is answered once; the copy that follows is counted, not taken.
+    assert m.requests == m.answered == m.ok == server.stats()["count"] == 100
+    assert result.unsolicited == 100
+    assert result.connections_opened >= 100
+
+
+def test_a_body_ended_by_closing_the_connection(server: Server) -> None:
+    result = run_load(
+        server.url,
+        Scenario(get("eof", "/eof/hello", check=lambda status, body: body == b"hello")),
+        [constant(50, 1.0)],
+    )
+    m = result.measured()
+    assert m.requests == m.ok == 50
+    assert m.errors_by_kind["closed"] == 0
+
+
+def test_head_responses_have_no_body(server: Server) -> None:
+    # HEAD gets a GET's Content-Length and no body: it must not wait for one.
+    server.reset()
+    head = Request(name="head", build=httpx.Request("HEAD", "http://127.0.0.1/body/abcdef"))
+    result = run_load(server.url, Scenario(head, get("ok", "/ok")), [constant(200, 1.0)])
+    for endpoint in ("head", "ok"):
+        m = result.measured(endpoint)
+        assert m.requests == m.ok > 50, endpoint
+    assert result.measured().latency.max < 100  # none waited for a timeout
+    assert server.stats()["count"] == 200
+
+
+def test_bodies_beyond_max_body_are_counted_not_kept(server: Server) -> None:
+    seen: list[bytes] = []
+
+    def check(status: int, body: bytes) -> bool:
+        seen.append(body)
+        return True
+
+    result = run_load(
+        server.url,
+        Scenario(get("big", "/body/abcdefghij", check=check)),
+        [constant(50, 0.5)],
+        options=EngineOptions(max_body=4),
+    )
+    assert result.measured().ok == 25
+    assert result.truncated == 25
+    assert set(seen) == {b"abcd"}
+
+
+def test_a_connection_not_made_in_time_is_a_connect_error() -> None:
+    import socket
+
+    # A listening socket that never accepts, its queue full: new SYNs are
+    # dropped, so a connect hangs until the client gives up.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers: list[socket.socket] = []
+        for _ in range(8):  # fill the accept queue until a connect hangs
+            sock = socket.socket()
+            sock.settimeout(0.2)
+            fillers.append(sock)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the accept queue never filled")
+        try:
+            started = time.monotonic()
+            result = run_load(
+                f"http://127.0.0.1:{port}",
+                Scenario(get("x", "/")),
+                [constant(20, 0.5)],
+                options=EngineOptions(connect_timeout=0.3, timeout=5.0),
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            for sock in fillers:
+                sock.close()
+    m = result.measured()
+    assert m.requests == 10
+    assert m.errors_by_kind["connect"] == 10
+    assert elapsed < 3.0  # given up after connect_timeout, not the request timeout
+    assert m.latency.count == 10
+    # From each request's intended time to the failed connect that took it.
+    assert 290 <= m.latency.max < 1000

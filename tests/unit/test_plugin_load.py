@@ -71,7 +71,7 @@ def test_run_result_and_load_section(pytester: pytest.Pytester) -> None:
         [
             "*fail on purpose*",
             "*- perfsuite: load -*",
-            "phase * endpoint * req * err * req/s*",
+            "phase * endpoint * req * ok * err * ok/s*",
             "warmup * ok * 5 * 0 *",
             "steady * ok * 60 * 0 *",
         ]

@@ -38,7 +38,7 @@ def test_draws_on_a_terminal() -> None:
         os.close(follower)
     assert "stairs-3" in text
     assert "42/600 s" in text
-    assert "987 req/s" in text
+    assert "987 ok/s" in text
     assert "p95   12.5 ms" in text
     assert "errors 3" in text
     assert text.count("\r\x1b[2K") == 2  # drawn in place, then cleared

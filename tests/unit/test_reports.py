@@ -39,7 +39,7 @@ def test_run_record_junit_and_terminal_summary(pytester: pytest.Pytester) -> Non
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(
         [
-            "*test * endpoint * req/s * p50 ms * p95 ms * p99 ms * errors * SLO * compared * pool*",
+            "*test * endpoint * ok/s * p50 ms * p95 ms * p99 ms * errors * SLO * compared * pool*",
             "*test_query * query * steady * 100 * pass * - * - *",
             "perfsuite: wrote *reports/runs/*.json",
         ]
