@@ -3,7 +3,10 @@ connection events. The run's timeline and results are in ``engine.py``.
 
 Open model: a ticker sends every request whose *intended* time has come, on
 an idle connection, or queues it until one is free; latency counts from the
-intended time (no coordinated omission). Closed model: each virtual user
+intended time (no coordinated omission). The ticker never sleeps less than
+one tick (1 ms): uvloop's timers have millisecond resolution, so waiting for
+the exact time of each send would spin a core at high rates; a send leaves
+up to a tick late, and that is in its latency. Closed model: each virtual user
 sends, waits for the answer, thinks, and sends again.
 """
 
@@ -86,6 +89,8 @@ class Driver:
         self.open_phase: OpenPhase | None = None
         self.k = 0
         self.k_end = 0
+        self.k_step = options.workers  # arrival i is this engine's when i % workers == worker
+        self.tick_ns = int(options.tick * _NS)
         self.phase_start_ns = 0
         self.next_ns = 0
         self.users_wanted = 0
@@ -119,10 +124,11 @@ class Driver:
         self.phase_start_ns = self.t0 + int(sum(p.duration for p in self.phases[:index]) * _NS)
         if isinstance(phase, OpenPhase):
             self.open_phase = phase
-            self.k, self.k_end = 0, phase.expected_requests
-            self.next_ns = self.phase_start_ns
+            self.k, self.k_end = self.opt.worker, phase.expected_requests
+            self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
             self._set_users(0)
-            warm = min(self.opt.max_connections, max(4, math.ceil(phase.start_rate / 200)))
+            rate = phase.start_rate / self.k_step
+            warm = min(self.opt.max_connections, max(4, math.ceil(rate / 200)))
             while len(self.conns) + self.connecting < warm:
                 self._connect()
             self.tick_gen += 1
@@ -167,8 +173,8 @@ class Driver:
             self.idle_ticks += 1
         self._send_due(now, now)
         if self.k < self.k_end and not self.finished:
-            delay = (self.next_ns - time.perf_counter_ns()) / _NS
-            self.loop.call_later(max(0.0, delay), self._open_tick, gen)
+            delay = max(self.tick_ns, self.next_ns - time.perf_counter_ns()) / _NS
+            self.loop.call_later(delay, self._open_tick, gen)
 
     def _send_due(self, now: int, until: int) -> None:
         """Send (or queue) every scheduled request whose intended time is <= ``until``."""
@@ -202,7 +208,7 @@ class Driver:
                 self.rec.dropped(cell)
             if measured:
                 self.measured_sends += 1
-            self.k += 1
+            self.k += self.k_step
             self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
 
     def _send(self, conn: Connection, intended: int, ep: int, cell: int) -> None:

@@ -112,6 +112,7 @@ class _Engine(Driver):
             intended, _, cell = self.backlog.popleft()
             self.rec.failed(cell, TIMEOUT, (now - intended) // 1000)
         self.payloads.top_up()
+        self.rec.absorb()  # a few thousand samples at a time: the second's close stays short
         if self.finished:
             self._maybe_done()
         if not self.done.done():
@@ -172,6 +173,7 @@ class _Engine(Driver):
             phases=infos,
             cells=cells,
             seconds=tuple(rec.seconds),
+            second_bins=tuple(rec.second_bins),
             late=self.late,
             late_generator=self.late_generator,
             dropped=self.dropped,

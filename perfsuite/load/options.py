@@ -23,6 +23,10 @@ class EngineOptions:
     max_duration: float = 4 * 3600.0  # hard cap on the phases' total duration
     allowed_hosts: tuple[str, ...] = ()
     prebuilt: int = 4096  # requests built ahead per endpoint (dynamic builders)
+    tick: float = 0.001  # the open model's timer: sends due are released at most this often
+    # Open model over several processes: this one sends arrivals worker, worker + workers, ...
+    worker: int = 0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_connections <= 100_000:
@@ -31,6 +35,10 @@ class EngineOptions:
             raise ConfigError(f"timeout must be > 0, got {self.timeout}")
         if not self.connect_timeout > 0:
             raise ConfigError(f"connect_timeout must be > 0, got {self.connect_timeout}")
+        if not 0 < self.tick <= 0.1:
+            raise ConfigError(f"tick must be in (0, 0.1] s, got {self.tick}")
+        if not 0 <= self.worker < self.workers:
+            raise ConfigError(f"worker must be in 0..{self.workers - 1}, got {self.worker}")
         if not self.max_body >= 0:
             raise ConfigError(f"max_body must be >= 0 bytes, got {self.max_body}")
 

@@ -1,9 +1,10 @@
 """Multi-process mode: one engine per core, histograms merged exactly.
 
-Each worker process runs the same phases with 1/N of the rate (or of the
-users) from a common start time; the parent adds their HDR histograms, which
-is exact. Per-second percentiles are the highest of the workers' (an upper
-bound); per-second counts are exact sums.
+Each worker process runs the same phases from a common start time: in an
+open phase worker w sends arrivals w, w + N, w + 2N, ... of the one
+schedule (so the N workers together keep its rate, interleaved rather than
+firing together), in a closed phase it runs its share of the users. The
+parent adds their HDR histograms, and their per-second bins, which is exact.
 """
 
 from __future__ import annotations
@@ -18,31 +19,29 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from perfsuite.errors import ConfigError, Interrupted, LoadError
 from perfsuite.load.engine import EngineOptions, Progress, run_load
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import Second
+from perfsuite.load.recorder import Second, SecondBins
 from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
 from perfsuite.signals import die_with_parent, ignore_stop_signals, stop_signals
 from perfsuite.stats.blocks import merge_blocks
-from perfsuite.stats.hdr import decode, encode, merge
+from perfsuite.stats.hdr import decode, dense_percentiles, encode, merge, new_histogram
 
 __all__ = ["run_parallel", "split_phases"]
 
 
 def split_phases(phases: Sequence[Phase], workers: int, index: int) -> list[Phase]:
-    """Worker ``index``'s share: rates divided by ``workers``, users dealt out."""
+    """Worker ``index``'s share: open phases whole (it takes every ``workers``-th
+    arrival, see ``EngineOptions.worker``), users dealt out."""
     share: list[Phase] = []
     for phase in phases:
         if isinstance(phase, OpenPhase):
-            share.append(
-                replace(
-                    phase,
-                    start_rate=phase.start_rate / workers,
-                    end_rate=phase.end_rate / workers,
-                )
-            )
+            share.append(phase)
         else:
             if phase.users < workers:
                 raise ConfigError(
@@ -56,7 +55,7 @@ def split_phases(phases: Sequence[Phase], workers: int, index: int) -> list[Phas
 
 def _to_wire(result: LoadResult) -> dict[str, Any]:
     return {
-        "result": replace(result, cells=(), seconds=()),
+        "result": replace(result, cells=(), seconds=(), second_bins=()),
         "cells": [
             {
                 "phase": c.phase,
@@ -72,6 +71,7 @@ def _to_wire(result: LoadResult) -> dict[str, Any]:
             for c in result.cells
         ],
         "seconds": list(result.seconds),
+        "second_bins": result.second_bins,
     }
 
 
@@ -139,31 +139,13 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
                 blocks=tuple(merge_blocks([b for r in rows for b in r["blocks"]], same_span=True)),
             )
         )
-    by_key: dict[tuple[int, str], list[Second]] = {}
-    for part in parts:
-        for sec in part["seconds"]:
-            by_key.setdefault((sec.t, sec.endpoint), []).append(sec)
-    seconds = [
-        Second(
-            t=t,
-            endpoint=ep,
-            requests=sum(s.requests for s in secs),
-            errors=sum(s.errors for s in secs),
-            ok=sum(s.ok for s in secs),
-            p50=max(s.p50 for s in secs),
-            p95=max(s.p95 for s in secs),
-            p99=max(s.p99 for s in secs),
-        )
-        for (t, ep), secs in sorted(by_key.items())
-    ]
+    endpoints = list(dict.fromkeys(c["endpoint"] for c in parts[0]["cells"]))
+    seconds, second_bins = _merge_seconds(parts, endpoints)
     results: list[LoadResult] = [p["result"] for p in parts]
     saturated = [r for r in results if r.saturated]
     phases = tuple(
         replace(
             info,
-            target_rate=None
-            if info.target_rate is None
-            else sum(r.phases[i].target_rate or 0.0 for r in results),
             users=None if info.users is None else sum(r.phases[i].users or 0 for r in results),
         )
         for i, info in enumerate(first.phases)
@@ -173,6 +155,7 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         phases=phases,
         cells=tuple(cells),
         seconds=tuple(seconds),
+        second_bins=tuple(second_bins),
         late=sum(r.late for r in results),
         late_generator=sum(r.late_generator for r in results),
         dropped=sum(r.dropped for r in results),
@@ -188,6 +171,45 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         truncated=sum(r.truncated for r in results),
         check_exceptions=_sum_counts(r.check_exceptions for r in results),
     )
+
+
+def _merge_seconds(
+    parts: list[dict[str, Any]], endpoints: list[str]
+) -> tuple[list[Second], list[SecondBins]]:
+    """The workers' seconds as one: counts added, percentiles of the added bins."""
+    by_key: dict[tuple[int, str], list[Second]] = {}
+    for part in parts:
+        for sec in part["seconds"]:
+            by_key.setdefault((sec.t, sec.endpoint), []).append(sec)
+    dense: dict[tuple[int, str], npt.NDArray[np.int64]] = {}
+    for part in parts:
+        for t, ep, index, counts in part["second_bins"]:
+            key = (t, endpoints[ep])
+            if key not in dense:
+                dense[key] = np.zeros(new_histogram().counts_len, dtype=np.int64)
+            dense[key][index] += counts
+    seconds = []
+    for (t, name), secs in sorted(by_key.items()):
+        bins = dense.get((t, name))
+        nan = float("nan")
+        p50, p95, p99 = (nan, nan, nan) if bins is None else dense_percentiles(bins, (50, 95, 99))
+        seconds.append(
+            Second(
+                t=t,
+                endpoint=name,
+                requests=sum(s.requests for s in secs),
+                errors=sum(s.errors for s in secs),
+                ok=sum(s.ok for s in secs),
+                p50=p50,
+                p95=p95,
+                p99=p99,
+            )
+        )
+    merged = []
+    for (t, name), bins in sorted(dense.items()):
+        index = np.flatnonzero(bins)
+        merged.append((t, endpoints.index(name), index, bins[index]))
+    return seconds, merged
 
 
 def _sum_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
@@ -244,7 +266,7 @@ def run_parallel(
                 target,
                 Scenario(*scenario.requests, data=scenario.data, seed=scenario.seed + index),
                 split_phases(phases, workers, index),
-                per_worker,
+                replace(per_worker, worker=index, workers=workers),
                 start,
                 scaled,
                 os.getpid(),

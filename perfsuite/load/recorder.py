@@ -5,9 +5,10 @@ timed out (when it was given up), or failed by its connection (when that
 happened). The latency histograms hold all of them; the ``ok`` ones hold the
 successes alone. Only a request that was never sent (dropped) has none.
 
-The hot path appends a few integers to arrays; once a second the arrays are
-summarised (throughput, errors, p50/p95/p99 of that second) and folded into
-the histograms in bulk. Memory stays flat: no per-request objects are kept.
+The hot path appends a few integers to arrays; every 50 ms they become bin
+counts, and once a second the counts are summarised (throughput, errors,
+p50/p95/p99 of that second) and folded into the histograms. Memory stays
+flat: no per-request objects are kept.
 """
 
 from __future__ import annotations
@@ -21,15 +22,26 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 from perfsuite.stats.blocks import Block
-from perfsuite.stats.hdr import add_counts, hdr_indices, new_histogram
+from perfsuite.stats.hdr import (
+    HIGHEST_US,
+    add_counts,
+    dense_percentiles,
+    hdr_indices,
+    new_histogram,
+)
 
-__all__ = ["ERROR_KINDS", "Recorder", "Second"]
+__all__ = ["ERROR_KINDS", "Recorder", "Second", "SecondBins"]
 
 # Why a request failed: a status not accepted, no answer in time, no
 # connection, the connection closed before the answer, the check said no, or
 # never sent (the generator's queue overflowed, or the run ended first).
 ERROR_KINDS = ("status", "timeout", "connect", "closed", "check", "dropped")
 STATUS, TIMEOUT, CONNECT, CLOSED, CHECK, DROPPED = range(len(ERROR_KINDS))
+
+
+IntArray = npt.NDArray[np.int64]
+# (second, endpoint index, HDR bin indices, their counts): one second's latencies.
+SecondBins = tuple[int, int, IntArray, IntArray]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +63,14 @@ class Second:
 
 
 class Recorder:
-    """Collects samples of one run, keyed by ``phase_index * n_endpoints + endpoint``."""
+    """Collects samples of one run, keyed by ``phase_index * n_endpoints + endpoint``.
+
+    The hot path appends to arrays. ``absorb()`` (every 50 ms, from the
+    engine's sweep) turns them into dense bin counts per cell: a few
+    thousand values at a time, well under a millisecond of the event loop.
+    ``flush_second()`` then closes the second from the counts alone, so no
+    step ever sorts or scans a whole second's samples at once.
+    """
 
     def __init__(
         self,
@@ -74,11 +93,13 @@ class Recorder:
         self._lat = [array("q") for _ in range(cells)]  # every request that ended
         self._ok = [array("q") for _ in range(cells)]  # the successes among them
         self._svc = [array("q") for _ in range(cells)]  # those that were sent
-        # Per-second buffers, per endpoint: latencies, successes and error counts.
-        self._sec_lat = [array("q") for _ in endpoints]
-        self._sec_ok = [0] * self.n_endpoints
+        # The current second's bin counts per cell, made when a cell first has samples.
+        self._acc: dict[int, _Counts] = {}
         self._sec_err = [0] * self.n_endpoints
         self.seconds: list[Second] = []
+        # Per second and endpoint, its latency bins (sparse): what exact
+        # per-second percentiles over several processes are merged from.
+        self.second_bins: list[SecondBins] = []
         # One block per cell and second: the unit of the statistics.
         self.blocks: list[list[Block]] = [[] for _ in range(cells)]
         self._req_mark = [0] * cells
@@ -89,9 +110,6 @@ class Recorder:
         self._lat[cell].append(latency_us)
         self._ok[cell].append(latency_us)
         self._svc[cell].append(service_us)
-        ep = cell % self.n_endpoints
-        self._sec_lat[ep].append(latency_us)
-        self._sec_ok[ep] += 1
         statuses = self.statuses[cell]
         statuses[status] = statuses.get(status, 0) + 1
 
@@ -106,10 +124,8 @@ class Recorder:
         self._lat[cell].append(latency_us)
         if service_us >= 0:
             self._svc[cell].append(service_us)
-        ep = cell % self.n_endpoints
-        self._sec_lat[ep].append(latency_us)
         self.errors[cell][kind] += 1
-        self._sec_err[ep] += 1
+        self._sec_err[cell % self.n_endpoints] += 1
         if status:
             statuses = self.statuses[cell]
             statuses[status] = statuses.get(status, 0) + 1
@@ -125,70 +141,79 @@ class Recorder:
         # It may be counted in a block already folded: the cell's total stays exact.
         self._req_mark[cell] = min(self._req_mark[cell], self.requests[cell])
 
-    def flush_second(self, t: int) -> list[Second]:
-        """Close second ``t``: summarise it, fold the buffers into the histograms."""
-        summary = []
-        for ep, buf in enumerate(self._sec_lat):
-            errors = self._sec_err[ep]
-            if not buf and not errors:
+    def absorb(self) -> None:
+        """Turn the buffered samples into the current second's bin counts."""
+        for cell, buf in enumerate(self._lat):
+            if not buf:
                 continue
-            if buf:
-                values = np.frombuffer(buf, dtype=np.int64)
-                p50, p95, p99 = (float(v) / 1000.0 for v in np.percentile(values, [50, 95, 99]))
-            else:
-                p50 = p95 = p99 = float("nan")
+            acc = self._acc.get(cell)
+            if acc is None:
+                acc = self._acc[cell] = _Counts()
+            values = np.frombuffer(buf, dtype=np.int64)
+            self.clamped += acc.lat.add(values)
+            acc.ok.add(np.frombuffer(self._ok[cell], dtype=np.int64))
+            acc.svc.add(np.frombuffer(self._svc[cell], dtype=np.int64))
+            self._lat[cell] = array("q")
+            self._ok[cell] = array("q")
+            self._svc[cell] = array("q")
+
+    def flush_second(self, t: int) -> list[Second]:
+        """Close second ``t``: summarise it, fold its counts into the histograms."""
+        self.absorb()
+        summary = []
+        for ep in range(self.n_endpoints):
+            parts = [a for c, a in self._acc.items() if c % self.n_endpoints == ep]
+            errors = self._sec_err[ep]
+            if not parts and not errors:
+                continue
+            lat = parts[0].lat.counts.copy() if parts else np.zeros(1, dtype=np.int64)
+            for extra in parts[1:]:
+                lat += extra.lat.counts
+            p50, p95, p99 = dense_percentiles(lat, (50, 95, 99))
+            index = np.flatnonzero(lat)
+            if index.size:
+                self.second_bins.append((t, ep, index, lat[index]))
             summary.append(
                 Second(
                     t=t,
                     endpoint=self.endpoints[ep],
-                    requests=len(buf),
+                    requests=sum(a.lat.total for a in parts),
                     errors=errors,
                     p50=p50,
                     p95=p95,
                     p99=p99,
-                    ok=self._sec_ok[ep],
+                    ok=sum(a.ok.total for a in parts),
                 )
             )
-            self._sec_lat[ep] = array("q")
             self._sec_err[ep] = 0
-            self._sec_ok[ep] = 0
         self.seconds.extend(summary)
         self.fold(t)
         return summary
 
     def fold(self, t: int) -> None:
-        """Move the buffered samples of second ``t`` into histograms and blocks."""
-        for cell, buf in enumerate(self._lat):
+        """Move the counts of second ``t`` into histograms and blocks."""
+        self.absorb()
+        for cell in range(len(self._lat)):
             requests = self.requests[cell] - self._req_mark[cell]
             errors = sum(self.errors[cell]) - self._err_mark[cell]
-            if not buf and not requests and not errors:
+            acc = self._acc.pop(cell, None)
+            if acc is None and not requests and not errors:
                 continue
             self._req_mark[cell] += requests
             self._err_mark[cell] += errors
-            values = np.frombuffer(buf, dtype=np.int64)
-            index, counts = np.unique(hdr_indices(values), return_counts=True)
+            index, counts = _EMPTY, _EMPTY
             fail_index, fail_counts = _EMPTY, _EMPTY
-            if values.size:
-                self.clamped += int(np.count_nonzero(values > 60_000_000))
-                _add(self.latency[cell], values, index, counts)
-                ok = np.frombuffer(self._ok[cell], dtype=np.int64)
-                if ok.size:
-                    ok_index, ok_counts = np.unique(hdr_indices(ok), return_counts=True)
-                    _add(self.latency_ok[cell], ok, ok_index, ok_counts)
-                if ok.size < values.size:
+            if acc is not None:
+                acc.lat.into(self.latency[cell])
+                acc.ok.into(self.latency_ok[cell])
+                acc.svc.into(self.service[cell])
+                index = np.flatnonzero(acc.lat.counts)
+                counts = acc.lat.counts[index]
+                if acc.ok.total < acc.lat.total:
                     # The failures' bins: all minus ok (the ok bins are a subset).
-                    fails = counts.copy()
-                    if ok.size:
-                        fails[np.searchsorted(index, ok_index)] -= ok_counts
-                    keep = fails > 0
-                    fail_index, fail_counts = index[keep], fails[keep].astype(np.int64)
-                svc = np.frombuffer(self._svc[cell], dtype=np.int64)
-                if svc.size:
-                    s_index, s_counts = np.unique(hdr_indices(svc), return_counts=True)
-                    _add(self.service[cell], svc, s_index, s_counts)
-                self._lat[cell] = array("q")
-                self._ok[cell] = array("q")
-                self._svc[cell] = array("q")
+                    fails = acc.lat.counts - acc.ok.counts
+                    fail_index = np.flatnonzero(fails)
+                    fail_counts = fails[fail_index]
             block = self._block(cell, t, requests, errors, index, counts)
             if fail_index.size:
                 block = replace(block, fail_index=fail_index, fail_counts=fail_counts)
@@ -200,8 +225,8 @@ class Recorder:
         t: int,
         requests: int,
         errors: int,
-        index: npt.NDArray[np.int64],
-        counts: npt.NDArray[np.int64],
+        index: IntArray,
+        counts: IntArray,
     ) -> Block:
         start, end = self.spans[cell // self.n_endpoints]
         # Late answers of a phase that has ended belong to its last second
@@ -220,15 +245,46 @@ class Recorder:
         )
 
 
-_EMPTY: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+_EMPTY: IntArray = np.zeros(0, dtype=np.int64)
+_BINS = new_histogram().counts_len
 
 
-def _add(
-    hist: HdrHistogram,
-    values: npt.NDArray[np.int64],
-    index: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int64],
-) -> None:
-    add_counts(hist, counts, index)
-    hist.min_value = min(hist.min_value, int(max(values.min(), 0)))
-    hist.max_value = max(hist.max_value, int(min(values.max(), 60_000_000)))
+class _Dense:
+    """Dense bin counts of some latencies (µs), with their count, min and max."""
+
+    __slots__ = ("counts", "high", "low", "total")
+
+    def __init__(self) -> None:
+        self.counts: IntArray = np.zeros(_BINS, dtype=np.int64)
+        self.total = 0
+        self.low = HIGHEST_US
+        self.high = 0
+
+    def add(self, values: IntArray) -> int:
+        """Count ``values``; returns how many were above the histograms' 60 s."""
+        if not values.size:
+            return 0
+        self.counts += np.bincount(hdr_indices(values), minlength=_BINS)
+        self.total += int(values.size)
+        self.low = min(self.low, max(0, int(values.min())))
+        high = int(values.max())
+        self.high = max(self.high, min(high, HIGHEST_US))
+        return int(np.count_nonzero(values > HIGHEST_US)) if high > HIGHEST_US else 0
+
+    def into(self, hist: HdrHistogram) -> None:
+        """Add these counts to a histogram."""
+        if self.total:
+            add_counts(hist, self.counts)
+            hist.min_value = min(hist.min_value, self.low)
+            hist.max_value = max(hist.max_value, self.high)
+
+
+class _Counts:
+    """A cell's bin counts for the current second: all, successes, service times."""
+
+    __slots__ = ("lat", "ok", "svc")
+
+    def __init__(self) -> None:
+        self.lat = _Dense()
+        self.ok = _Dense()
+        self.svc = _Dense()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import ERROR_KINDS, Recorder, Second
+from perfsuite.load.recorder import ERROR_KINDS, Recorder, Second, SecondBins
 from perfsuite.stats.blocks import Block, BlockSet, merge_blocks
 from perfsuite.stats.hdr import Percentiles, merge, percentiles
 
@@ -125,6 +125,7 @@ class LoadResult:
     unsolicited: int = 0  # responses nobody asked for (their connections were closed)
     truncated: int = 0  # bodies longer than max_body: checked on their first max_body bytes
     check_exceptions: Mapping[str, int] = field(default_factory=dict)  # "name: Error: text" -> n
+    second_bins: tuple[SecondBins, ...] = field(default=(), repr=False)  # per-second latency bins
 
     def __repr__(self) -> str:
         m = self.measured()

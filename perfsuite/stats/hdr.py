@@ -8,6 +8,7 @@ Everything else (percentiles, merging, encoding) is the library's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ __all__ = [
     "Percentiles",
     "add_counts",
     "decode",
+    "dense_percentiles",
     "encode",
     "hdr_indices",
     "index_values",
@@ -84,6 +86,23 @@ def index_values(
     lowest = sub_bucket << (bucket + h.unit_magnitude)
     size = np.left_shift(1, h.unit_magnitude + bucket + (sub_bucket >= h.sub_bucket_count))
     return lowest + size - 1, lowest + (size >> 1)
+
+
+_HIGHEST = index_values(np.arange(_LAYOUT.counts_len))[0]
+
+
+def dense_percentiles(counts: npt.NDArray[np.int64], qs: Iterable[float]) -> list[float]:
+    """Percentiles (ms) of dense bin counts, as the histogram would give them."""
+    cum = np.cumsum(counts)
+    total = int(cum[-1]) if cum.size else 0
+    if total == 0:
+        return [float("nan") for _ in qs]
+    out = []
+    for q in qs:
+        target = max(1, math.floor(q / 100.0 * total + 0.5))
+        position = min(int(np.searchsorted(cum, target)), cum.size - 1)
+        out.append(float(_HIGHEST[position]) / 1000.0)
+    return out
 
 
 def record_many(hist: HdrHistogram, values_us: npt.ArrayLike) -> int:

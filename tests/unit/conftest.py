@@ -217,6 +217,10 @@ class Server:
     def reset(self) -> None:
         httpx.get(self.url + "/reset")
 
+    def arrivals(self) -> list[float]:
+        """When the server saw each request since the reset (monotonic seconds)."""
+        return list(httpx.get(self.url + "/arrivals").json())
+
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()

@@ -6,7 +6,8 @@ Connection: close), /drop (closes without answering), /hang (never answers),
 /flaky/<n> (every n-th request of the server never answers), /early (a 103
 Early Hints before the answer), /twice (the answer, then the same again
 unasked), /eof/<text> (a body without length, ended by closing), /stats
-(requests seen, max concurrency, first and last arrival), /reset.
+(requests seen, max concurrency, first and last arrival), /arrivals (their
+times), /reset.
 HEAD gets the headers of a GET (with its Content-Length) and no body.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
 """
@@ -32,6 +33,7 @@ class State:
         self.first = 0.0
         self.last = 0.0
         self.paths: dict[str, int] = {}
+        self.arrivals: list[float] = []  # monotonic arrival times, the first 100,000
 
     def tick(self, path: str) -> int:
         """How many times ``path`` was asked for, this one included."""
@@ -71,16 +73,19 @@ class Handler(asyncio.Protocol):
             asyncio.get_running_loop().create_task(self.handle(path, method))
 
     async def handle(self, path: str, method: str = "GET") -> None:
-        if path in ("/stats", "/reset"):
+        if path in ("/stats", "/reset", "/arrivals"):
             if path == "/reset":
                 STATE.reset()
-            body = json.dumps(vars(STATE)).encode()
+            data = {k: v for k, v in vars(STATE).items() if k != "arrivals"}
+            body = json.dumps(STATE.arrivals if path == "/arrivals" else data).encode()
             self.transport.write(_response(200, body, False))
             return
         now = time.monotonic()
         STATE.count += 1
         STATE.first = STATE.first or now
         STATE.last = now
+        if len(STATE.arrivals) < 100_000:
+            STATE.arrivals.append(now)
         STATE.inflight += 1
         STATE.max_inflight = max(STATE.max_inflight, STATE.inflight)
         try:

@@ -17,6 +17,7 @@ import pytest
 from perfsuite import ConfigError, Request, Scenario
 from perfsuite.load import ClosedPhase, OpenPhase
 from perfsuite.load.parallel import run_parallel, split_phases
+from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_many
 
 from .conftest import Server, signal_and_wait, start_in_own_group
@@ -32,7 +33,8 @@ def test_split_phases() -> None:
         ClosedPhase(name="c", duration=1, users=7),
     ]
     shares = [split_phases(phases, 3, i) for i in range(3)]
-    assert [s[0].start_rate for s in shares] == pytest.approx([100 / 3] * 3)
+    # Open phases whole: each worker takes every third arrival of the one schedule.
+    assert [s[0] for s in shares] == [phases[0]] * 3
     assert sorted(s[1].users for s in shares) == [2, 2, 3]
     with pytest.raises(ConfigError, match="2 users cannot be split over 3 workers"):
         split_phases([ClosedPhase(name="c", duration=1, users=2)], 3, 0)
@@ -53,6 +55,15 @@ def test_two_workers_add_up(server: Server) -> None:
     assert int(blocks.requests.sum()) == 2000
     assert int(blocks.counts.sum()) == 2000
     assert blocks.metric("p99") == pytest.approx(m.latency.p99)
+    # Per-second percentiles are those of the workers' bins added up, not the highest.
+    first = BlockSet.from_blocks([b for b in result.cells[0].blocks if b.t == 0])
+    second = next(s for s in result.seconds if s.t == 0)
+    assert second.requests == int(first.counts.sum())
+    assert second.p99 == first.metric("p99")
+    # The workers interleave: arrival i is worker i mod 2's, so the server sees
+    # one request every millisecond, not two at once every two.
+    gaps = np.diff(sorted(server.arrivals()))
+    assert float(np.mean(gaps < 0.0003)) < 0.25  # in lockstep, half of them would be
 
 
 def test_histogram_merge_is_exact() -> None:
