@@ -106,6 +106,8 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     options = EngineOptions(
         max_connections=args.connections or config.load.max_connections,
         timeout=parse_duration(args.timeout, key="--timeout"),
+        verify=config.load.verify and not args.insecure,
+        ca_bundle=args.cacert or config.load.ca_bundle,
         max_duration=config.load.max_duration,
         max_requests=config.load.max_requests,
         allowed_hosts=(*config.load.allowed_hosts, *args.allow_host),
@@ -248,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", default=None, help="request body")
     run.add_argument("--timeout", default="10s", help="per-request timeout (default 10s)")
     run.add_argument("--connections", type=int, default=None, help="at most this many")
+    run.add_argument("--cacert", default=None, help="https: verify against these CAs (PEM)")
+    run.add_argument("--insecure", action="store_true", help="https: do not verify the certificate")
     run.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     run.add_argument(
         "--allow-host", action="append", default=[], help="a non-loopback host that may get load"

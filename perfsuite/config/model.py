@@ -135,6 +135,8 @@ class LoadConfig:
     timeout: float = 10.0
     connect_timeout: float = 5.0
     max_body: int = 1 << 20
+    verify: bool = True  # https:// targets: check their certificates
+    ca_bundle: str | None = None  # ... against these CAs (a PEM file) instead of the system's
     late_threshold: float = 0.010
     max_requests: int = 50_000_000
     max_duration: float = 4 * 3600.0

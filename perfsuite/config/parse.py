@@ -85,6 +85,8 @@ _LOAD_KEYS = {
     "timeout",
     "connect_timeout",
     "max_body",
+    "verify",
+    "ca_bundle",
     "late_threshold",
     "max_requests",
     "max_duration",
@@ -276,7 +278,7 @@ def _profiles(table: Any) -> dict[str, Profile]:
     return profiles
 
 
-def _load_config(table: Any, allowed: Any) -> LoadConfig:
+def _load_config(table: Any, allowed: Any, rootdir: Path) -> LoadConfig:
     where = "[tool.perfsuite.load]"
     table = _section(table, _LOAD_KEYS, where)
     allowed = [] if allowed is None else allowed
@@ -292,6 +294,8 @@ def _load_config(table: Any, allowed: Any) -> LoadConfig:
             table.get("connect_timeout", "5s"), key=f"{where}.connect_timeout"
         ),
         max_body=_int(table, "max_body", where, defaults.max_body, 0, 1 << 30),
+        verify=_verify(table.get("verify", True), where),
+        ca_bundle=_ca_bundle(_str(table, "ca_bundle", where, None), rootdir, where),
         late_threshold=parse_duration(
             table.get("late_threshold", "10ms"), key=f"{where}.late_threshold"
         ),
@@ -300,6 +304,21 @@ def _load_config(table: Any, allowed: Any) -> LoadConfig:
         workers=_int(table, "workers", where, 1, 1, 256),
         allowed_hosts=tuple(allowed),
     )
+
+
+def _verify(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.verify: expected true or false, got {value!r}")
+    return value
+
+
+def _ca_bundle(value: str | None, rootdir: Path, where: str) -> str | None:
+    if value is None:
+        return None
+    path = (rootdir / value).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}.ca_bundle: no such file {str(path)!r}")
+    return str(path)
 
 
 def _fraction(value: object, key: str) -> float:
@@ -377,7 +396,7 @@ def load_config(
         service=_service_config(table.get("service"), rootdir),
         profile=profiles[name],
         profiles=profiles,
-        load=_load_config(table.get("load"), table.get("allowed_hosts")),
+        load=_load_config(table.get("load"), table.get("allowed_hosts"), rootdir),
         baseline=_baseline_config(table.get("baseline"), rootdir, baseline_dir),
         slo=_slo_table(table.get("slo")),
         pool=_pool_config(table.get("pool")),

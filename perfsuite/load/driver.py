@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,9 +27,24 @@ from perfsuite.load.scenario import Context, Request, Scenario
 from perfsuite.load.transport import Connection
 from perfsuite.stats.hdr import new_histogram
 
-__all__ = ["Driver"]
+__all__ = ["Driver", "tls_context"]
 
 _NS = 1_000_000_000
+
+
+def tls_context(options: EngineOptions) -> ssl.SSLContext:
+    """The client side of TLS: verified against ``ca_bundle`` or the system's CAs,
+    or not at all with ``verify=False``; HTTP/1.1 offered by ALPN."""
+    context = ssl.create_default_context(cafile=options.ca_bundle)
+    if not options.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 class Driver:
@@ -51,6 +67,7 @@ class Driver:
     ) -> None:
         self.host, self.port = host, port
         self.target = target
+        self.tls = tls_context(options) if target.startswith("https:") else None
         self.scenario = scenario
         self.phases = list(phases)
         self.opt = options
@@ -84,6 +101,10 @@ class Driver:
         self.dropped = 0
         self.opened = 0
         self.lag = new_histogram()
+        # The event loop's stalls: how late its timers woke, the worst of each second.
+        self.stall_ns = 0
+        self.stalls_ms: list[float] = []
+        self.tick_expected = 0
         self.stop_reason = ""
         self.phase_i = -1
         self.open_phase: OpenPhase | None = None
@@ -102,9 +123,12 @@ class Driver:
         self.interrupted_by = ""  # the signal that stopped the run early, if one did
         self.stopped_ns = 0
         self.abandoned = 0
+        self.at_limit = 0  # requests queued because max_connections were all busy
+        self.queue_wait_max = 0  # ns: the longest a queued request waited for a connection
         self.unsolicited = 0  # responses nobody asked for (their connections were closed)
         self.truncated = 0  # bodies longer than max_body (the rest was counted, not kept)
-        self.check_exceptions: dict[str, int] = {}  # "ValueError: ..." -> times a check raised
+        self.check_exceptions: dict[str, int] = {}  # "name: ValueError: ..." -> times raised
+        self.connect_failures: dict[str, int] = {}  # "ConnectionRefusedError: ..." -> times
 
     def _at(self, when_ns: int, func: Callable[..., None], *args: object) -> None:
         delay = max(0.0, (when_ns - time.perf_counter_ns()) / _NS)
@@ -132,6 +156,7 @@ class Driver:
             while len(self.conns) + self.connecting < warm:
                 self._connect()
             self.tick_gen += 1
+            self.tick_expected = time.perf_counter_ns()
             self._open_tick(self.tick_gen)
         else:
             self.open_phase = None
@@ -166,6 +191,7 @@ class Driver:
         if gen != self.tick_gen or self.open_phase is None or self.finished:
             return  # a tick chain of an earlier phase
         now = time.perf_counter_ns()
+        self.stall_ns = max(self.stall_ns, now - self.tick_expected)
         if self.next_ns <= now:
             self.lag.record_value(min((now - self.next_ns) // 1000, 60_000_000))
         elif self.open_phase.role == "measure":
@@ -173,8 +199,11 @@ class Driver:
             self.idle_ticks += 1
         self._send_due(now, now)
         if self.k < self.k_end and not self.finished:
-            delay = max(self.tick_ns, self.next_ns - time.perf_counter_ns()) / _NS
-            self.loop.call_later(delay, self._open_tick, gen)
+            now = time.perf_counter_ns()
+            delay = max(self.tick_ns, self.next_ns - now)
+            # uvloop's timers keep whole ms: a wake-up within a ms of its time is on time.
+            self.tick_expected = now + delay + 1_000_000
+            self.loop.call_later(delay / _NS, self._open_tick, gen)
 
     def _send_due(self, now: int, until: int) -> None:
         """Send (or queue) every scheduled request whose intended time is <= ``until``."""
@@ -203,6 +232,8 @@ class Driver:
                 self.backlog.append((intended, ep, cell))
                 if len(self.conns) + self.connecting < self.opt.max_connections:
                     self._connect()
+                else:
+                    self.at_limit += 1
             else:
                 self.dropped += 1
                 self.rec.dropped(cell)
@@ -230,8 +261,10 @@ class Driver:
             return
         if self.backlog:
             intended, ep, cell = self.backlog.popleft()
-            if time.perf_counter_ns() - intended > self.late_ns:
+            waited = time.perf_counter_ns() - intended
+            if waited > self.late_ns:
                 self.late += 1
+            self.queue_wait_max = max(self.queue_wait_max, waited)
             self._send(conn, intended, ep, cell)
         else:
             self.idle.append(conn)
@@ -281,9 +314,14 @@ class Driver:
     def _connect(self, user: int = -1) -> None:
         self.connecting += 1
         max_body = self.opt.max_body
+        # server_hostname: SNI and the name the certificate is checked against.
         coro = asyncio.wait_for(
             self.loop.create_connection(
-                lambda: Connection(self, user, max_body), self.host, self.port
+                lambda: Connection(self, user, max_body),
+                self.host,
+                self.port,
+                ssl=self.tls,
+                server_hostname=self.host if self.tls else None,
             ),
             self.opt.connect_timeout,
         )
@@ -300,9 +338,12 @@ class Driver:
         exc = task.exception()
         if exc is None:
             return  # on_connected has run
-        # The connection failed (refused, or not made within connect_timeout):
-        # the request that was waiting for it fails too, after the time it waited.
+        # The connection failed (refused, not made within connect_timeout, a TLS
+        # handshake refused): the request waiting for it fails too, after its wait.
         now = time.perf_counter_ns()
+        reason = "connect timeout" if isinstance(exc, TimeoutError) else _reason(exc)
+        if reason in self.connect_failures or len(self.connect_failures) < 20:
+            self.connect_failures[reason] = self.connect_failures.get(reason, 0) + 1
         if user >= 0:
             # The user's next request is the one that could not be sent.
             cell = self.phase_i * self.n_ep + self.mix[self.mix_i]

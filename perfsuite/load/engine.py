@@ -99,6 +99,7 @@ class _Engine(Driver):
             return
         now = time.perf_counter_ns()
         self.lag.record_value(min(max(0, now - self._sweep_expected) // 1000, 60_000_000))
+        self.stall_ns = max(self.stall_ns, now - self._sweep_expected - 1_000_000)
         for conn in list(self.conns):
             if conn.busy and now > conn.deadline:
                 # Given up: a timeout, with the latency it had when given up.
@@ -122,6 +123,8 @@ class _Engine(Driver):
     def _tick_second(self) -> None:
         if self.done.done():
             return
+        self.stalls_ms.append(max(0, self.stall_ns) / 1e6)
+        self.stall_ns = 0
         summary = self.rec.flush_second(self._second)
         self._second += 1
         if self.progress is not None and self.phase_i >= 0:
@@ -180,15 +183,20 @@ class _Engine(Driver):
             wall_time=wall,
             generator_cpu=cpu,
             loop_lag_p99_ms=lag_p99,
+            loop_stalls_ms=tuple(self.stalls_ms),
             connections_opened=self.opened,
             saturated=saturated,
             saturation_reason=reason,
             stop_reason=self.stop_reason,
             interrupted=bool(self.interrupted_by),
             abandoned=self.abandoned,
+            max_connections=self.opt.max_connections,
+            at_limit=self.at_limit,
+            queue_wait_max_ms=self.queue_wait_max / 1e6,
             unsolicited=self.unsolicited,
             truncated=self.truncated,
             check_exceptions=dict(self.check_exceptions),
+            connect_failures=dict(self.connect_failures),
         )
 
 

@@ -17,6 +17,9 @@ class EngineOptions:
     timeout: float = 10.0  # a request not answered this long after its send is a timeout
     connect_timeout: float = 5.0  # a connection not made this long after the attempt fails
     max_body: int = 1 << 20  # bytes of a response body kept for a check (the rest is counted)
+    # https:// targets: certificates are verified (against ca_bundle, else the system's).
+    verify: bool = True
+    ca_bundle: str | None = None
     late_threshold: float = 0.010  # a send later than this after its intended time is late
     saturation_share: float = 0.01  # more generator-late sends than this: saturated
     max_requests: int = 50_000_000  # hard cap on sends, whatever the phases say

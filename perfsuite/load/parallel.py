@@ -162,14 +162,22 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         wall_time=max(r.wall_time for r in results),
         generator_cpu=sum(r.generator_cpu for r in results),
         loop_lag_p99_ms=max(r.loop_lag_p99_ms for r in results),
+        loop_stalls_ms=tuple(
+            max(r.loop_stalls_ms[i] for r in results if i < len(r.loop_stalls_ms))
+            for i in range(max(len(r.loop_stalls_ms) for r in results))
+        ),
         connections_opened=sum(r.connections_opened for r in results),
         saturated=bool(saturated),
         saturation_reason=saturated[0].saturation_reason if saturated else "",
         interrupted=any(r.interrupted for r in results),
         abandoned=sum(r.abandoned for r in results),
+        max_connections=sum(r.max_connections for r in results),
+        at_limit=sum(r.at_limit for r in results),
+        queue_wait_max_ms=max(r.queue_wait_max_ms for r in results),
         unsolicited=sum(r.unsolicited for r in results),
         truncated=sum(r.truncated for r in results),
         check_exceptions=_sum_counts(r.check_exceptions for r in results),
+        connect_failures=_sum_counts(r.connect_failures for r in results),
     )
 
 

@@ -122,9 +122,15 @@ class LoadResult:
     stop_reason: str = ""
     interrupted: bool = False  # Ctrl-C or SIGTERM cut the phases short (see stop_reason)
     abandoned: int = 0  # in flight or queued when interrupted: not counted anywhere
+    # Per second, the longest the event loop was held up (ms): how late its timers woke.
+    loop_stalls_ms: tuple[float, ...] = ()
+    max_connections: int = 0  # the limit the run had (0: not known)
+    at_limit: int = 0  # requests that queued because every one of max_connections was busy
+    queue_wait_max_ms: float = 0.0  # the longest wait of a queued request for a connection
     unsolicited: int = 0  # responses nobody asked for (their connections were closed)
     truncated: int = 0  # bodies longer than max_body: checked on their first max_body bytes
     check_exceptions: Mapping[str, int] = field(default_factory=dict)  # "name: Error: text" -> n
+    connect_failures: Mapping[str, int] = field(default_factory=dict)  # why connects failed
     second_bins: tuple[SecondBins, ...] = field(default=(), repr=False)  # per-second latency bins
 
     def __repr__(self) -> str:
@@ -132,6 +138,19 @@ class LoadResult:
         return (
             f"<LoadResult {self.target} {m.requests} requests, {m.errors} errors, "
             f"{m.ok_rps:.0f} ok/s, p99 {m.latency.p99:.2f} ms>"
+        )
+
+    @property
+    def limit_note(self) -> str:
+        """What it says when ``max_connections`` capped the load (k6's "insufficient VUs")."""
+        if not self.at_limit:
+            return ""
+        return (
+            f"max_connections ({self.max_connections}) limited the load: {self.at_limit} "
+            f"request(s) queued for a connection while all {self.max_connections} were busy "
+            f"(longest wait {self.queue_wait_max_ms:,.1f} ms, counted in their latency); "
+            "the service held that many requests at once: raise max_connections to offer "
+            "it the schedule's full concurrency"
         )
 
     @property
@@ -240,13 +259,18 @@ class LoadResult:
         lines.append(
             f"late {self.late} (generator {self.late_generator}), dropped {self.dropped}, "
             f"connections {self.connections_opened}, generator CPU {self.generator_cpu:.0%}, "
-            f"loop lag p99 {self.loop_lag_p99_ms:.1f} ms"
+            f"loop lag p99 {self.loop_lag_p99_ms:.1f} ms, "
+            f"longest loop stall {max(self.loop_stalls_ms, default=0.0):.1f} ms"
         )
+        if self.limit_note:
+            lines.append(self.limit_note)
         if self.unsolicited or self.truncated:
             lines.append(
                 f"unsolicited responses {self.unsolicited} (connections closed), "
                 f"bodies over max_body {self.truncated}"
             )
+        for text, n in self.connect_failures.items():
+            lines.append(f"connect failed ({n}x): {text}")
         for text, n in self.check_exceptions.items():
             lines.append(f"check raised ({n}x): {text}")
         if self.saturated:

@@ -31,13 +31,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def check_target(url: str, allowed_hosts: Collection[str] = ()) -> tuple[str, int]:
-    """(host, port) of an http:// URL that may receive load, else :class:`ConfigError`."""
+    """(host, port) of an http:// or https:// URL that may receive load, else
+    :class:`ConfigError`."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"load target must be an http:// URL, got {url!r}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"load target must be an http:// or https:// URL, got {url!r}")
     host = parts.hostname
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
         raise ConfigError(f"load target has a bad port: {url!r}") from exc
     if host not in allowed_hosts and not _is_loopback(host):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from perfsuite.config import PerfConfig
-from perfsuite.errors import LoadGeneratorSaturated
+from perfsuite.errors import LoadGeneratorSaturated, PerfsuiteWarning
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
 from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
@@ -50,6 +51,8 @@ class Loads:
             timeout=load.timeout,
             connect_timeout=load.connect_timeout,
             max_body=load.max_body,
+            verify=load.verify,
+            ca_bundle=load.ca_bundle,
             late_threshold=load.late_threshold,
             max_requests=load.max_requests,
             max_duration=load.max_duration,
@@ -89,6 +92,8 @@ class Loads:
             raise LoadGeneratorSaturated(
                 f"load generator saturated: {result.saturation_reason}\n{result.describe()}"
             )
+        if result.limit_note:
+            warnings.warn(PerfsuiteWarning(f"perfsuite: {result.limit_note}"), stacklevel=2)
         return result
 
     def pool_watch(self, *, disabled: bool) -> PoolWatch | None:

@@ -186,12 +186,17 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
             "dropped": result.dropped,
             "cpu": round(result.generator_cpu, 4),
             "loop_lag_p99_ms": round(result.loop_lag_p99_ms, 4),
+            "loop_stall_max_ms": round(max(result.loop_stalls_ms, default=0.0), 4),
             "wall_time": round(result.wall_time, 4),
             "stop_reason": result.stop_reason,
             "abandoned": result.abandoned,
+            "max_connections": result.max_connections,
+            "at_limit": result.at_limit,
+            "queue_wait_max_ms": round(result.queue_wait_max_ms, 3),
             "unsolicited": result.unsolicited,
             "truncated": result.truncated,
             "check_exceptions": dict(result.check_exceptions),
+            "connect_failures": dict(result.connect_failures),
         },
     }
 

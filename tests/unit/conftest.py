@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -13,9 +14,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from examples.order_service.seed import Dataset, generate, load
 from perfsuite.config import MySQLConfig, ServiceConfig
@@ -201,25 +204,38 @@ SERVER = Path(__file__).with_name("loadserver.py")
 
 
 class Server:
-    """tests/unit/loadserver.py in a subprocess on a free loopback port."""
+    """tests/unit/loadserver.py in a subprocess on a free loopback port.
 
-    def __init__(self) -> None:
+    ``pem`` (a certificate chain and key) makes it an HTTPS server, whose
+    ``ca`` is then the file that verifies it.
+    """
+
+    def __init__(self, pem: Path | None = None, ca: Path | None = None) -> None:
+        tls = ["--tls", str(pem)] if pem else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER)], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(SERVER), *tls], stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline().split()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if pem else "http"
+        self.url = f"{scheme}://{'localhost' if pem else '127.0.0.1'}:{self.port}"
+        self.ca = ca
+        self._verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca)) if ca else True
+        )
 
-    def stats(self) -> dict[str, float]:
-        return dict(httpx.get(self.url + "/stats").json())
+    def _get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, verify=self._verify)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._get("/stats").json())
 
     def reset(self) -> None:
-        httpx.get(self.url + "/reset")
+        self._get("/reset")
 
     def arrivals(self) -> list[float]:
         """When the server saw each request since the reset (monotonic seconds)."""
-        return list(httpx.get(self.url + "/arrivals").json())
+        return list(self._get("/arrivals").json())
 
     def stop(self) -> None:
         self.proc.kill()
@@ -230,6 +246,20 @@ class Server:
 def server() -> Iterator[Server]:
     """A local HTTP server for load tests (tests/unit/loadserver.py), one per module."""
     srv = Server()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same server over HTTPS, at https://localhost:PORT, with a certificate for
+    localhost signed by a CA made here (trustme): ``server.ca`` verifies it."""
+    ca = trustme.CA()
+    folder = tmp_path_factory.mktemp("tls")
+    pem, ca_file = folder / "server.pem", folder / "ca.pem"
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca.cert_pem.write_to_path(str(ca_file))
+    srv = Server(pem, ca_file)
     yield srv
     srv.stop()
 

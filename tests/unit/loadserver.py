@@ -1,21 +1,25 @@
 """A small HTTP/1.1 server for the engine's tests, run as a subprocess.
 
 Paths: /ok, /status/<code>, /sleep/<ms>, /cpu/<us> (busy for that long,
-holding the only thread: capacity 1e6/us req/s), /body/<text>, /close (answers with
-Connection: close), /drop (closes without answering), /hang (never answers),
-/flaky/<n> (every n-th request of the server never answers), /early (a 103
-Early Hints before the answer), /twice (the answer, then the same again
-unasked), /eof/<text> (a body without length, ended by closing), /stats
-(requests seen, max concurrency, first and last arrival), /arrivals (their
-times), /reset.
+holding the only thread: capacity 1e6/us req/s), /body/<text>, /close
+(answers with Connection: close), /drop (closes without answering), /hang
+(never answers), /flaky/<n> (every n-th request of the server never
+answers), /stall/<a>/<b> (requests that arrive between a and b ms after the
+first one since the reset are all answered at b), /early (a 103 Early Hints
+before the answer), /twice (the answer, then the same again unasked),
+/eof/<text> (a body without length, ended by closing), /stats (requests
+seen, max concurrency, first and last arrival, TLS server names asked for),
+/arrivals (their times), /reset.
 HEAD gets the headers of a GET (with its Content-Length) and no body.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
+With ``--tls PEM`` (certificate chain and key) it speaks HTTPS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 import time
 
@@ -34,6 +38,7 @@ class State:
         self.last = 0.0
         self.paths: dict[str, int] = {}
         self.arrivals: list[float] = []  # monotonic arrival times, the first 100,000
+        self.sni: dict[str, int] = {}  # TLS: server names asked for, and how often
 
     def tick(self, path: str) -> int:
         """How many times ``path`` was asked for, this one included."""
@@ -109,6 +114,10 @@ class Handler(asyncio.Protocol):
                 return
             elif kind == "hang" or (kind == "flaky" and STATE.tick(path) % int(parts[2]) == 0):
                 await asyncio.sleep(3600)
+            elif kind == "stall":  # /stall/<from ms>/<to ms> after the first arrival
+                since = (now - STATE.first) * 1000
+                if int(parts[2]) <= since < int(parts[3]):
+                    await asyncio.sleep((int(parts[3]) - since) / 1000)
             elif kind == "early":
                 self.transport.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
             elif kind == "eof":
@@ -128,12 +137,29 @@ class Handler(asyncio.Protocol):
             STATE.inflight -= 1
 
 
-async def main(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Handler, "127.0.0.1", port)
+def _tls(cert: str) -> ssl.SSLContext:
+    """TLS with the certificate chain and key in ``cert``; it keeps the SNI names asked for."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert)
+
+    def sni(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        STATE.sni[str(name)] = STATE.sni.get(str(name), 0) + 1
+
+    context.sni_callback = sni  # type: ignore[assignment]
+    return context
+
+
+async def main(port: int, cert: str | None) -> None:
+    tls = _tls(cert) if cert else None
+    server = await asyncio.get_running_loop().create_server(Handler, "127.0.0.1", port, ssl=tls)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    # loadserver.py [PORT] [--tls CHAIN_AND_KEY.pem]
+    args = sys.argv[1:]
+    pem = args[args.index("--tls") + 1] if "--tls" in args else None
+    numbers = [a for a in args if a.isdigit()]
+    asyncio.run(main(int(numbers[0]) if numbers else 0, pem))

@@ -132,3 +132,14 @@ def test_client_limits(tmp_path: Path) -> None:
         load_config(tmp_path, {"load": {"connect_timeout": "soon"}})
     with pytest.raises(ConfigError, match=r"max_body"):
         load_config(tmp_path, {"load": {"max_body": -1}})
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(tmp_path, {"load": {"ca_bundle": "ca.pem", "verify": False}})
+    assert config.load.ca_bundle == str(tmp_path / "ca.pem")
+    assert config.load.verify is False
+    with pytest.raises(ConfigError, match=r"ca_bundle: no such file"):
+        load_config(tmp_path, {"load": {"ca_bundle": "missing.pem"}})
+    with pytest.raises(ConfigError, match=r"verify: expected true or false"):
+        load_config(tmp_path, {"load": {"verify": "no"}})

@@ -445,3 +445,92 @@ def test_a_connection_not_made_in_time_is_a_connect_error() -> None:
     assert m.latency.count == 10
     # From each request's intended time to the failed connect that took it.
     assert 290 <= m.latency.max < 1000
+
+
+# -- saturation: the generator's fault, or not ------------------------------
+
+
+def test_a_cpu_bound_generator_is_flagged(server: Server) -> None:
+    def burn(status: int, body: bytes) -> bool:
+        until = time.perf_counter() + 0.0008  # pure Python work, no sleep: 1.6 cores at 2,000/s
+        while time.perf_counter() < until:
+            pass
+        return True
+
+    result = run_load(server.url, Scenario(get("ok", "/ok", check=burn)), [constant(2000, 2.0)])
+    assert result.saturated
+    assert "the generator, not the service, was the bottleneck" in result.saturation_reason
+
+
+def test_a_service_stall_and_its_burst_of_answers_are_not_the_generators_fault(
+    server: Server,
+) -> None:
+    # Requests arriving in the second second are all answered at its end, at once.
+    server.reset()
+    result = run_load(server.url, Scenario(get("s", "/stall/1000/2000")), [constant(1000, 3.0)])
+    assert not result.saturated, result.saturation_reason
+    m = result.measured()
+    assert m.ok == m.requests == 3000
+    assert m.latency.p99 >= 500  # the stall is the service's, and seen
+    assert result.limit_note == ""  # 1,000 connections were enough to hold it
+
+
+def test_a_load_held_back_by_max_connections_says_so(server: Server) -> None:
+    server.reset()
+    result = run_load(
+        server.url,
+        Scenario(get("s", "/stall/300/800")),
+        [constant(400, 1.5)],
+        options=EngineOptions(max_connections=20),
+    )
+    assert result.at_limit > 100
+    assert result.queue_wait_max_ms >= 300
+    assert "max_connections (20) limited the load" in result.limit_note
+    assert result.limit_note in result.describe()
+    assert not result.saturated
+
+
+# -- HTTPS -------------------------------------------------------------------
+
+
+def _tls_get(server: Server, name: str, path: str) -> Request:
+    return Request(name=name, build=httpx.Request("GET", server.url + path))
+
+
+def test_https_with_a_ca_bundle_keeps_connections_alive_and_sends_sni(
+    tls_server: Server,
+) -> None:
+    tls_server.reset()
+    result = run_load(
+        tls_server.url,
+        Scenario(_tls_get(tls_server, "ok", "/ok")),
+        [constant(500, 1.0)],
+        options=EngineOptions(ca_bundle=str(tls_server.ca)),
+    )
+    m = result.measured()
+    assert m.ok == m.requests == 500
+    assert result.connections_opened < 50  # keep-alive: a handshake per connection, not per request
+    stats = tls_server.stats()
+    assert stats["count"] == 500
+    assert set(stats["sni"]) == {"localhost"}
+
+
+def test_https_verifies_certificates_by_default(tls_server: Server) -> None:
+    # The test's CA is not the system's: every connection is refused, and why is said.
+    result = run_load(
+        tls_server.url, Scenario(_tls_get(tls_server, "ok", "/ok")), [constant(20, 0.5)]
+    )
+    m = result.measured()
+    assert m.errors_by_kind["connect"] == m.requests == 10
+    assert any("SSLCertVerificationError" in reason for reason in result.connect_failures)
+    assert "connect failed" in result.describe()
+
+
+def test_https_without_verification_when_asked(tls_server: Server) -> None:
+    result = run_load(
+        tls_server.url,
+        Scenario(_tls_get(tls_server, "ok", "/ok")),
+        [constant(100, 0.5)],
+        options=EngineOptions(verify=False),
+    )
+    assert result.measured().ok == 50

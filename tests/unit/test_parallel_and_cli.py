@@ -107,13 +107,45 @@ def test_cli_run_writes_the_json_summary(server: Server, tmp_path: Path) -> None
     )
     assert "run          request" in result.stdout
     data = json.loads(out.read_text())
-    assert data["requests"] == 1000
+    assert data["requests"] == data["answered"] == data["ok"] == 1000
     assert data["errors"] == 0
-    assert data["achieved_rps"] == pytest.approx(500)
-    for key in ("latency_ms", "service_time_ms"):
+    assert data["ok_rps"] == pytest.approx(500)
+    for key in ("latency_ms", "latency_ok_ms", "service_time_ms"):
         assert set(data[key]) >= {"p50", "p90", "p95", "p99", "p999", "max"}
         assert all(isinstance(v, float) for v in data[key].values())
         assert data[key]["p50"] <= data[key]["p99"] <= data[key]["max"]
+
+
+def test_cli_run_over_https(tls_server: Server, tmp_path: Path) -> None:
+    assert tls_server.ca is not None
+    runs = {}
+    for name, flags in {
+        "cacert": ["--cacert", str(tls_server.ca)],
+        "insecure": ["--insecure"],
+        "default": [],
+    }.items():
+        out = tmp_path / f"{name}.json"
+        subprocess.run(
+            [
+                _perfsuite(),
+                "run",
+                tls_server.url + "/ok",
+                "--rate",
+                "100",
+                "--duration",
+                "1s",
+                *flags,
+                "--json",
+                str(out),
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs[name] = json.loads(out.read_text())
+    assert runs["cacert"]["ok"] == runs["insecure"]["ok"] == 100
+    assert runs["default"]["errors_by_kind"]["connect"] == 100  # the test's CA is not trusted
 
 
 def test_cli_run_closed_model_and_workers(server: Server, tmp_path: Path) -> None:
