@@ -210,8 +210,9 @@ def test_non_local_targets_are_refused() -> None:
         check_target("http://example.com/")
     assert check_target("http://[::1]:8080/") == ("::1", 8080)
     assert check_target("http://localhost:81") == ("localhost", 81)
+    assert check_target("https://localhost/") == ("localhost", 443)
     assert check_target("http://svc.internal:80", ["svc.internal"]) == ("svc.internal", 80)
-    with pytest.raises(ConfigError, match="must be an http:// URL"):
+    with pytest.raises(ConfigError, match="must be an http:// or https:// URL"):
         check_target("ftp://127.0.0.1/")
 
 
