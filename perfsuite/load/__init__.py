@@ -1,6 +1,7 @@
 """Load: phases, scenarios, the engine and its results."""
 
 from perfsuite.load.engine import EngineOptions, Progress, run_load
+from perfsuite.load.journey import Journey, Step, User, header, json_field, regex
 from perfsuite.load.phases import ClosedPhase, OpenPhase, Phase, Phases
 from perfsuite.load.result import Cell, LoadResult, PhaseInfo, Summary
 from perfsuite.load.scenario import Context, Request, Scenario
@@ -10,6 +11,7 @@ __all__ = [
     "ClosedPhase",
     "Context",
     "EngineOptions",
+    "Journey",
     "LoadResult",
     "OpenPhase",
     "Phase",
@@ -18,6 +20,11 @@ __all__ = [
     "Progress",
     "Request",
     "Scenario",
+    "Step",
     "Summary",
+    "User",
+    "header",
+    "json_field",
+    "regex",
     "run_load",
 ]

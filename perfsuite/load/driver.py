@@ -1,5 +1,6 @@
-"""Driving requests over connections: the open-model schedule, virtual users,
-connection events. The run's timeline and results are in ``engine.py``.
+"""Driving requests over connections: the open-model schedule, virtual users.
+What comes back is taken by ``events.py``; the run's timeline and results are
+in ``engine.py``.
 
 Open model: a ticker sends every request whose *intended* time has come, on
 an idle connection, or queues it until one is free; latency counts from the
@@ -19,10 +20,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from perfsuite.load.events import ConnectionEvents, Queued, endpoint_specs
+from perfsuite.load.journey import Journey, User
 from perfsuite.load.options import EngineOptions
 from perfsuite.load.payloads import Payloads
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import CHECK, CLOSED, CONNECT, STATUS, Recorder
+from perfsuite.load.recorder import Recorder
 from perfsuite.load.scenario import Context, Request, Scenario
 from perfsuite.load.transport import Connection
 from perfsuite.stats.hdr import new_histogram
@@ -43,11 +46,16 @@ def tls_context(options: EngineOptions) -> ssl.SSLContext:
     return context
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:200]
+def _starts(items: Sequence[Request | Journey]) -> list[int]:
+    """Each item's first endpoint (a journey's own, before its steps)."""
+    starts, ep = [], 0
+    for item in items:
+        starts.append(ep)
+        ep += 1 if isinstance(item, Request) else 1 + len(item.steps)
+    return starts
 
 
-class Driver:
+class Driver(ConnectionEvents):
     """The state of a run and the callbacks that move requests."""
 
     loop: asyncio.AbstractEventLoop
@@ -71,27 +79,36 @@ class Driver:
         self.scenario = scenario
         self.phases = list(phases)
         self.opt = options
-        self.requests = scenario.requests
-        self.n_ep = len(self.requests)
+        names = scenario.names
+        self.n_ep = len(names)
+        self.specs, self.journeys = endpoint_specs(scenario.items)
+        self.any_journey = any(j is not None for j in self.journeys)
+        self.user_state: dict[int, User] = {}  # closed model: each user's cookies
+        self.user_pending: dict[int, Queued] = {}  # a user's next step, waiting to reconnect
         spans, start = [], 0.0
         for phase in self.phases:
             spans.append((start, start + phase.duration))
             start += phase.duration
-        self.rec = Recorder(len(self.phases), scenario.names, spans)
+        self.rec = Recorder(len(self.phases), names, spans)
         self.ctx = Context(target.rstrip("/"), scenario.data, scenario.seed)
-        self.payloads = Payloads(scenario, self.ctx, options.prebuilt)
-        self.want_body = [r.check is not None for r in self.requests]
-        # A long cycle of endpoint indices drawn by weight with the seeded RNG.
-        self.mix = self.ctx.rng.choices(
-            range(self.n_ep), weights=[r.weight for r in self.requests], k=8192
+        self.payloads = Payloads(
+            [s.build if isinstance(s, Request) else None for s in self.specs],
+            self.ctx,
+            options.prebuilt,
         )
+        self.want_body = [isinstance(s, Request) and s.check is not None for s in self.specs]
+        # A long cycle of endpoint indices (requests, journeys' starts) drawn by weight.
+        weights = [0.0] * self.n_ep
+        for item, ep in zip(scenario.items, _starts(scenario.items), strict=True):
+            weights[ep] = item.weight
+        self.mix = self.ctx.rng.choices(range(self.n_ep), weights=weights, k=8192)
         self.mix_i = 0
         self.timeout_ns = int(options.timeout * _NS)
         self.late_ns = int(options.late_threshold * _NS)
         self.conns: list[Connection] = []
         self.idle: list[Connection] = []
         self.connecting = 0
-        self.backlog: deque[tuple[int, int, int]] = deque()  # (intended, endpoint, cell)
+        self.backlog: deque[Queued] = deque()  # (intended, endpoint, cell, journey run)
         self.max_backlog = max(10_000, 10 * options.max_connections)
         self.sends = 0
         self.scheduled = 0
@@ -219,40 +236,33 @@ class Driver:
             ep = self.mix[self.mix_i]
             self.mix_i = (self.mix_i + 1) & 8191
             intended = self.next_ns
-            cell = cell_base + ep
-            self.rec.requests[cell] += 1
+            if self.any_journey:
+                queued = self._start(ep, cell_base, intended, -1)
+            else:  # the plain path, inline: the generator's hottest loop
+                queued = (intended, ep, cell_base + ep, None)
+                self.rec.requests[cell_base + ep] += 1
             self.scheduled += 1
             if self.idle:
                 if now - intended > self.late_ns:
                     self.late += 1
                     if measured:
                         self.late_generator += 1
-                self._send(self.idle.pop(), intended, ep, cell)
+                self._send(self.idle.pop(), *queued)
             elif len(self.backlog) < self.max_backlog:
-                self.backlog.append((intended, ep, cell))
+                self.backlog.append(queued)
                 if len(self.conns) + self.connecting < self.opt.max_connections:
                     self._connect()
                 else:
                     self.at_limit += 1
             else:
                 self.dropped += 1
-                self.rec.dropped(cell)
+                self.rec.dropped(queued[2])
+                if queued[3] is not None:
+                    self.rec.dropped(queued[3].cell)
             if measured:
                 self.measured_sends += 1
             self.k += self.k_step
             self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
-
-    def _send(self, conn: Connection, intended: int, ep: int, cell: int) -> None:
-        conn.endpoint = ep
-        conn.cell = cell
-        conn.intended = intended
-        conn.want_body = self.want_body[ep]
-        data = self.payloads.get(ep)
-        now = time.perf_counter_ns()
-        conn.sent = now
-        conn.deadline = now + self.timeout_ns
-        self.sends += 1
-        conn.send(data)
 
     def _next_for(self, conn: Connection) -> None:
         """A connection is free: give it queued work, or a user's next request."""
@@ -260,12 +270,12 @@ class Driver:
             self._user_next(conn)
             return
         if self.backlog:
-            intended, ep, cell = self.backlog.popleft()
-            waited = time.perf_counter_ns() - intended
+            queued = self.backlog.popleft()
+            waited = time.perf_counter_ns() - queued[0]
             if waited > self.late_ns:
                 self.late += 1
             self.queue_wait_max = max(self.queue_wait_max, waited)
-            self._send(conn, intended, ep, cell)
+            self._send(conn, *queued)
         else:
             self.idle.append(conn)
 
@@ -292,6 +302,10 @@ class Driver:
     def _user_send(self, conn: Connection) -> None:
         if conn.closed:
             return
+        pending = self.user_pending.pop(conn.user, None)
+        if pending is not None:  # a journey's step, sent once the user has a connection
+            self._send(conn, *pending)
+            return
         if self.finished or conn.user >= self.users_wanted:
             self._user_next(conn)
             return
@@ -304,148 +318,8 @@ class Driver:
         if self.phases[self.phase_i].role == "measure":
             self.measured_sends += 1
         now = time.perf_counter_ns()
-        cell = self.phase_i * self.n_ep + ep
-        self.rec.requests[cell] += 1
         self.scheduled += 1
-        self._send(conn, now, ep, cell)
-
-    # -- connections --------------------------------------------------------
-
-    def _connect(self, user: int = -1) -> None:
-        self.connecting += 1
-        max_body = self.opt.max_body
-        # server_hostname: SNI and the name the certificate is checked against.
-        coro = asyncio.wait_for(
-            self.loop.create_connection(
-                lambda: Connection(self, user, max_body),
-                self.host,
-                self.port,
-                ssl=self.tls,
-                server_hostname=self.host if self.tls else None,
-            ),
-            self.opt.connect_timeout,
-        )
-        task = self.loop.create_task(coro)
-        started = time.perf_counter_ns()
-        task.add_done_callback(lambda t: self._connected_or_not(t, user, started))
-
-    def _connected_or_not(
-        self, task: asyncio.Task[tuple[object, Connection]], user: int, started: int
-    ) -> None:
-        self.connecting -= 1
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            return  # on_connected has run
-        # The connection failed (refused, not made within connect_timeout, a TLS
-        # handshake refused): the request waiting for it fails too, after its wait.
-        now = time.perf_counter_ns()
-        reason = "connect timeout" if isinstance(exc, TimeoutError) else _reason(exc)
-        if reason in self.connect_failures or len(self.connect_failures) < 20:
-            self.connect_failures[reason] = self.connect_failures.get(reason, 0) + 1
-        if user >= 0:
-            # The user's next request is the one that could not be sent.
-            cell = self.phase_i * self.n_ep + self.mix[self.mix_i]
-            self.mix_i = (self.mix_i + 1) & 8191
-            self.rec.requests[cell] += 1
-            self.rec.failed(cell, CONNECT, (now - started) // 1000)
-            self.users_alive -= 1
-            if not self.finished and self.users_alive < self.users_wanted:
-                # Retry after a pause, so a dead server is not hammered in a hot loop.
-                self.loop.call_later(0.01, self._set_users, self.users_wanted)
-        elif self.backlog:
-            intended, _, cell = self.backlog.popleft()
-            self.rec.failed(cell, CONNECT, (now - intended) // 1000)
-            if self.backlog:
-                self.loop.call_later(0.001, self._regrow)
-        self._maybe_done()
-
-    def _regrow(self) -> None:
-        if self.backlog and len(self.conns) + self.connecting < self.opt.max_connections:
-            self._connect()
-
-    def on_connected(self, conn: Connection) -> None:
-        self.conns.append(conn)
-        self.opened += 1
-        if self.finished and not self.backlog:
-            conn.close()
-            self._drop(conn)
-            self._maybe_done()
-            return
-        self._next_for(conn)
-
-    def on_answer(self, conn: Connection, status: int, keep_alive: bool) -> None:
-        now = time.perf_counter_ns()
-        conn.busy = False
-        cell, ep = conn.cell, conn.endpoint
-        latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
-        request = self.requests[ep]
-        if conn.truncated:
-            self.truncated += 1
-        if not request.accepts(status):
-            self.rec.failed(cell, STATUS, latency, service, status)
-        elif request.check is not None and not self._check(request, status, conn.take_body()):
-            self.rec.failed(cell, CHECK, latency, service, status)
-        else:
-            self.rec.answer(cell, latency, service, status)
-        if not keep_alive:
-            # e.g. nginx after 1,000 requests: reconnect, lose nothing.
-            conn.close()
-            self._drop(conn)
-            if conn.user >= 0:
-                if self.finished or conn.user >= self.users_wanted:
-                    self.users_alive -= 1
-                else:
-                    self._connect(user=conn.user)
-            elif self.backlog:
-                self._connect()
-        else:
-            self._next_for(conn)
-        if self.finished:
-            self._maybe_done()
-
-    def _check(self, request: Request, status: int, body: bytes) -> bool:
-        """Run a request's check; one that raises is a failed check, its exception kept."""
-        assert request.check is not None
-        try:
-            return bool(request.check(status, body))
-        except Exception as exc:  # a user's predicate: anything can come out of it
-            text = f"{request.name}: {type(exc).__name__}: {exc}"[:200]
-            if text in self.check_exceptions or len(self.check_exceptions) < 20:
-                self.check_exceptions[text] = self.check_exceptions.get(text, 0) + 1
-            else:  # a bounded record: the first 20 kinds, then a total of the rest
-                other = f"{request.name}: (other exceptions)"
-                self.check_exceptions[other] = self.check_exceptions.get(other, 0) + 1
-            return False
-
-    def on_unsolicited(self, conn: Connection, count: int) -> None:
-        """Responses came that nobody asked for: the connection is not to be trusted."""
-        self.unsolicited += count
-        if not conn.busy:  # an idle connection: gone like a closed one, nothing in flight
-            self.on_lost(conn, None)
-
-    def on_lost(self, conn: Connection, exc: Exception | None) -> None:
-        self._drop(conn)
-        if conn.busy:
-            conn.busy = False
-            now = time.perf_counter_ns()
-            latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
-            self.rec.failed(conn.cell, CLOSED, latency, service)
-        if conn.user >= 0:
-            if not self.finished and conn.user < self.users_wanted:
-                self._connect(user=conn.user)
-            else:
-                self.users_alive -= 1
-        elif self.backlog:
-            self._connect()
-        self._maybe_done()
-
-    def _drop(self, conn: Connection) -> None:
-        if conn in self.conns:
-            self.conns.remove(conn)
-        if conn in self.idle:
-            self.idle.remove(conn)
+        self._send(conn, *self._start(ep, self.phase_i * self.n_ep, now, conn.user))
 
     # -- interruption -------------------------------------------------------
 
@@ -463,13 +337,22 @@ class Driver:
         self.finished = True
         self.open_phase = None
         self.users_wanted = 0
+        runs = []
         for conn in list(self.conns):
             if conn.busy:
                 conn.busy = False
                 self.rec.withdraw(conn.cell)
+                runs.append(conn.run)
                 self.abandoned += 1
             conn.abort()
-        while self.backlog:
-            self.rec.withdraw(self.backlog.popleft()[2])
+        queued = [*self.backlog, *self.user_pending.values()]
+        self.backlog.clear()
+        self.user_pending.clear()
+        for _, _, cell, run in queued:
+            self.rec.withdraw(cell)
+            runs.append(run)
             self.abandoned += 1
+        for run in runs:  # a journey cut short is not counted either
+            if run is not None:
+                self.rec.withdraw(run.cell)
         self._maybe_done()

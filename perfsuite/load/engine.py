@@ -104,14 +104,12 @@ class _Engine(Driver):
             if conn.busy and now > conn.deadline:
                 # Given up: a timeout, with the latency it had when given up.
                 conn.busy = False
-                latency, service = (now - conn.intended) // 1000, (now - conn.sent) // 1000
-                self.rec.failed(conn.cell, TIMEOUT, latency, service)
+                self.lost(conn, TIMEOUT, now)
                 conn.abort()
                 self.on_lost(conn, None)
         while self.backlog and now - self.backlog[0][0] > self.timeout_ns:
             # Queued for longer than the timeout, never sent: it timed out waiting.
-            intended, _, cell = self.backlog.popleft()
-            self.rec.failed(cell, TIMEOUT, (now - intended) // 1000)
+            self._fail_queued(self.backlog.popleft(), TIMEOUT, now)
         self.payloads.top_up()
         self.rec.absorb()  # a few thousand samples at a time: the second's close stays short
         if self.finished:
@@ -167,7 +165,8 @@ class _Engine(Driver):
         rec.fold(self._second)
         ran = (self.stopped_ns - self.t0) / _NS if self.interrupted_by else None
         infos = phase_infos(self.phases, starts, ran_for=ran)
-        cells = cells_of(rec, [p.name for p in self.phases])
+        journeys = frozenset(ep for ep, j in enumerate(self.journeys) if j is not None)
+        cells = cells_of(rec, [p.name for p in self.phases], journeys)
         # A run cut short has no steady state to judge the generator by.
         saturated, reason = (False, "") if self.interrupted_by else self._saturation(cpu)
         lag_p99 = percentiles(self.lag).p99 if self.lag.get_total_count() else 0.0

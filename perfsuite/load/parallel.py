@@ -67,6 +67,7 @@ def _to_wire(result: LoadResult) -> dict[str, Any]:
                 "errors": dict(c.errors),
                 "statuses": dict(c.statuses),
                 "blocks": c.blocks,  # numpy arrays pickle as they are
+                "journey": c.journey,
             }
             for c in result.cells
         ],
@@ -137,6 +138,7 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
                 statuses=statuses,
                 # Workers share the clock: their blocks of one second cover one span.
                 blocks=tuple(merge_blocks([b for r in rows for b in r["blocks"]], same_span=True)),
+                journey=row["journey"],
             )
         )
     endpoints = list(dict.fromkeys(c["endpoint"] for c in parts[0]["cells"]))
@@ -272,7 +274,7 @@ def run_parallel(
             args=(
                 child,
                 target,
-                Scenario(*scenario.requests, data=scenario.data, seed=scenario.seed + index),
+                Scenario(*scenario.items, data=scenario.data, seed=scenario.seed + index),
                 split_phases(phases, workers, index),
                 replace(per_worker, worker=index, workers=workers),
                 start,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
-from perfsuite.load.scenario import Context, Scenario, encode_request
+import httpx
+
+from perfsuite.load.scenario import Builder, Context, encode_request
 
 __all__ = ["Payloads"]
 
@@ -17,14 +20,21 @@ class Payloads:
     slices, so a builder's cost is not paid on the schedule's critical path.
     """
 
-    def __init__(self, scenario: Scenario, ctx: Context, ahead: int) -> None:
+    def __init__(
+        self, builds: Sequence[Builder | httpx.Request | None], ctx: Context, ahead: int
+    ) -> None:
+        """``builds``: per endpoint, its request or builder; None for a journey's
+        endpoints (their steps are built when sent, from the user's values)."""
         self._ctx = ctx
-        self._builders = [r.build for r in scenario.requests]
+        self._builders = list(builds)
         self._static: list[bytes | None] = []
         self._rings: list[deque[bytes]] = []
         self._ahead = ahead
         for build in self._builders:
-            if callable(build):
+            if build is None:
+                self._static.append(b"")
+                self._rings.append(deque())
+            elif callable(build):
                 self._static.append(None)
                 self._rings.append(deque(encode_request(build(ctx)) for _ in range(ahead)))
             else:

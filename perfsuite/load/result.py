@@ -44,6 +44,9 @@ class Cell:
     errors: Mapping[str, int]
     statuses: Mapping[int, int]
     blocks: tuple[Block, ...] = field(default=(), repr=False)
+    # A journey's own endpoint: whole runs of its steps, which have cells of their
+    # own; left out of a selection of all endpoints, so no request counts twice.
+    journey: bool = False
 
     @property
     def answered(self) -> int:
@@ -176,7 +179,8 @@ class LoadResult:
         cells = [
             c
             for c in self.cells
-            if c.phase in chosen and (endpoint is None or c.endpoint == endpoint)
+            if c.phase in chosen
+            and (c.endpoint == endpoint if endpoint is not None else not c.journey)
         ]
         duration = sum(p.duration for p in self.phases if p.name in chosen)
         return cells, duration
@@ -321,8 +325,11 @@ def phase_infos(
     return tuple(infos)
 
 
-def cells_of(recorder: Recorder, phase_names: list[str]) -> tuple[Cell, ...]:
-    """The recorder's samples as cells, phase by phase, endpoint by endpoint."""
+def cells_of(
+    recorder: Recorder, phase_names: list[str], journeys: frozenset[int] = frozenset()
+) -> tuple[Cell, ...]:
+    """The recorder's samples as cells, phase by phase, endpoint by endpoint
+    (``journeys``: the endpoints that are whole journeys)."""
     cells = []
     n = recorder.n_endpoints
     for i, phase in enumerate(phase_names):
@@ -339,6 +346,7 @@ def cells_of(recorder: Recorder, phase_names: list[str]) -> tuple[Cell, ...]:
                     errors=dict(zip(ERROR_KINDS, recorder.errors[c], strict=True)),
                     statuses=dict(recorder.statuses[c]),
                     blocks=tuple(merge_blocks(recorder.blocks[c], same_span=True)),
+                    journey=ep in journeys,
                 )
             )
     return tuple(cells)

@@ -26,9 +26,12 @@ def judge_saturation(
     """``(saturated, reason)``.
 
     Three signs, each with late sends: they left late although a connection
-    was free; the event loop's own timers ran late (something blocks it); or
-    the generator used its whole core and never woke with nothing to do. A
-    handful of late sends (a GC pause, the first connect) is noise.
+    was free, while the generator was busy (its loop held up, or its CPU over
+    half a core); the event loop's own timers ran late (something blocks it);
+    or the generator used its whole core and never woke with nothing to do. A
+    handful of late sends (a GC pause, the first connect) is noise, and so
+    are late sends of an idle generator: the machine did not run it (another
+    process had the cores), which is no bottleneck of its own.
     """
     if not stats.measured_sends:
         return False, ""
@@ -39,7 +42,8 @@ def judge_saturation(
         f"{stats.idle_rate:.0f} idle wake-ups/s"
     )
     verdict = "the generator, not the service, was the bottleneck"
-    if gen_share > share_limit and stats.late_generator >= 10:
+    busy = stats.cpu > 0.5 or stats.lag_p99_ms > late_threshold_ms
+    if gen_share > share_limit and stats.late_generator >= 10 and busy:
         return True, (
             f"{gen_share:.1%} of measured sends left more than {late_threshold_ms:g} ms after "
             f"their intended time although a connection was free ({facts}): {verdict}"

@@ -10,12 +10,15 @@ import dataclasses
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from perfsuite import __version__
 from perfsuite.errors import ConfigError
+
+if TYPE_CHECKING:
+    from perfsuite.load.journey import Journey
 
 __all__ = ["Context", "Request", "Scenario", "encode_request"]
 
@@ -103,34 +106,49 @@ class Request:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A weighted mix of requests, plus the data they draw from (feeders)."""
+    """A weighted mix of requests and journeys, plus the data they draw from (feeders)."""
 
-    requests: tuple[Request, ...]
+    items: tuple[Request | Journey, ...]
     data: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     seed: int = 1
 
     def __init__(
         self,
-        *requests: Request,
+        *items: Request | Journey,
         data: Mapping[str, Sequence[Any]] | None = None,
         seed: int = 1,
     ) -> None:
-        if not requests:
+        from perfsuite.load.journey import Journey  # journeys build on this module
+
+        if not items:
             raise ConfigError("a scenario needs at least one request")
-        names = [r.name for r in requests]
+        for item in items:
+            if not isinstance(item, Request | Journey):
+                raise ConfigError(f"a scenario holds Requests and Journeys, got {item!r}")
+        names = [item.name for item in items]
         if len(set(names)) != len(names):
             raise ConfigError(f"request names must be unique, got {names}")
         for name, values in (data or {}).items():
             if len(values) == 0:
                 raise ConfigError(f"feeder {name!r} is empty")
-        object.__setattr__(self, "requests", tuple(requests))
+        object.__setattr__(self, "items", tuple(items))
         object.__setattr__(self, "data", dict(data or {}))
         object.__setattr__(self, "seed", seed)
 
     @property
+    def requests(self) -> tuple[Request, ...]:
+        """The plain requests (journeys left out)."""
+        return tuple(item for item in self.items if isinstance(item, Request))
+
+    @property
     def names(self) -> list[str]:
-        """The request names, in order."""
-        return [r.name for r in self.requests]
+        """The endpoints of the results, in order: each request; each journey, then
+        its steps (``journey/step``)."""
+        return [n for item in self.items for n in _names(item)]
+
+
+def _names(item: Request | Journey) -> list[str]:
+    return [item.name] if isinstance(item, Request) else item.names
 
 
 def encode_request(request: httpx.Request) -> bytes:

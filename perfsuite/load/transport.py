@@ -13,11 +13,11 @@ a body without length or chunking ends when the connection does (EOF).
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
 import httptools
 
-__all__ = ["DEFAULT_MAX_BODY", "Connection", "ConnectionOwner"]
+__all__ = ["DEFAULT_MAX_BODY", "Connection", "ConnectionOwner", "JourneyConnection"]
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of a body kept for a check; the rest is counted
 
@@ -56,6 +56,7 @@ class Connection(asyncio.Protocol):
         "max_body",
         "owner",
         "parser",
+        "run",
         "sent",
         "status",
         "transport",
@@ -80,6 +81,7 @@ class Connection(asyncio.Protocol):
         self.sent = 0
         self.deadline = 0
         self.want_body = False
+        self.run: Any = None  # the journey run whose step is in flight (events.py)
         self.head = False  # the request in flight is a HEAD
         self.body: list[bytes] = []
         self.kept = 0  # body bytes kept for the check
@@ -192,6 +194,10 @@ class Connection(asyncio.Protocol):
         self.truncated = False
         self.transport.write(data)
 
+    def headers(self) -> list[tuple[str, str]]:
+        """The last response's headers (kept by :class:`JourneyConnection` only)."""
+        return []
+
     def take_body(self) -> bytes:
         """The body of the last response (only kept when ``want_body`` was set)."""
         body = b"".join(self.body)
@@ -210,3 +216,27 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+class JourneyConnection(Connection):
+    """A connection that also keeps response headers: journeys extract from them
+    and keep their cookies. Only scenarios with journeys pay for the callback."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(
+        self, owner: ConnectionOwner, user: int = -1, max_body: int = DEFAULT_MAX_BODY
+    ) -> None:
+        super().__init__(owner, user, max_body)
+        self._headers: list[tuple[str, str]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.run is not None:
+            self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def send(self, data: bytes) -> None:
+        self._headers = []
+        super().send(data)
+
+    def headers(self) -> list[tuple[str, str]]:
+        return self._headers

@@ -157,7 +157,9 @@ def load_charts(load: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     endpoints = list(dict.fromkeys(c["endpoint"] for c in load["cells"]))
     measured = {p["name"] for p in load["phases"] if p["role"] == "measure"}
     timelines = {e: _timeline(load, e) for e in endpoints}
-    total = _total_per_second(timelines)
+    # The total rate counts requests: a journey's own endpoint would count its steps twice.
+    journeys = {c["endpoint"] for c in load["cells"] if c.get("journey")}
+    total = _total_per_second({e: tl for e, tl in timelines.items() if e not in journeys})
     phases = _phase_lines(load)
     knee_marks, knee_charts, notes = _knee_charts(_knee(load, timelines, total), timelines, total)
     rps_lines, p99_lines = [], []

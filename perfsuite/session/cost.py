@@ -101,7 +101,7 @@ class CostMeter:
             self.probe.close()
         if result is None or self._before is None or after is None:
             return None
-        answered = sum(cell.answered for cell in result.cells)
+        answered = sum(cell.answered for cell in result.cells if not cell.journey)
         cost = self.probe.cost(
             self._before,
             after,
@@ -123,7 +123,9 @@ class CostMeter:
             before, end = readings[i], readings[i + 1]
             assert before is not None
             assert end is not None
-            answered = sum(c.answered for c in result.cells if c.phase == phase.name)
+            answered = sum(
+                c.answered for c in result.cells if c.phase == phase.name and not c.journey
+            )
             part = self.probe.cost(before, end, answered)
             phases.append(phase_cost(phase.name, phase.role, part))
         return dataclasses.replace(cost, phases=tuple(phases))

@@ -177,6 +177,7 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
                 "service_time": encode(c.service_time),
                 "blocks": _encode_blocks(group_by_time(c.blocks, *spans[c.phase])),
                 "summary": _summary(result, c.endpoint, c.phase),
+                "journey": c.journey,
                 "series": _series(list(c.blocks)),
             }
             for c in result.cells
@@ -220,12 +221,13 @@ class StoredLoad:
         """The blocks of an endpoint (or all) over the phases of ``roles``."""
         roles = set(roles)
         chosen = [p["name"] for p in self.phases if p["role"] in roles]
+        journeys = {c["endpoint"] for c in self.cells if c.get("journey")}
         blocks: list[Block] = []
         for phase in chosen:
             cells = [
                 b
                 for (ph, ep), bl in self.blocks.items()
-                if ph == phase and (endpoint is None or ep == endpoint)
+                if ph == phase and (ep == endpoint if endpoint is not None else ep not in journeys)
                 for b in bl
             ]
             blocks.extend(merge_blocks(cells, same_span=True))

@@ -14,7 +14,18 @@ import httpx
 import pytest
 
 from examples.order_service.seed import Dataset, seed_database
-from perfsuite import Context, MySQLServer, Phase, Phases, Request, Scenario
+from perfsuite import (
+    Context,
+    Journey,
+    MySQLServer,
+    Phase,
+    Phases,
+    Request,
+    Scenario,
+    Step,
+    User,
+    json_field,
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +65,28 @@ PAY = Request(name="payment_callback", build=payment_callback, status={200, 404}
 QUERY = Request(name="order_query", build=order_query, status={200})
 
 
+def pay_it(user: User) -> httpx.Request:
+    # The order just created, with its own amount: the service answers 422 to a
+    # wrong amount and 404 to an unknown order, so a 200 proves both came through.
+    order = user["order_id"]
+    body = {"order_id": order, "payment_id": f"pay-{order}", "amount_cents": user["amount"]}
+    return user.post("/payments/callback", json=body)
+
+
+# The seed's flow as one journey: create an order, pay for it, query it.
+ORDER_JOURNEY = Journey(
+    "order_journey",
+    Step(
+        name="create",
+        build=create_order,
+        status={201},
+        extract={"order_id": json_field("id"), "amount": json_field("total_cents")},
+    ),
+    Step(name="pay", build=pay_it, status={200}, check=paid),
+    Step(name="query", build=lambda u: u.get(f"/orders/{u['order_id']}"), status={200}, check=paid),
+)
+
+
 @pytest.fixture(scope="session")
 def feeders(perf_seed: Dataset) -> dict[str, list[object]]:
     """Pre-generated ids the requests draw from."""
@@ -87,7 +120,7 @@ def scenario(feeders: dict[str, list[object]]) -> type[Scenario]:
     """``scenario(CREATE, ...)`` with the feeders filled in."""
 
     class _Scenario(Scenario):
-        def __init__(self, *requests: Request) -> None:
-            super().__init__(*requests, data=feeders, seed=42)
+        def __init__(self, *items: Request | Journey) -> None:
+            super().__init__(*items, data=feeders, seed=42)
 
     return _Scenario

@@ -11,7 +11,7 @@ import pytest
 
 from perfsuite import Phase, Summary
 
-from .conftest import CREATE, PAY, QUERY
+from .conftest import CREATE, ORDER_JOURNEY, PAY, QUERY
 
 # The seed story's SLOs, judged by perfsuite after each test's load.
 pytestmark = [pytest.mark.perf, pytest.mark.slo(mean="200ms", error_rate="0.1%")]
@@ -46,3 +46,12 @@ def test_mixed(perf_run, scenario, seed_ramp: list[Phase]) -> None:
     for phase in result.phases:
         if phase.role == "measure":
             assert_seed_slos(result.summary(phase=phase.name))
+
+
+def test_order_journey(perf_run, scenario, seed_load: list[Phase]) -> None:
+    """The seed's flow, each order paid with its own id and amount, then read back paid."""
+    result = perf_run(scenario(ORDER_JOURNEY), seed_load)
+    journeys = result.measured("order_journey")
+    assert journeys.ok == journeys.requests > 0
+    for step in ("create", "pay", "query"):
+        assert result.measured(f"order_journey/{step}").requests == journeys.requests

@@ -9,7 +9,9 @@ first one since the reset are all answered at b), /early (a 103 Early Hints
 before the answer), /twice (the answer, then the same again unasked),
 /eof/<text> (a body without length, ended by closing), /stats (requests
 seen, max concurrency, first and last arrival, TLS server names asked for),
-/arrivals (their times), /reset.
+/arrivals (their times), /reset; a journey: /create (an order: its id and
+amount in JSON, its session in a cookie), /pay/<id>/<amount> (200 only with
+that order's amount and session cookie, else 409), /order/<id>.
 HEAD gets the headers of a GET (with its Content-Length) and no body.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
 With ``--tls PEM`` (certificate chain and key) it speaks HTTPS.
@@ -39,6 +41,8 @@ class State:
         self.paths: dict[str, int] = {}
         self.arrivals: list[float] = []  # monotonic arrival times, the first 100,000
         self.sni: dict[str, int] = {}  # TLS: server names asked for, and how often
+        self.orders: dict[int, int] = {}  # /create: order -> amount
+        self.paid: dict[int, bool] = {}  # /pay: order -> paid with its own amount and session
 
     def tick(self, path: str) -> int:
         """How many times ``path`` was asked for, this one included."""
@@ -67,21 +71,24 @@ class Handler(asyncio.Protocol):
         while b"\r\n\r\n" in self.buf:
             head, _, rest = self.buf.partition(b"\r\n\r\n")
             length = 0
+            cookie = ""
             for line in head.split(b"\r\n")[1:]:
                 key, _, value = line.partition(b":")
                 if key.strip().lower() == b"content-length":
                     length = int(value)
+                if key.strip().lower() == b"cookie":
+                    cookie = value.decode().strip()
             if len(rest) < length:
                 return
             self.buf = rest[length:]
             method, path = (part.decode() for part in head.split(b" ", 2)[:2])
-            asyncio.get_running_loop().create_task(self.handle(path, method))
+            asyncio.get_running_loop().create_task(self.handle(path, method, cookie))
 
-    async def handle(self, path: str, method: str = "GET") -> None:
+    async def handle(self, path: str, method: str = "GET", cookie: str = "") -> None:
         if path in ("/stats", "/reset", "/arrivals"):
             if path == "/reset":
                 STATE.reset()
-            data = {k: v for k, v in vars(STATE).items() if k != "arrivals"}
+            data = {k: v for k, v in vars(STATE).items() if k not in ("arrivals", "orders")}
             body = json.dumps(STATE.arrivals if path == "/arrivals" else data).encode()
             self.transport.write(_response(200, body, False))
             return
@@ -118,6 +125,25 @@ class Handler(asyncio.Protocol):
                 since = (now - STATE.first) * 1000
                 if int(parts[2]) <= since < int(parts[3]):
                     await asyncio.sleep((int(parts[3]) - since) / 1000)
+            elif kind == "create":  # a journey's first step: an order, its amount, a session
+                order = len(STATE.orders) + 1
+                STATE.orders[order] = 100 + order % 7
+                body = json.dumps({"id": order, "amount": STATE.orders[order]}).encode()
+                self.transport.write(
+                    f"HTTP/1.1 201 X\r\nContent-Length: {len(body)}\r\n"
+                    f"Location: /order/{order}\r\nSet-Cookie: session=s{order}; Path=/\r\n"
+                    "\r\n".encode()
+                    + body
+                )
+                return
+            elif kind == "pay":  # /pay/<id>/<amount>: right only with that order's session
+                order, amount = int(parts[2]), int(parts[3])
+                right = STATE.orders.get(order) == amount and cookie == f"session=s{order}"
+                STATE.paid[order] = right
+                status = 200 if right else 409
+            elif kind == "order":  # /order/<id>: paid or not
+                body = json.dumps({"id": int(parts[2]), "paid": STATE.paid.get(int(parts[2]))})
+                body = body.encode()
             elif kind == "early":
                 self.transport.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
             elif kind == "eof":

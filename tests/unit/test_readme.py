@@ -24,6 +24,14 @@ def _examples() -> dict[str, str]:
     return dict(re.findall(pattern, README, flags=re.DOTALL))
 
 
+def test_readme_snippets_are_the_code_they_quote() -> None:
+    pattern = r"<!-- readme-snippet: (\S+) -->\n```python\n(.*?)```"
+    snippets = re.findall(pattern, README, flags=re.DOTALL)
+    assert snippets
+    for path, code in snippets:
+        assert code in (REPO / path).read_text(encoding="utf-8"), path
+
+
 def test_readme_toml_is_valid_config() -> None:
     from perfsuite.config import load_config
     from perfsuite.stats.slo import parse_slo
