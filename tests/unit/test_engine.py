@@ -535,3 +535,19 @@ def test_https_without_verification_when_asked(tls_server: Server) -> None:
         options=EngineOptions(verify=False),
     )
     assert result.measured().ok == 50
+
+
+def test_the_heap_before_the_run_is_frozen_during_it(server: Server) -> None:
+    # A full garbage collection of a big process holds the loop for ~100 ms
+    # (a CI run was flagged saturated so): the run's collections skip the old heap.
+    import gc
+
+    seen: list[int] = []
+
+    def check(status: int, body: bytes) -> bool:
+        seen.append(gc.get_freeze_count())
+        return True
+
+    run_load(server.url, Scenario(get("ok", "/ok", check=check)), [constant(20, 0.5)])
+    assert min(seen) > 1000
+    assert gc.get_freeze_count() == 0  # thawed afterwards

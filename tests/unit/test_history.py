@@ -171,8 +171,8 @@ def test_concurrent_writers_lose_nothing_mariadb(
 
 
 def test_a_load_with_no_answer_at_all_is_recorded(tmp_path: Path) -> None:
-    # Every request refused: no latency in any second. The record, its
-    # per-second series and the history's points say "no value", not crash.
+    # Every request refused: each has the latency of its failed connect, and
+    # none succeeded. The record says so (no ok latency), not crash.
     import socket
 
     import httpx
@@ -192,10 +192,13 @@ def test_a_load_with_no_answer_at_all_is_recorded(tmp_path: Path) -> None:
         )
     entry = entry_for_test(test_id="t", outcome="failed", results=[result])
     (cell,) = entry["loads"][0]["cells"]
-    assert cell["series"]["p99"] == [None] * len(cell["series"]["t"])
+    assert all(p99 is not None for p99 in cell["series"]["p99"])  # the failures' latencies
+    assert cell["series"]["errors"] == cell["series"]["requests"]
+    assert cell["summary"]["ok"] == 0
+    assert cell["summary"]["p99_ok"] is None
     path, record = write_run(tmp_path, commit=None, fingerprint={}, profile="ci", tests=[entry])
     with History(history_url(str(tmp_path / "h.sqlite"), tmp_path)) as history:
         assert append_record(history, record, uid=run_uid(record, path.stem))
         points = {p.metric: p.value for p in history.points([history.runs()[0].id])}
     assert points["error_rate"] == 1.0
-    assert points["p99"] is None
+    assert points["rps"] == 0.0  # successful requests per second
