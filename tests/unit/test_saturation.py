@@ -35,7 +35,10 @@ def test_an_idle_generator_that_was_not_run_is_not_the_bottleneck() -> None:
         ({"cpu": 0.88, "idle_rate": 0.0}, "although a connection was free"),  # CPU-bound
         ({"lag_p99_ms": 25.0}, "although a connection was free"),  # its loop held up
         ({"late_generator": 0, "lag_p99_ms": 80.0}, "the event loop itself was held up"),
-        ({"late_generator": 0, "cpu": 0.95, "idle_rate": 3.0}, "used its whole core"),
+        ({"late_generator": 0, "cpu": 0.95, "idle_rate": 3.0}, "too near its limit"),
+        # Measured: open model at 60,000 req/s on one core, 42 % of sends late behind
+        # connections that looked busy, none with one free; CPU 86 %.
+        ({"late_generator": 0, "late": 400, "cpu": 0.86}, "too near its limit"),
     ],
 )
 def test_a_busy_generator_is(change: dict[str, float], sign: str) -> None:
