@@ -108,7 +108,7 @@ def _session(project: Path, test: str, fault: str, *args: str) -> dict[str, Any]
 def _measured(entry: dict[str, Any]) -> dict[str, float]:
     load = entry["loads"][0]
     cells = [c for c in load["cells"] if c["phase"] != "warmup"]
-    requests = sum(c["summary"]["requests"] for c in cells)
+    requests = sum(c["summary"]["ok"] for c in cells)  # successful ones
     duration = sum(p["duration"] for p in load["phases"] if p["role"] == "measure")
     out = {
         "p50": statistics.median(c["summary"]["p50"] for c in cells),
