@@ -139,6 +139,9 @@ def main() -> int:
     parser.add_argument("--baseline-runs", type=int, default=5)
     parser.add_argument("--overhead-pairs", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--parts", default="noise,detection,overhead", help="which parts (comma-separated)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="perfsuite-cost-bench-") as tmp:
         project = Path(tmp)
@@ -148,59 +151,68 @@ def main() -> int:
         (project / "reports" / "runs").mkdir(parents=True)
         started = time.monotonic()
 
-        runs = [_measured(_session(project, "test_open", "")) for _ in range(args.runs)]
-        names = ["queries_per_request", "rows_examined_per_request", "db_ms_per_request",
-                 "cpu_ms_per_request", "p50", "p95"]  # fmt: skip
-        print(f"\n{args.runs} runs of the correct service, 200 req/s for {args.seconds} s:\n")
-        print("| metric | mean | run-to-run CV |")
-        print("| --- | ---: | ---: |")
-        for name in names:
-            values = [r[name] for r in runs if name in r]
-            print(f"| {name} | {statistics.fmean(values):.4g} | {_cv(values)} |")
+        parts = set(args.parts.split(","))
+        if "noise" in parts:
+            runs = [_measured(_session(project, "test_open", "")) for _ in range(args.runs)]
+            names = ["queries_per_request", "rows_examined_per_request", "db_ms_per_request",
+                     "cpu_ms_per_request", "p50", "p95"]  # fmt: skip
+            print(f"\n{args.runs} runs of the correct service, 200 req/s for {args.seconds} s:\n")
+            print("| metric | mean | run-to-run CV |")
+            print("| --- | ---: | ---: |")
+            for name in names:
+                values = [r[name] for r in runs if name in r]
+                print(f"| {name} | {statistics.fmean(values):.4g} | {_cv(values)} |")
 
-        for _ in range(args.baseline_runs):
-            _session(project, "test_open", "", "--perf-save-baseline")
-        rows = []
-        for label, fault in (
-            ("A/A (correct service)", ""),
-            ("+1 query per request", "slow:0.000001"),
-        ):
-            entries = [
-                _session(project, "test_open", fault, "--perf-compare", "--perf-no-confirm")
-                for _ in range(args.runs)
-            ]
-            q = [_verdicts(e, "cost", "queries_per_request") for e in entries]
-            p50 = [_verdicts(e, "order_query", "p50") for e in entries]
-            rows.append(
-                f"| {label} | {len(entries)} | {q.count('regressed')} | {p50.count('regressed')} "
-                f"| {p50.count('inconclusive')} | {p50.count('unchanged')} |"
+        if "detection" in parts:
+            for _ in range(args.baseline_runs):
+                _session(project, "test_open", "", "--perf-save-baseline")
+            rows = []
+            for label, fault in (
+                ("A/A (correct service)", ""),
+                ("+1 query per request", "slow:0.000001"),
+            ):
+                entries = [
+                    _session(project, "test_open", fault, "--perf-compare", "--perf-no-confirm")
+                    for _ in range(args.runs)
+                ]
+                q = [_verdicts(e, "cost", "queries_per_request") for e in entries]
+                p50 = [_verdicts(e, "order_query", "p50") for e in entries]
+                values = [_measured(e).get("queries_per_request") for e in entries]
+                odd = [(v, w) for v, w in zip(values, q, strict=True) if w != q[0]]
+                print(f"{label}: queries per request {min(values):.5f} to {max(values):.5f}; "
+                      f"verdicts other than {q[0]!r}: {odd or 'none'}", flush=True)  # fmt: skip
+                regressed = q.count("regressed")
+                rows.append(
+                    f"| {label} | {len(entries)} | {regressed} | {p50.count('regressed')} "
+                    f"| {p50.count('inconclusive')} | {p50.count('unchanged')} |"
+                )
+            print(f"\nCompared with {args.baseline_runs} baseline runs (no rerun):\n")
+            print("| runs of | runs | queries_per_request regressed | p50 regressed "
+                  "| p50 inconclusive | p50 unchanged |")  # fmt: skip
+            print("| --- | ---: | ---: | ---: | ---: | ---: |")
+            print("\n".join(rows))
+
+        if "overhead" in parts:
+            with_ps, without = [], []
+            for i in range(args.overhead_pairs):
+                order = [("on", ()), ("off", ("--perf-no-cost",))]
+                if i % 2:
+                    order.reverse()
+                for side, extra in order:
+                    m = _measured(_session(project, "test_closed", "", *extra))
+                    (with_ps if side == "on" else without).append(m)
+            print(f"\nperformance_schema on vs off, {args.overhead_pairs} pairs, 16 users, "
+                  f"{args.seconds} s, alternating:\n")  # fmt: skip
+            print("| | req/s (median) | p50 ms (median) |")
+            print("| --- | ---: | ---: |")
+            for label, ms in (("on", with_ps), ("off (--perf-no-cost)", without)):
+                rps = statistics.median(m["rps"] for m in ms)
+                p50 = statistics.median(m["p50"] for m in ms)
+                print(f"| {label} | {rps:,.0f} | {p50:.2f} |")
+            ratio = statistics.median(
+                a["rps"] / b["rps"] for a, b in zip(with_ps, without, strict=True)
             )
-        print(f"\nCompared with {args.baseline_runs} baseline runs (no rerun):\n")
-        print("| runs of | runs | queries_per_request regressed | p50 regressed "
-              "| p50 inconclusive | p50 unchanged |")  # fmt: skip
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        print("\n".join(rows))
-
-        with_ps, without = [], []
-        for i in range(args.overhead_pairs):
-            order = [("on", ()), ("off", ("--perf-no-cost",))]
-            if i % 2:
-                order.reverse()
-            for side, extra in order:
-                m = _measured(_session(project, "test_closed", "", *extra))
-                (with_ps if side == "on" else without).append(m)
-        print(f"\nperformance_schema on vs off, {args.overhead_pairs} pairs, 16 users, "
-              f"{args.seconds} s, alternating:\n")  # fmt: skip
-        print("| | req/s (median) | p50 ms (median) |")
-        print("| --- | ---: | ---: |")
-        for label, ms in (("on", with_ps), ("off (--perf-no-cost)", without)):
-            rps = statistics.median(m["rps"] for m in ms)
-            p50 = statistics.median(m["p50"] for m in ms)
-            print(f"| {label} | {rps:,.0f} | {p50:.2f} |")
-        ratio = statistics.median(
-            a["rps"] / b["rps"] for a, b in zip(with_ps, without, strict=True)
-        )
-        print(f"\nthroughput with / without, median of pairs: {ratio:.3f}")
+            print(f"\nthroughput with / without, median of pairs: {ratio:.3f}")
         print(f"\n{time.monotonic() - started:.0f} s in all")
     return 0
 
