@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfsuite.errors import ConfigError
+from perfsuite.load.transport import DEFAULT_MAX_BODY
 
 __all__ = ["EngineOptions", "Progress"]
 
@@ -16,7 +17,9 @@ class EngineOptions:
     max_connections: int = 1_000
     timeout: float = 10.0  # a request not answered this long after its send is a timeout
     connect_timeout: float = 5.0  # a connection not made this long after the attempt fails
-    max_body: int = 1 << 20  # bytes of a response body kept for a check (the rest is counted)
+    max_body: int = (
+        DEFAULT_MAX_BODY  # bytes of a response body kept for a check (the rest is counted)
+    )
     # https:// targets: certificates are verified (against ca_bundle, else the system's).
     verify: bool = True
     ca_bundle: str | None = None

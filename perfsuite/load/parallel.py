@@ -30,7 +30,7 @@ from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
 from perfsuite.signals import die_with_parent, ignore_stop_signals, stop_signals
 from perfsuite.stats.blocks import merge_blocks
-from perfsuite.stats.hdr import decode, dense_percentiles, encode, merge, new_histogram
+from perfsuite.stats.hdr import BINS, decode, dense_percentiles, encode, merge
 
 __all__ = ["run_parallel", "split_phases"]
 
@@ -196,7 +196,7 @@ def _merge_seconds(
         for t, ep, index, counts in part["second_bins"]:
             key = (t, endpoints[ep])
             if key not in dense:
-                dense[key] = np.zeros(new_histogram().counts_len, dtype=np.int64)
+                dense[key] = np.zeros(BINS, dtype=np.int64)
             dense[key][index] += counts
     seconds = []
     for (t, name), secs in sorted(by_key.items()):

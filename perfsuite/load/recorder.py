@@ -23,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 from perfsuite.stats.blocks import Block
 from perfsuite.stats.hdr import (
+    BINS,
     HIGHEST_US,
     add_counts,
     dense_percentiles,
@@ -246,7 +247,6 @@ class Recorder:
 
 
 _EMPTY: IntArray = np.zeros(0, dtype=np.int64)
-_BINS = new_histogram().counts_len
 
 
 class _Dense:
@@ -255,7 +255,7 @@ class _Dense:
     __slots__ = ("counts", "high", "low", "total")
 
     def __init__(self) -> None:
-        self.counts: IntArray = np.zeros(_BINS, dtype=np.int64)
+        self.counts: IntArray = np.zeros(BINS, dtype=np.int64)
         self.total = 0
         self.low = HIGHEST_US
         self.high = 0
@@ -264,7 +264,7 @@ class _Dense:
         """Count ``values``; returns how many were above the histograms' 60 s."""
         if not values.size:
             return 0
-        self.counts += np.bincount(hdr_indices(values), minlength=_BINS)
+        self.counts += np.bincount(hdr_indices(values), minlength=BINS)
         self.total += int(values.size)
         self.low = min(self.low, max(0, int(values.min())))
         high = int(values.max())

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
+    "BINS",
     "HIGHEST_US",
     "LOWEST_US",
     "Percentiles",
@@ -49,6 +50,7 @@ def _counts(hist: HdrHistogram) -> npt.NDArray[np.uint64]:
 
 
 _LAYOUT = new_histogram()  # the one layout of every perfsuite histogram
+BINS = _LAYOUT.counts_len  # its counts array's length: dense bin counts are this long
 
 
 def hdr_indices(values_us: npt.ArrayLike) -> npt.NDArray[np.int64]:
