@@ -47,7 +47,7 @@ database = "orders"
 sql = ["{REPO / "examples/order_service/schema.sql"}"]
 
 [tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
+command = "{{python}} -m examples.order_service --port {{port}}"
 health = "/health"
 startup_timeout = "30s"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,14 +20,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import quote
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
 from perfsuite.errors import ConfigError, Interrupted, PerfsuiteError
-from perfsuite.provision import choose_provider, open_mysql, probe_docker
+from perfsuite.provision import MySQLServer, choose_provider, open_mysql, probe_docker
+from perfsuite.provision._proc import owned_tempdir, remove_owned
 from perfsuite.report.html import build_report
+from perfsuite.secrets import redact
 from perfsuite.signals import run_signals
-from perfsuite.store.history import History, history_target, history_url, redact
+from perfsuite.store.history import History, history_target, history_url
 from perfsuite.store.ingest import import_paths
 
 __all__ = ["main"]
@@ -65,16 +69,35 @@ def _mysql(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open_mysql(config.mysql, choice) as server:
-            out(f"mysql ({server.provider}): {server.url}")
-            out(f"admin: {server.admin_user}@{server.host}:{server.port}")
-            out("serving until Ctrl-C")
-            sys.stdout.flush()
-            stop.wait(timeout=args.timeout)
+            # The passwords go to a file only this user can read, not to the terminal
+            # (scrollback, CI logs) nor to an argument.
+            folder = owned_tempdir("perfsuite-cli-")
+            try:
+                urls = folder / "mysql-url"
+                fd = os.open(urls, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(server.url + "\n")
+                    admin = _admin_url(server)
+                    fh.write(admin + "\n")
+                out(f"mysql ({server.provider}): {redact(server.url)}")
+                out(f"admin: {redact(admin)}")
+                out(f"the URLs with their passwords (app, then admin): {urls} (mode 0600)")
+                out(f"  export PERFSUITE_MYSQL_URL=$(head -1 {urls})")
+                out("serving until Ctrl-C")
+                sys.stdout.flush()
+                stop.wait(timeout=args.timeout)
+            finally:
+                remove_owned(folder)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     out("stopped and removed")
     return 0
+
+
+def _admin_url(server: MySQLServer) -> str:
+    user, password = quote(server.admin_user, safe=""), quote(server.admin_password, safe="")
+    return f"mysql://{user}:{password}@{server.host}:{server.port}/{server.database}"
 
 
 def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perfsuite.errors import StoreError
+from perfsuite.errors import ConfigError, StoreError
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
@@ -25,7 +25,7 @@ from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
 from perfsuite.stats.levels import DIRECTIONS, current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
-from perfsuite.stats.slo import Objective, SloResult, evaluate, parse_slo
+from perfsuite.stats.slo import KNOWN, Objective, SloResult, evaluate, parse_slo
 from perfsuite.stats.trend import Slope
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import StoredLoad, decode_load, encode_load
@@ -38,16 +38,42 @@ __all__ = ["Gate", "TestVerdict", "confirm", "judged_of", "objectives_for"]
 FAIL_ON = ("slo", "regression")
 
 
+# Every perf test's objectives before the config's and the markers': a run that
+# mostly fails is never green by default (remove with error_rate = "off").
+DEFAULT_SLO: Mapping[str, Any] = {"error_rate": "1%"}
+_SELECTORS = ("endpoint", "phase")
+
+
+def _removed(value: Any) -> bool:
+    return value is None or value is False or (isinstance(value, str) and value.lower() == "off")
+
+
 def objectives_for(
     defaults: Mapping[str, Any], marks: Iterable[Mapping[str, Any]]
 ) -> list[Objective]:
-    """The config's default objectives, overridden by the test's ``slo`` markers."""
+    """perfsuite's defaults, then the config's, then the test's ``slo`` markers: each
+    overrides the one before for the same metric and selection; ``"off"`` (or
+    ``None``, ``false``) removes one."""
     chosen: dict[tuple[str, str | None, str | None], Objective] = {}
-    sources = [("[tool.perfsuite.slo]", defaults)] if defaults else []
+    sources = [("perfsuite's default objectives", DEFAULT_SLO)]
+    sources += [("[tool.perfsuite.slo]", defaults)] if defaults else []
     sources += [("@pytest.mark.slo", m) for m in marks]
     for where, values in sources:
-        for o in parse_slo(values, where=where):
-            chosen[(o.metric, o.endpoint, o.phase)] = o
+        selection = (values.get("endpoint"), values.get("phase"))
+        unknown = sorted(set(values) - {*KNOWN, *_SELECTORS})
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown objective {unknown[0]!r} (known: {', '.join(KNOWN)})"
+            )
+        kept = {k: v for k, v in values.items() if k in _SELECTORS or not _removed(v)}
+        for key in set(values) - set(kept):
+            metric = "rps" if key == "min_rps" else key
+            chosen.pop((metric, *selection), None)
+        if set(kept) - set(_SELECTORS):
+            for o in parse_slo(kept, where=where):
+                chosen[(o.metric, o.endpoint, o.phase)] = o
+        elif not set(values) - set(_SELECTORS):
+            parse_slo(values, where=where)  # says "no objective given"
     return list(chosen.values())
 
 

@@ -78,7 +78,7 @@ def record_properties(item: pytest.Item) -> None:
                 item.user_properties.append((f"perf.{where}.{c.metric}.verdict", c.verdict))
     pool = item.stash.get(POOL_KEY, None)
     if pool is not None:
-        item.user_properties.append(("perf.pool", "idle" if pool.ok else "leak"))
+        item.user_properties.append(("perf.pool", pool.status))
     costs = _costs(item)
     if costs:  # the last load's
         for name, value in costs[max(costs)].metrics().items():
@@ -157,6 +157,7 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         if pool is None
         else {
             "ok": pool.ok,
+            "judged": pool.judged,
             "reasons": pool.reasons,
             "report": pool.report(),
             "series": pool.series(),

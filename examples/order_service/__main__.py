@@ -1,4 +1,8 @@
-"""``python -m examples.order_service --port 8000 --mysql-url mysql://...``."""
+"""``PERFSUITE_MYSQL_URL=mysql://... python -m examples.order_service --port 8000``.
+
+The URL is read from the environment (``--mysql-url`` also takes it, but an
+argument is visible to every local user in the process list).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--mysql-url", default=os.environ.get("PERFSUITE_MYSQL_URL"))
     parser.add_argument("--pool-size", type=int, default=int(os.environ.get("POOL_SIZE", "10")))
+    # Connections the pool opens at start and keeps (HikariCP's minimumIdle).
+    parser.add_argument("--pool-min-size", type=int, default=os.environ.get("POOL_MIN_SIZE"))
     args = parser.parse_args()
     if not args.mysql_url:
         parser.error("--mysql-url (or PERFSUITE_MYSQL_URL) is required")
@@ -27,7 +33,12 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"order_service: {exc}")
     print(f"order_service: faults={faults}, pool_size={args.pool_size}", flush=True)
-    app = create_app(args.mysql_url, pool_size=args.pool_size, faults=faults)
+    app = create_app(
+        args.mysql_url,
+        pool_size=args.pool_size,
+        faults=faults,
+        pool_min_size=None if args.pool_min_size is None else int(args.pool_min_size),
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

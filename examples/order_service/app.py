@@ -149,8 +149,15 @@ def _order_items(body: dict[str, Any]) -> dict[int, int]:
     return wanted
 
 
-def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = None) -> Starlette:
-    """Build the ASGI app; the pool opens at start-up and closes at shutdown."""
+def create_app(
+    mysql_url: str,
+    *,
+    pool_size: int = 10,
+    faults: Faults | None = None,
+    pool_min_size: int | None = None,
+) -> Starlette:
+    """Build the ASGI app; the pool opens at start-up (with ``pool_min_size``
+    connections, default 2) and closes at shutdown."""
     faults = faults or Faults()
     state: dict[str, Pool] = {}
     registry = CollectorRegistry()
@@ -159,7 +166,7 @@ def create_app(mysql_url: str, *, pool_size: int = 10, faults: Faults | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = await aiomysql.create_pool(
-            minsize=min(2, pool_size),
+            minsize=min(2 if pool_min_size is None else pool_min_size, pool_size),
             maxsize=pool_size,
             autocommit=True,
             **_mysql_kwargs(mysql_url),

@@ -7,6 +7,7 @@ pre-generates them for the same reason). The same ``seed`` gives the same data.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 from dataclasses import dataclass
 
@@ -70,13 +71,15 @@ def seed_database(
 
 
 def main() -> None:
-    """``python -m examples.order_service.seed --mysql-url URL``."""
+    """``PERFSUITE_MYSQL_URL=URL python -m examples.order_service.seed``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mysql-url", required=True)
+    parser.add_argument("--mysql-url", default=os.environ.get("PERFSUITE_MYSQL_URL"))
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--skus", type=int, default=2_000)
     parser.add_argument("--orders", type=int, default=5_000)
     args = parser.parse_args()
+    if not args.mysql_url:
+        parser.error("PERFSUITE_MYSQL_URL (or --mysql-url) is required")
     server = MySQLServer.from_url(args.mysql_url)
     seed_database(server, users=args.users, skus=args.skus, orders=args.orders)
 

@@ -164,6 +164,12 @@ class PoolConfig:
 
     check: bool = True
     user: str | None = None  # the service's database user (default: the app account)
+    # "in-turn": the pool hands every idle connection out in turn (FIFO: aiomysql,
+    # SQLAlchemy's QueuePool), so one that runs nothing after the load is leaked.
+    hands_out: Literal["unknown", "in-turn"] = "unknown"
+    # Requests sent after the load to see which connections the pool hands out
+    # (None: the service's health path; "": none sent).
+    after_path: str | None = None
     max_idle: int = 10
     timeout: float = 10.0
     metrics: str = "none"  # a preset of perfsuite.probes.metrics, "custom", or "none"

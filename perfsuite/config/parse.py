@@ -52,6 +52,8 @@ _TO_MIB = {"kb": 1 / 1024, "kib": 1 / 1024, "mb": 1.0, "mib": 1.0, "gb": 1024.0,
 _POOL_KEYS = {
     "check",
     "user",
+    "hands_out",
+    "after_path",
     "max_idle",
     "timeout",
     "metrics",
@@ -419,9 +421,17 @@ def _pool_config(table: Any) -> PoolConfig:
         name = _str(table, f"{role}_metric", where, None)
         if name:
             names[role] = name
+    hands_out = _str(table, "hands_out", where, "unknown")
+    if hands_out not in ("unknown", "in-turn"):
+        raise ConfigError(f"{where}.hands_out: expected 'in-turn' or 'unknown', got {hands_out!r}")
+    after = _str(table, "after_path", where, None)
+    if after is not None and after != "" and not after.startswith("/"):
+        raise ConfigError(f"{where}.after_path: expected a path starting with '/', got {after!r}")
     return PoolConfig(
         check=check,
         user=_str(table, "user", where, None),
+        hands_out="in-turn" if hands_out == "in-turn" else "unknown",
+        after_path=after,
         max_idle=_int(table, "max_idle", where, 10, 0, 100_000),
         timeout=parse_duration(table.get("timeout", "10s"), key=f"{where}.timeout"),
         metrics=_str(table, "metrics", where, "none") or "none",

@@ -18,7 +18,7 @@ import pymysql
 from perfsuite.config import MySQLConfig
 from perfsuite.errors import DockerError, MySQLError, PerfsuiteWarning
 from perfsuite.provision.docker import DockerStatus, probe_docker
-from perfsuite.provision.server import MySQLServer
+from perfsuite.provision.server import MySQLServer, quote_name
 from perfsuite.provision.service import Service, start_service
 
 __all__ = [
@@ -63,7 +63,7 @@ def _server(config: MySQLConfig, choice: ProviderChoice, network: Any) -> Iterat
         conn = server.connect(database="")
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{server.database}`")
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote_name(server.database)}")
         except pymysql.MySQLError as exc:
             raise MySQLError(f"cannot create the database {server.database!r}: {exc}") from exc
         finally:

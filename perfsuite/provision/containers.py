@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 from perfsuite.config import MySQLConfig, ServiceConfig
 from perfsuite.errors import DockerError
 from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer
+from perfsuite.secrets import redact, register
 
 __all__ = [
     "MYSQL_ALIAS",
@@ -31,8 +33,6 @@ __all__ = [
 
 MYSQL_ALIAS = "mysql"
 APP_USER = "perfsuite"
-APP_PASSWORD = "perfsuite"
-ROOT_PASSWORD = "perfsuite-root"
 
 
 def container_host(container: Any) -> str:
@@ -100,7 +100,7 @@ def _early_exit(container: Any) -> str:
         wrapped = container.get_wrapped_container()
         wrapped.reload()
         if wrapped.status in ("exited", "dead"):
-            logs = wrapped.logs(tail=30).decode("utf-8", errors="replace")
+            logs = redact(wrapped.logs(tail=30).decode("utf-8", errors="replace"))
             code = wrapped.attrs["State"]["ExitCode"]
             return f"; it exited with code {code}, its last log lines:\n{logs}"
     return ""
@@ -131,11 +131,15 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
         from testcontainers.mysql import MySqlContainer
 
     ensure_image(config.image)
+    # New passwords each run: the port is published on 127.0.0.1, open to local users.
+    app_password, root_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    register(app_password)
+    register(root_password)
     mysql = MySqlContainer(
         config.image,
         username=APP_USER,
-        password=APP_PASSWORD,
-        root_password=ROOT_PASSWORD,
+        password=app_password,
+        root_password=root_password,
         dbname=config.database,
     )
     if config.cost:
@@ -165,10 +169,10 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             host=container_host(container),
             port=int(container.get_exposed_port(3306)),
             user=APP_USER,
-            password=APP_PASSWORD,
+            password=app_password,
             database=config.database,
             admin_user="root",
-            admin_password=ROOT_PASSWORD,
+            admin_password=root_password,
             internal_host=MYSQL_ALIAS,
             internal_port=3306,
         )

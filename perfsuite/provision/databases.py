@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from collections.abc import Iterator
 
 import pymysql
 
 from perfsuite.errors import MySQLError
 from perfsuite.provision.server import MySQLServer
+from perfsuite.provision.server import quote_name as _quoted
 
 __all__ = ["copied_database"]
-
-_NAME = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
-
-
-def _quoted(name: str) -> str:
-    if not _NAME.match(name):
-        raise MySQLError(f"a database or table name perfsuite will not quote: {name!r}")
-    return f"`{name}`"
 
 
 @contextlib.contextmanager

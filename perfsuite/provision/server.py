@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,8 +15,13 @@ import pymysql.connections
 from pymysql.constants import CLIENT
 
 from perfsuite.errors import ConfigError, MySQLError
+from perfsuite.secrets import redact, register
 
-__all__ = ["SERVER_OPTIONS", "MySQLServer", "parse_mysql_url"]
+__all__ = ["SERVER_OPTIONS", "MySQLServer", "parse_mysql_url", "quote_name"]
+
+# The names perfsuite puts into SQL text (databases, tables): MySQL's unquoted
+# identifier characters only, so that quoting cannot be escaped.
+_NAME = re.compile(r"^[A-Za-z0-9_$]{1,64}$")
 
 # Options of every server perfsuite starts (process or container): statement
 # digests, for the cost per request (queries, rows examined, database time).
@@ -54,6 +60,7 @@ class MySQLServer:
         The URL's account serves both as the app user and as the admin.
         """
         host, port, user, password, database = parse_mysql_url(url)
+        register(password)
         return cls(
             provider=provider,
             host=host,
@@ -84,10 +91,17 @@ class MySQLServer:
             self.database,
         )
 
-    def connect(self, *, admin: bool = False, database: str | None = None) -> pymysql.Connection:
+    def connect(
+        self,
+        *,
+        admin: bool = False,
+        database: str | None = None,
+        read_timeout: float | None = None,
+    ) -> pymysql.Connection:
         """A new PyMySQL connection (autocommit) as the app user, or as admin."""
         try:
             return pymysql.connect(
+                read_timeout=read_timeout,
                 host=self.host,
                 port=self.port,
                 user=self.admin_user if admin else self.user,
@@ -143,6 +157,16 @@ class MySQLServer:
             raise MySQLError(f"{path}: {exc}") from exc
 
 
+def quote_name(name: str) -> str:
+    """```name``` for SQL text, or a ConfigError for a name perfsuite will not quote."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"mysql: {name!r} is not a database or table name perfsuite uses "
+            "(letters, digits, _ and $, at most 64)"
+        )
+    return f"`{name}`"
+
+
 def _url(user: str, password: str, host: str, port: int, database: str) -> str:
     return f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{database}"
 
@@ -151,14 +175,15 @@ def parse_mysql_url(url: str) -> tuple[str, int, str, str, str]:
     """``mysql://user:pass@host:port/db`` -> (host, port, user, password, database)."""
     parts = urlsplit(url)
     if parts.scheme != "mysql" or not parts.hostname:
-        raise ConfigError(f"mysql: expected mysql://user:pass@host:port/db, got {url!r}")
+        raise ConfigError(f"mysql: expected mysql://user:pass@host:port/db, got {redact(url)!r}")
     database = parts.path.lstrip("/")
     if not database:
-        raise ConfigError(f"mysql: the URL names no database: {url!r}")
+        raise ConfigError(f"mysql: the URL names no database: {redact(url)!r}")
+    quote_name(database)
     try:
         port = parts.port or 3306
     except ValueError as exc:
-        raise ConfigError(f"mysql: bad port in {url!r}") from exc
+        raise ConfigError(f"mysql: bad port in {redact(url)!r}") from exc
     return (
         parts.hostname,
         port,

@@ -31,6 +31,7 @@ from perfsuite.provision._proc import (
     tail,
 )
 from perfsuite.provision.server import MySQLServer
+from perfsuite.secrets import redact
 from perfsuite.signals import note_interrupt
 
 __all__ = ["SERVICE_DIR_PREFIX", "Service", "start_service"]
@@ -63,17 +64,26 @@ class Service:
         return self.process.pid if self.process is not None else None
 
     def logs(self, lines: int | None = None) -> str:
-        """Everything the service printed so far (or its last ``lines`` lines)."""
-        text = self._read_logs()
+        """Everything the service printed so far (or its last ``lines`` lines), passwords masked."""
+        text = redact(self._read_logs())
         return "\n".join(text.splitlines()[-lines:]) if lines else text
 
 
-def _expand(arg: str, values: Mapping[str, str]) -> str:
+def _expand(arg: str, values: Mapping[str, str], *, where: str = "command") -> str:
+    if where == "command" and "{mysql_url}" in arg:
+        raise ConfigError(
+            "[tool.perfsuite.service] command: {mysql_url} would put the database password "
+            "in the process list (ps shows every argument to every local user); read the "
+            "URL from the environment instead: PERFSUITE_MYSQL_URL is set for the service "
+            "(or name your own variable in [tool.perfsuite.service] env, e.g. "
+            'DATABASE_URL = "{mysql_url}"); {mysql_host}, {mysql_port}, {mysql_user} '
+            "and {mysql_database} may stay in the command"
+        )
     try:
         return string.Formatter().vformat(arg, (), dict(values))
     except (KeyError, IndexError) as exc:
         raise ConfigError(
-            f"[tool.perfsuite.service] command: unknown placeholder {exc} in {arg!r} "
+            f"[tool.perfsuite.service] {where}: unknown placeholder {exc} in {arg!r} "
             f"(known: {', '.join('{' + k + '}' for k in values)})"
         ) from exc
 
@@ -93,7 +103,7 @@ def _wait_healthy(
             if code is not None:
                 raise ServiceError(
                     f"the service exited with code {code} during start-up; "
-                    f"its last log lines:\n{logs()}"
+                    f"its last log lines:\n{redact(logs())}"
                 )
             try:
                 response = client.get(url)
@@ -105,7 +115,7 @@ def _wait_healthy(
             if time.monotonic() >= deadline:
                 raise ServiceError(
                     f"the service did not become healthy at {url} within {timeout:g} s "
-                    f"(last answer: {last}); its last log lines:\n{logs()}"
+                    f"(last answer: {last}); its last log lines:\n{redact(logs())}"
                 )
             time.sleep(0.1)
 
@@ -117,12 +127,16 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
         "port": str(port),
         "host": "127.0.0.1",
         "mysql_url": mysql.url,
+        "mysql_host": mysql.host,
+        "mysql_port": str(mysql.port),
+        "mysql_user": mysql.user,
+        "mysql_database": mysql.database,
         "python": sys.executable,
     }
     argv = [_expand(arg, values) for arg in config.command]
     if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not Path(argv[0]).exists():
         raise ServiceError(f"the service command {argv[0]!r} was not found")
-    env = {**os.environ, **{k: _expand(v, values) for k, v in config.env.items()}}
+    env = {**os.environ, **{k: _expand(v, values, where="env") for k, v in config.env.items()}}
     env.setdefault("PERFSUITE_MYSQL_URL", mysql.url)
     workdir = owned_tempdir(SERVICE_DIR_PREFIX)
     log_path = workdir / "service.log"

@@ -26,7 +26,8 @@ from perfsuite.report.rows import rows
 from perfsuite.report.statements import statements_html
 from perfsuite.report.svg import Area, Axes, Line, VLine, chart
 from perfsuite.report.trends import Series, Shift, metric_info, trend_series
-from perfsuite.store.history import History, HistoryRun, redact
+from perfsuite.secrets import redact
+from perfsuite.store.history import History, HistoryRun
 
 __all__ = ["ReportInfo", "build_report"]
 
@@ -49,7 +50,7 @@ h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:28px 0 6px;border-bottom
 h3{font-size:15px;margin:16px 0 4px}.meta{color:#666}
 table{border-collapse:collapse;margin:6px 0;font-variant-numeric:tabular-nums}
 td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left}
-td.n{text-align:right}.regressed,.worse,.FAIL,.LEAK{color:#c62828;font-weight:600}
+td.n{text-align:right}.regressed,.worse,.FAIL,.LEAK{color:#c62828;font-weight:600}.unknown{color:#8d6e00}
 .improved,.better{color:#2e7d32;font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:8px}
 svg.chart{width:400px;height:auto;border:1px solid #eee;background:#fff}
 svg .grid{stroke:#eee}svg .axis{stroke:#999}svg .tick,svg .axis-title{font-size:10px;fill:#555}
@@ -211,8 +212,9 @@ def _test_section(
         parts.append(f"<div class=grid>{''.join(svgs)}</div>")
         charts += len(svgs)
         pool = entry.get("pool")
-        if pool is not None and not pool["ok"]:
-            parts.append(f'<pre class="LEAK">{html.escape(pool["report"])}</pre>')
+        if pool is not None and not (pool["ok"] and pool.get("judged", True)):
+            css = "LEAK" if not pool["ok"] else "unknown"
+            parts.append(f'<pre class="{css}">{html.escape(pool["report"])}</pre>')
         costs = [c for c in entry.get("cost") or [] if c]
         for i, cost in enumerate(costs):
             which = f", load {i + 1}" if len(costs) > 1 else ""

@@ -48,7 +48,8 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
         }
         failed_slo = [s for s in entry["slo"] if not s["passed"]]
         pool = entry.get("pool")
-        if any(changed.values()) or failed_slo or (pool and not pool["ok"]):
+        unjudged = bool(pool and not pool.get("judged", True))
+        if any(changed.values()) or failed_slo or (pool and not pool["ok"]) or unjudged:
             lines.append(f"### `{entry['id']}`")
             lines.append("")
             if entry.get("ab"):
@@ -62,6 +63,12 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
                 lines.append(f"- 🔴 SLO violated: {s['text']}")
             if pool and not pool["ok"]:
                 lines.append("- 🔴 the connection pool did not return to idle:")
+                lines.append("")
+                lines.append("```")
+                lines.append(pool["report"])
+                lines.append("```")
+            elif pool and not pool.get("judged", True):
+                lines.append("- ⚠️ the connection pool: cannot judge from the database side:")
                 lines.append("")
                 lines.append("```")
                 lines.append(pool["report"])

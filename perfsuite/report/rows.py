@@ -26,7 +26,7 @@ class Row:
     errors: int
     slo: str  # "pass", "FAIL" or "-"
     verdict: str  # the worst metric verdict, "-" without a comparison
-    pool: str  # "idle", "LEAK" or "-"
+    pool: str  # "idle", "LEAK", "?" (the database side could not judge) or "-"
     interrupted: bool = False  # Ctrl-C or SIGTERM stopped its load: numbers of a part of it
 
     @property
@@ -69,13 +69,21 @@ def worst_verdict(comparisons: Iterable[Mapping[str, Any]]) -> str:
     return min(verdicts, key=lambda v: _ORDER[v]) if verdicts else "-"
 
 
+def pool_cell(pool: Mapping[str, Any]) -> str:
+    """``idle``, ``LEAK``, or ``?`` where the database side alone could not judge
+    (records before that verdict existed were all judged)."""
+    if not pool["ok"]:
+        return "LEAK"
+    return "idle" if pool.get("judged", True) else "?"
+
+
 def rows(entry: Mapping[str, Any]) -> Iterator[Row]:
     """The rows of one test entry."""
     slo = (
         "-" if not entry["slo"] else ("pass" if all(s["passed"] for s in entry["slo"]) else "FAIL")
     )
     pool = entry.get("pool")
-    pool_text = "-" if pool is None else ("idle" if pool["ok"] else "LEAK")
+    pool_text = "-" if pool is None else pool_cell(pool)
     comparisons = entry.get("comparisons", {})
     if entry.get("ab"):
         yield from _ab_rows(entry, slo, pool_text, comparisons)

@@ -13,7 +13,13 @@ from perfsuite.report.rows import rows, worst_verdict
 
 __all__ = ["render_cost_table", "render_interrupted", "render_table"]
 
-_STYLE = {"regressed": "bold red", "improved": "green", "FAIL": "bold red", "LEAK": "bold red"}
+_STYLE = {
+    "regressed": "bold red",
+    "improved": "green",
+    "FAIL": "bold red",
+    "LEAK": "bold red",
+    "?": "yellow",
+}
 
 
 def _ms(x: float | None) -> str:

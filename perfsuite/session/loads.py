@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,32 @@ from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.provisioning import Provisioning
 
 __all__ = ["Loads", "flatten_phases"]
+
+_AFTER_SPACING = 0.01  # s between the requests sent after a load: a trickle, not a load
+_AFTER_TIMEOUT = 2.0
+_AFTER_BUDGET = 8.0  # s for all of them: a hung service makes the check unsure, not slow
+
+
+def _after_requests(url: str) -> Callable[[int], int]:
+    """``n`` GETs of ``url``, one at a time (the pool check's requests after a load);
+    how many were answered. Bounded: at most ``n`` requests, within 8 s in all."""
+
+    def send(n: int) -> int:
+        answered = 0
+        deadline = time.monotonic() + _AFTER_BUDGET
+        with httpx.Client(timeout=_AFTER_TIMEOUT, trust_env=False) as client:
+            for _ in range(n):
+                if time.monotonic() > deadline:
+                    break
+                try:
+                    client.get(url)
+                    answered += 1
+                except httpx.HTTPError:
+                    pass
+                time.sleep(_AFTER_SPACING)
+        return answered
+
+    return send
 
 
 def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
@@ -112,7 +139,22 @@ class Loads:
                     return read_gauges(client, url, preset, names)
 
         probe = DbProbe(server, pool.user or server.user)
-        return PoolWatch(probe, gauges, max_idle=pool.max_idle, timeout=pool.timeout)
+        service_config = self.config.service
+        path = pool.after_path
+        if path is None:
+            path = service_config.health if service_config is not None else ""
+        after = _after_requests(service.base_url + path) if path else None
+        waiting = self._pool_names.get("waiting", "") if gauges is not None else ""
+        return PoolWatch(
+            probe,
+            gauges,
+            max_idle=pool.max_idle,
+            timeout=pool.timeout,
+            after_requests=after,
+            in_turn=pool.hands_out == "in-turn",
+            # A counter of waits since the service started (Go's wait_count_total).
+            waiting_is_total=waiting.endswith(("_total", "_count")),
+        )
 
     def resource_sampler(self) -> ResourceSampler | DockerStatsSampler | None:
         """A sampler of the service: its local process tree, or its container's stats."""

@@ -11,8 +11,9 @@ import pytest
 from perfsuite.config import PerfConfig
 from perfsuite.gate import Gate
 from perfsuite.report.markdown import render_markdown
+from perfsuite.secrets import redact
 from perfsuite.store.baselines import branch_of
-from perfsuite.store.history import History, history_url, redact
+from perfsuite.store.history import History, history_url
 from perfsuite.store.ingest import append_record, run_uid
 from perfsuite.store.runs import write_run
 

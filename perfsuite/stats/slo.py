@@ -30,6 +30,7 @@ from perfsuite.stats.blocks import BlockSet, bootstrap_metric
 
 __all__ = [
     "COST_METRICS",
+    "KNOWN",
     "LATENCY_METRICS",
     "RESOURCE_METRICS",
     "Objective",

@@ -1,6 +1,6 @@
 """Baselines: one versioned JSON file per test, with its last N runs.
 
-``baselines/<test>.json``::
+``baselines/<test>-<hash>.json`` (the hash: of the whole node id)::
 
     {"schema": 3, "kind": "perfsuite-baseline", "test": "<node id>",
      "runs": [{"created": ..., "commit": ..., "fingerprint": {...},
@@ -15,7 +15,8 @@ comparison window is the current level (:mod:`perfsuite.stats.levels`).
 ``cost`` is each load's cost per request
 (:meth:`perfsuite.stats.cost.RequestCost.gated`; null for a load without it).
 Readers refuse a schema they do not know and migrate older ones (schema 1 had
-no ``judged``, schema 2 no ``cost``). Writes are atomic (temp + rename).
+no ``judged``, schema 2 no ``cost``), and a file whose ``test`` is not the
+test asked for. Writes are atomic (temp + rename).
 """
 
 from __future__ import annotations
@@ -151,8 +152,22 @@ class RunRecord:
 
 
 def file_name(test_id: str) -> str:
-    """A file name for a node id: readable, unique (a hash when shortened)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", test_id.replace("::", ".")).strip("-.")
+    """A file name for a node id: readable, and unique by a hash of the whole id.
+
+    The readable part alone collides (``t[a b]`` and ``t[a-b]`` give one slug):
+    the hash keeps every test in a file of its own.
+    """
+    digest = hashlib.sha1(test_id.encode()).hexdigest()[:10]
+    return f"{_slug(test_id)[:120]}-{digest}.json"
+
+
+def _slug(test_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", test_id.replace("::", ".")).strip("-.")
+
+
+def _legacy_file_name(test_id: str) -> str:
+    """The name before perfsuite 0.x kept a hash on every file (read, then moved)."""
+    slug = _slug(test_id)
     if len(slug) > 150:
         digest = hashlib.sha1(test_id.encode()).hexdigest()[:10]
         slug = f"{slug[:120]}-{digest}"
@@ -176,19 +191,37 @@ class BaselineStore:
         return self.folder / file_name(test_id)
 
     def runs(self, test_id: str) -> list[RunRecord]:
-        """The stored runs of a test, oldest first ([] when there is no file)."""
-        path = self.path(test_id)
+        """The stored runs of a test, oldest first ([] when there is no file).
+
+        A file of the older naming is read when it holds this very test (its
+        slug may be another test's: ``t[a b]`` and ``t[a-b]`` shared one).
+        """
+        data = self._read(self.path(test_id))
+        if data is None:
+            legacy = self._read(self.folder / _legacy_file_name(test_id))
+            if legacy is None or legacy.get("test") != test_id:
+                return []
+            data = legacy
+        elif data.get("test") != test_id:
+            raise StoreError(
+                f"{self.path(test_id)} holds the baseline of {data.get('test')!r}, "
+                f"not of {test_id!r} (a copied or renamed file?)"
+            )
+        return [RunRecord(**run) for run in data["runs"]]
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """A baseline file, migrated to the current schema (None: no file)."""
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return []
+            return None
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StoreError(f"{path} is not valid JSON: {exc}") from exc
-        return [RunRecord(**run) for run in _migrate(data, path)["runs"]]
+        return _migrate(data, path)
 
     def all_runs(self) -> dict[str, list[RunRecord]]:
         """Every test's stored runs in the folder, each file read once.
@@ -200,10 +233,13 @@ class BaselineStore:
         for path in sorted(self.folder.glob("*.json")):
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(data, dict) and "test" in data:
-                    out[str(data["test"])] = [
-                        RunRecord(**run) for run in _migrate(data, path)["runs"]
-                    ]
+                test = data.get("test") if isinstance(data, dict) else None
+                # A file under another test's name (copied, renamed) is not that test's.
+                if isinstance(test, str) and path.name in (
+                    file_name(test),
+                    _legacy_file_name(test),
+                ):
+                    out[test] = [RunRecord(**run) for run in _migrate(data, path)["runs"]]
             except (OSError, json.JSONDecodeError, StoreError, TypeError):
                 continue
         return out
@@ -220,7 +256,17 @@ class BaselineStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path(test_id)
         write_json_atomic(path, data)
+        legacy = self.folder / _legacy_file_name(test_id)
+        if legacy != path and self._holds(legacy, test_id):
+            legacy.unlink()  # its runs are in the new file now
         return path
+
+    def _holds(self, path: Path, test_id: str) -> bool:
+        try:
+            data = self._read(path)
+        except StoreError:
+            return False
+        return data is not None and data.get("test") == test_id
 
 
 def _migrate(data: Any, path: Path) -> dict[str, Any]:

@@ -32,11 +32,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from perfsuite.errors import StoreError
+from perfsuite.secrets import redact
 
 __all__ = ["SCHEMA", "History", "HistoryRun", "Point", "history_target", "history_url", "redact"]
 
@@ -123,11 +124,6 @@ def history_target(option: str | None, configured: str | None, reports: Path) ->
     return None if target.strip().lower() in ("none", "") else target
 
 
-def redact(url: str) -> str:
-    """The URL with its password hidden."""
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
 class History:
     """A history database, created on first use."""
 
@@ -178,7 +174,7 @@ class History:
         with self.engine.begin() as conn:
             for table in _meta.sorted_tables:
                 conn.execute(CreateTable(table, if_not_exists=True))
-            conn.execute(CreateIndex(_INDEX, if_not_exists=True))
+        self._create_index()
         with self.engine.begin() as conn:
             found = conn.execute(
                 sa.select(_META.c.value).where(_META.c.key == "schema")
@@ -194,6 +190,25 @@ class History:
                 f"history {redact(self.url)} has schema {found}, newer than this perfsuite "
                 f"reads ({SCHEMA}); upgrade perfsuite"
             )
+
+    def _create_index(self) -> None:
+        dialect = self.engine.dialect
+        if dialect.name != "mysql" or getattr(dialect, "is_mariadb", False):
+            with self.engine.begin() as conn:
+                conn.execute(CreateIndex(_INDEX, if_not_exists=True))
+            return
+        # Oracle MySQL (8.x, 9.x) has no CREATE INDEX IF NOT EXISTS: look first, and
+        # take a racing first writer's "duplicate key name" (1061) as done.
+        with self.engine.connect() as conn:
+            names = {ix["name"] for ix in sa.inspect(conn).get_indexes(_POINTS.name)}
+            if _INDEX.name in names:
+                return
+            try:
+                conn.execute(CreateIndex(_INDEX))
+                conn.commit()
+            except OperationalError as exc:
+                if _mysql_code(exc) != 1061:
+                    raise
 
     def close(self) -> None:
         """Release the engine."""
@@ -308,3 +323,9 @@ class History:
 
 
 _RUN_COLUMNS = ("id", "uid", "source", "created", "commit", "branch", "profile", "fingerprint")
+
+
+def _mysql_code(exc: OperationalError) -> int | None:
+    """The MySQL error number of a driver error (PyMySQL: ``args[0]``)."""
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None

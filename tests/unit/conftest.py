@@ -64,7 +64,7 @@ database = "orders"
 sql = ["{SCHEMA}"]
 
 [tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}} --mysql-url {{mysql_url}}"
+command = "{{python}} -m examples.order_service --port {{port}}"
 cwd = "{REPO}"
 health = "/health"
 startup_timeout = "30s"
@@ -75,8 +75,6 @@ ORDER_SERVICE = (
     "examples.order_service",
     "--port",
     "{port}",
-    "--mysql-url",
-    "{mysql_url}",
 )
 
 

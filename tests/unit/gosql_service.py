@@ -3,7 +3,7 @@
 It mimics what Go's database/sql collector exposes and leaks on a path of
 its own: ``GET /items/<id>`` with ``LEAKY=1`` never releases its connection
 when the item is missing *and* the id is odd (an error path the example
-service does not have). Run: ``python gosql_service.py PORT MYSQL_URL``.
+service does not have). Run: ``PERFSUITE_MYSQL_URL=mysql://... python gosql_service.py PORT``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ STATE: dict[str, object] = {"waits": 0}
 
 async def pool() -> aiomysql.Pool:
     if "pool" not in STATE:
-        url = urlsplit(sys.argv[2])
+        url = urlsplit(os.environ["PERFSUITE_MYSQL_URL"])
         STATE["pool"] = await aiomysql.create_pool(
             host=url.hostname,
             port=url.port or 3306,

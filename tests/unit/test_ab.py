@@ -33,7 +33,7 @@ database = "shop"
 sql = ["schema.sql"]
 
 [tool.perfsuite.service]
-command = "{python} svc.py --port {port} --mysql-url {mysql_url}"
+command = "{python} svc.py --port {port}"
 
 [tool.perfsuite.pool]
 check = false
@@ -56,7 +56,7 @@ INSERT INTO items VALUES (1, 'a'), (2, 'b'), (3, 'c');
 
 # {delay} and {queries} are filled in per commit.
 SERVICE = """
-import argparse, json, threading, time, urllib.parse
+import argparse, json, os, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pymysql
 
@@ -64,9 +64,8 @@ DELAY_MS = {delay}
 QUERIES = {queries}
 args = argparse.ArgumentParser()
 args.add_argument("--port", type=int)
-args.add_argument("--mysql-url")
 a = args.parse_args()
-u = urllib.parse.urlparse(a.mysql_url)
+u = urllib.parse.urlparse(os.environ["PERFSUITE_MYSQL_URL"])
 conn = pymysql.connect(host=u.hostname, port=u.port, user=urllib.parse.unquote(u.username),
                        password=urllib.parse.unquote(u.password or ""), database=u.path[1:])
 conn.autocommit(True)

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -64,10 +65,18 @@ def test_mysql_serves_until_ctrl_c(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("mysql (process): mysql://perfsuite:perfsuite@127.0.0.1:"), first
-        port = int(first.rsplit(":", 1)[1].split("/")[0])
-        conn = pymysql.connect(host="127.0.0.1", port=port, user="perfsuite", password="perfsuite")
+        first, admin, where = (proc.stdout.readline() for _ in range(3))
+        # The passwords are masked on the terminal, and in a file only this user reads.
+        assert first.startswith("mysql (process): mysql://perfsuite:***@127.0.0.1:"), first
+        assert admin.startswith("admin: mysql://perfsuite_admin:***@127.0.0.1:"), admin
+        urls = Path(where.split(": ", 1)[1].split(" (mode")[0])
+        assert urls.stat().st_mode & 0o777 == 0o600
+        app_url = urlsplit(urls.read_text().splitlines()[0])
+        assert app_url.password
+        assert app_url.password not in first + admin + where
+        conn = pymysql.connect(
+            host="127.0.0.1", port=app_url.port, user="perfsuite", password=app_url.password
+        )
         with conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM orders.users")  # the schema was loaded
             assert cur.fetchone() == (0,)
@@ -80,6 +89,7 @@ def test_mysql_serves_until_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "stopped and removed" in rest
     assert list(tmp_path.glob("perfsuite-*")) == []
+    assert not urls.exists()
 
 
 @pytest.mark.parametrize(

@@ -232,5 +232,7 @@ def test_slo_units() -> None:
 def test_file_names(tmp_path: Path) -> None:
     from perfsuite.store.baselines import file_name
 
-    assert file_name("tests/perf/test_x.py::test_y[a b]") == "tests-perf-test_x.py.test_y-a-b.json"
+    name = file_name("tests/perf/test_x.py::test_y[a b]")
+    assert name.startswith("tests-perf-test_x.py.test_y-a-b-")
+    assert name.endswith(".json")
     assert len(file_name("t::" + "x" * 400)) < 140

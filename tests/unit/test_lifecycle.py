@@ -280,6 +280,41 @@ def test_interrupt_during_a_load_stops_it_and_keeps_what_it_measured(
     _assert_nothing_left(tmp, service_pid)
 
 
+def test_kill_9_mid_run_then_the_next_run_leaves_nothing(
+    pytester: pytest.Pytester, inner: tuple[Path, dict[str, str]]
+) -> None:
+    # No finaliser runs after a kill -9. The service here starts a process of its
+    # own that no death signal reaches (its parent's dies with pytest, it does not).
+    tmp, env = inner
+    pytester.makefile(
+        ".toml",
+        pyproject=PYPROJECT.replace(
+            'command = "{python} -m examples.order_service --port {port}"',
+            'command = ["sh", "-c", "sleep 300 & exec {python} -m examples.order_service '
+            '--port {port}"]',
+        ),
+    )
+    loading = tmp / "loading"
+    proc = _start(
+        pytester, {**env, "LOADING": str(loading), "LOADED": str(tmp / "x")}, "-k", "loads"
+    )
+    _wait_for(loading, proc)
+    time.sleep(1.0)  # in the middle of the load
+    proc.kill()  # pytest alone, as an OOM killer or `kill -9 <pid>` does
+    proc.communicate(timeout=30)
+    time.sleep(1.0)
+    left = _ours(tmp)
+    assert any(p.name() == "sleep" for p in left), [p.name() for p in left]
+    assert any(_leftovers(tmp))
+    result = _run(pytester, env, "-k", "passes")  # the next run, on the same machine
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 5
+    while _ours(tmp) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _leftovers(tmp) == []
+    assert _ours(tmp) == []
+
+
 def test_sigint_during_the_pool_check(
     pytester: pytest.Pytester, inner: tuple[Path, dict[str, str]]
 ) -> None:

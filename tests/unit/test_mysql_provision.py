@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import socketserver
 import tempfile
@@ -11,12 +12,14 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
+import pymysql
 import pytest
 
 from perfsuite.config import MySQLConfig
-from perfsuite.errors import MySQLError
+from perfsuite.errors import ConfigError, MySQLError
 from perfsuite.provision import (
     MySQLServer,
     ProviderChoice,
@@ -24,7 +27,13 @@ from perfsuite.provision import (
     open_mysql,
     probe_docker,
 )
-from perfsuite.provision.mysql_process import DATADIR_PREFIX, find_mysqld, mysql_process
+from perfsuite.provision import mysql_process as mysql_process_module
+from perfsuite.provision.mysql_process import (
+    DATADIR_PREFIX,
+    _account,
+    find_mysqld,
+    mysql_process,
+)
 
 from .conftest import SCHEMA, descendants_with
 
@@ -92,7 +101,8 @@ def test_bad_sql_file_names_the_file(tmp_path: Path) -> None:
 
 
 def test_url_provider_uses_an_existing_server(mariadb: MySQLServer) -> None:
-    admin = f"mysql://root:@127.0.0.1:{mariadb.port}/url_provider"
+    user, password = quote(mariadb.admin_user), quote(mariadb.admin_password, safe="")
+    admin = f"mysql://{user}:{password}@127.0.0.1:{mariadb.port}/url_provider"
     config = MySQLConfig(provider="url", url=admin, sql_files=(SCHEMA,))
     choice = choose_provider(config, probe_docker)
     assert choice == ProviderChoice(provider="url", reason="a mysql:// URL was given")
@@ -105,6 +115,78 @@ def test_url_provider_uses_an_existing_server(mariadb: MySQLServer) -> None:
         assert server.query("SELECT COUNT(*) FROM users") == [(0,)]
     # Nothing is stopped: the server belongs to someone else.
     assert mariadb.query("SELECT 1") == [(1,)]
+
+
+@pytest.mark.parametrize("name", ["x`; DROP DATABASE mysql; --", "a b", "", "é" * 3])
+def test_url_provider_refuses_a_database_name_it_would_not_quote(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"not a database or table name|names no database"):
+        MySQLServer.from_url(f"mysql://u:p@127.0.0.1:3306/{quote(name)}")
+
+
+def test_url_passwords_are_masked_in_errors() -> None:
+    with pytest.raises(ConfigError) as err:
+        MySQLServer.from_url("mysql://u:s3cret-pw@127.0.0.1:notaport/db")
+    assert "s3cret-pw" not in str(err.value)
+
+
+def test_process_provider_is_locked_down() -> None:
+    with mysql_process(MySQLConfig(database="shop")) as server:
+        ((workdir,),) = server.query("SELECT @@datadir", admin=True)
+        folder = Path(workdir).parent
+        # New random passwords, in no process's arguments (ps shows them to everyone).
+        assert len(server.password) >= 20
+        assert len(server.admin_password) >= 20
+        for proc in psutil.process_iter(["cmdline"]):
+            argv = " ".join(proc.info["cmdline"] or [])
+            assert server.password not in argv
+            assert server.admin_password not in argv
+        # No account logs in over TCP without a password: root is left to the socket.
+        accounts = set(server.query("SELECT User, Host FROM mysql.user", admin=True))
+        assert ("", "localhost") not in accounts
+        assert {host for user, host in accounts if user == "root"} <= {"localhost"}
+        for user in ("root", "perfsuite", "perfsuite_admin", ""):
+            with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+                pymysql.connect(host="127.0.0.1", port=server.port, user=user, password="")
+        # The machine's files are out of reach: LOAD DATA only inside the run's folder,
+        # and not at all for the app account (it has no FILE privilege).
+        ((priv,),) = server.query("SELECT @@secure_file_priv", admin=True)
+        assert Path(priv).parent == folder
+        server.execute("CREATE TABLE t (line TEXT)", admin=True)
+        with pytest.raises(MySQLError, match="secure-file-priv"):
+            server.execute("LOAD DATA INFILE '/etc/passwd' INTO TABLE t", admin=True)
+        with pytest.raises(MySQLError, match="Access denied"):
+            server.execute("LOAD DATA INFILE '/etc/passwd' INTO TABLE t")
+        with pytest.raises(MySQLError, match="secure-file-priv"):
+            server.execute("SELECT 1 INTO OUTFILE '/tmp/perfsuite-outfile'", admin=True)
+        # Under root, the server runs as the `mysql` account where it can.
+        flag = f"--datadir={workdir.rstrip('/')}"
+        (mysqld,) = [
+            p for p in psutil.process_iter(["cmdline"]) if flag in (p.info["cmdline"] or [])
+        ]
+        if os.geteuid() == 0 and _account(folder).ids is not None:
+            assert mysqld.username() == "mysql"
+        else:
+            assert mysqld.username() == psutil.Process().username()
+
+
+def test_a_server_that_took_the_chosen_port_is_never_mistaken_for_ours(
+    mariadb: MySQLServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race: a port is chosen free, and another server binds it before ours does.
+    ports = iter([mariadb.port])
+    real = mysql_process_module.free_port
+    monkeypatch.setattr(mysql_process_module, "free_port", lambda: next(ports, None) or real())
+    with mysql_process(MySQLConfig(database="mine")) as server:
+        assert server.port != mariadb.port
+        ((datadir,),) = server.query("SELECT @@datadir", admin=True)
+        assert DATADIR_PREFIX in datadir
+    # Nothing of this run went to the other server.
+    assert ("mine",) not in mariadb.query("SHOW DATABASES", admin=True)
+
+
+def test_a_port_that_leads_to_another_server_is_refused(mariadb: MySQLServer) -> None:
+    with pytest.raises(MySQLError, match=r"another server answers on 127\.0\.0\.1"):
+        mysql_process_module._check_ours(mariadb, Path("/nonexistent/datadir"))
 
 
 def test_url_provider_reports_a_dead_server() -> None:

@@ -112,8 +112,8 @@ def test_probe_needs_the_process_privilege(mariadb: MySQLServer) -> None:
         provider="url",
         host=mariadb.host,
         port=mariadb.port,
-        user="perfsuite",
-        password="perfsuite",
+        user=mariadb.user,
+        password=mariadb.password,
         database=mariadb.database,
         admin_user="weak",
         admin_password="weak",
@@ -183,7 +183,7 @@ GO_PROJECT = f"""
 mysql = "process"
 
 [tool.perfsuite.service]
-command = "{{python}} {REPO}/tests/unit/gosql_service.py {{port}} {{mysql_url}}"
+command = "{{python}} {REPO}/tests/unit/gosql_service.py {{port}}"
 
 [tool.perfsuite.pool]
 metrics = "go-sql"

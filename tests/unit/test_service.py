@@ -97,13 +97,26 @@ def test_env_and_placeholders_reach_the_service(mariadb: MySQLServer) -> None:
         "import http.server, os, sys\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "    def do_GET(self):\n"
-        "        body = (os.environ['GREETING'] + ' ' + sys.argv[2]).encode()\n"
+        "        body = (os.environ['GREETING'] + ' ' + sys.argv[2] + ' '\n"
+        "                + os.environ['PERFSUITE_MYSQL_URL']).encode()\n"
         "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
         "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
     )
-    config = _config(sys.executable, "-c", script, "{port}", "{mysql_url}", GREETING="hello")
+    config = _config(
+        sys.executable, "-c", script, "{port}", "{mysql_user}@{mysql_port}", GREETING="hello"
+    )
     with start_service(config, mariadb) as service:
-        assert httpx.get(service.base_url + "/").text == f"hello {mariadb.url}"
+        answer = httpx.get(service.base_url + "/").text
+        assert answer == f"hello {mariadb.user}@{mariadb.port} {mariadb.url}"
+        # The password is in the service's environment, never in its argv (ps shows argv).
+        assert service.process is not None
+        assert mariadb.password not in " ".join(psutil.Process(service.process.pid).cmdline())
+
+
+def test_the_mysql_url_is_refused_in_the_command(mariadb: MySQLServer) -> None:
+    config = _config(sys.executable, "-c", "pass", "{mysql_url}")
+    with pytest.raises(ConfigError, match="would put the database password in the process list"):
+        start_service(config, mariadb).__enter__()
 
 
 def test_the_folder_of_a_killed_run_is_removed_by_the_next(
