@@ -254,8 +254,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 raise
             except BaseException:
                 # The body failed: still say whether the pool leaked (the report
-                # section carries it), then let the body's failure stand.
-                pool_failures(item)
+                # section carries it), then let the body's failure stand, even if
+                # the check itself cannot run (its error is only noted).
+                try:
+                    pool_failures(item)
+                except PerfsuiteError as exc:
+                    item.add_report_section("call", "perfsuite: pool", f"pool check not run: {exc}")
                 raise
             failures = pool_failures(item) + gate_failures(item)
         except KeyboardInterrupt:

@@ -192,8 +192,7 @@ class History:
             )
 
     def _create_index(self) -> None:
-        dialect = self.engine.dialect
-        if dialect.name != "mysql" or getattr(dialect, "is_mariadb", False):
+        if _index_if_not_exists(self.engine.dialect):
             with self.engine.begin() as conn:
                 conn.execute(CreateIndex(_INDEX, if_not_exists=True))
             return
@@ -323,6 +322,11 @@ class History:
 
 
 _RUN_COLUMNS = ("id", "uid", "source", "created", "commit", "branch", "profile", "fingerprint")
+
+
+def _index_if_not_exists(dialect: sa.Dialect) -> bool:
+    """Whether the database takes CREATE INDEX IF NOT EXISTS (all but Oracle MySQL)."""
+    return dialect.name != "mysql" or bool(getattr(dialect, "is_mariadb", False))
 
 
 def _mysql_code(exc: OperationalError) -> int | None:

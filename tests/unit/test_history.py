@@ -202,3 +202,68 @@ def test_a_load_with_no_answer_at_all_is_recorded(tmp_path: Path) -> None:
         points = {p.metric: p.value for p in history.points([history.runs()[0].id])}
     assert points["error_rate"] == 1.0
     assert points["rps"] == 0.0  # successful requests per second
+
+
+def test_on_oracle_mysql_the_index_is_made_without_if_not_exists(
+    mariadb: MySQLServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No MySQL 8 can be had on these machines: its path runs here on MariaDB, which
+    # takes the same statements. MySQL has no CREATE INDEX IF NOT EXISTS.
+    import sqlalchemy as sa
+
+    from perfsuite.store import history as history_module
+
+    mariadb.execute("DROP DATABASE IF EXISTS perf_history_mysql", admin=True)
+    mariadb.execute("CREATE DATABASE perf_history_mysql", admin=True)
+    url = (
+        f"mysql+pymysql://{mariadb.admin_user}:{mariadb.admin_password}"
+        f"@{mariadb.host}:{mariadb.port}/perf_history_mysql"
+    )
+    seen: list[str] = []
+
+    def creates() -> list[str]:
+        return [sql for sql in seen if "CREATE INDEX" in sql]
+
+    real_engine = History._engine
+
+    def listened(url: str) -> sa.engine.Engine:
+        engine = real_engine(url)
+        sa.event.listen(engine, "before_cursor_execute", lambda c, cur, sql, *a: seen.append(sql))
+        return engine
+
+    monkeypatch.setattr(History, "_engine", staticmethod(listened))
+    # What the history does when SQLAlchemy says the server is Oracle MySQL.
+    monkeypatch.setattr(history_module, "_index_if_not_exists", lambda dialect: False)
+    with History(url) as history:  # a new history: its tables, then the index
+        (create,) = creates()
+        assert "IF NOT EXISTS" not in create
+    with History(url) as history:  # the index is there: looked up, not made again
+        assert len(creates()) == 1
+
+        # A first writer made it between our look and our CREATE: its "duplicate
+        # key name" (1061) means done.
+        class Blind:
+            def get_indexes(self, table: str) -> list[dict[str, str]]:
+                return []
+
+        monkeypatch.setattr(history_module.sa, "inspect", lambda conn: Blind())
+        history._create_index()
+        assert len(creates()) == 2
+    monkeypatch.undo()
+    rows = mariadb.query(
+        "SELECT COUNT(DISTINCT INDEX_NAME) FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = 'perf_history_mysql' AND INDEX_NAME = 'perfsuite_points_run'",
+        admin=True,
+    )
+    assert rows == [(1,)]
+
+
+def test_which_databases_take_create_index_if_not_exists() -> None:
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+    from perfsuite.store.history import _index_if_not_exists
+
+    assert not _index_if_not_exists(mysql.dialect())  # Oracle MySQL 5.7 to 9.x
+    assert _index_if_not_exists(mysql.dialect(is_mariadb=True))
+    assert _index_if_not_exists(sqlite.dialect())
+    assert _index_if_not_exists(postgresql.dialect())

@@ -29,6 +29,7 @@ rate_scale = 1.0
 """
 
 TESTS = """
+import os, signal
 import pytest
 from perfsuite import Request, Scenario
 
@@ -54,6 +55,12 @@ def test_3_healthy_after_a_leak(perf_run, perf_phases):
 def test_4_leak_flood(perf_run, perf_phases):
     # The issue's run: 40 requests a second for 4 s into a pool of 10.
     perf_run(LEAKS, perf_phases.constant(rate=40, duration="4s"))
+
+@pytest.mark.perf
+def test_5_body_fails_and_the_check_cannot_run(perf_run, perf_phases, perf_service):
+    perf_run(HEALTH, perf_phases.constant(rate=50, duration="1s"))
+    os.kill(perf_service.pid, signal.SIGKILL)  # its gauges cannot be read any more
+    assert False, "the body's own failure"
 """
 
 
@@ -143,3 +150,13 @@ def test_a_pool_that_keeps_more_than_max_idle_open_passes(
     result = _session(pytester, monkeypatch, 'hands_out = "in-turn"', "test_1", fault="")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*the service's connections before 15, after 15*"])
+
+
+def test_a_failing_body_is_reported_even_when_the_check_cannot_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _session(pytester, monkeypatch, 'metrics = "order-service"', "test_5", fault="")
+    result.assert_outcomes(failed=1)
+    report = _section(result, "test_5_body_fails_and_the_check_cannot_run")
+    assert "AssertionError: the body's own failure" in report
+    assert "pool check not run: the pool metrics endpoint" in report
