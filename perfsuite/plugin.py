@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import traceback
 from collections.abc import Generator
 from typing import Any
@@ -340,6 +341,24 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write(render_table(session.records.entries, width=width, color=color))
     terminalreporter.write(render_cost_table(session.records.entries, width=width, color=color))
     with cleanup_shield("writing the run record and the history"):
-        written = session.finish()
+        written, errors = session.finish()
     for path in written:
         terminalreporter.write_line(f"perfsuite: wrote {path}")
+    for error in errors:
+        terminalreporter.write_line(f"perfsuite: could not write {error}", red=True, bold=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside the terminal's summary
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    yield
+    perf = session.config.stash.get(SESSION_KEY, None)
+    if perf is None:
+        return
+    if perf.finished is None and perf.records.entries:  # no summary (--no-summary, -p no:terminal)
+        with cleanup_shield("writing the run record and the history"):
+            _, errors = perf.finish()
+        for error in errors:
+            sys.stderr.write(f"perfsuite: could not write {error}\n")
+    # Results that could not be kept fail the run, which had to keep them.
+    if perf.finished and perf.finished[1] and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

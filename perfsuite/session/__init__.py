@@ -18,7 +18,7 @@ import pytest
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
-from perfsuite.errors import ConfigError
+from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.provision import DockerStatus, ProviderChoice, probe_docker
 from perfsuite.session.ab import ABOptions
 from perfsuite.session.judging import Judging
@@ -106,6 +106,8 @@ class PerfSession:
             markdown=config.getoption("perf_markdown", default=None),
             is_worker=hasattr(config, "workerinput"),
         )
+        # What the session end wrote and could not write, once it has (None: not yet).
+        self.finished: tuple[list[str], list[str]] | None = None
         self._stack = contextlib.ExitStack()
         # SIGTERM (a CI runner cancelling the job) ends the session as Ctrl-C does.
         self._stack.enter_context(run_signals())
@@ -133,11 +135,20 @@ class PerfSession:
         _, sep, rest = nodeid.partition("::")
         return relative + sep + rest
 
-    def finish(self) -> list[str]:
-        """Write the run record, the history and the summaries; return what was written."""
-        if not self.records.entries:
-            return []
-        return self.records.finish(self.judging.gate())
+    def finish(self) -> tuple[list[str], list[str]]:
+        """Write the run record, the history and the summaries (once); return what was
+        written and what could not be."""
+        if self.finished is not None:
+            return [], []
+        self.finished = [], []
+        if self.records.entries:
+            try:
+                gate = self.judging.gate()
+            except PerfsuiteError as exc:
+                self.finished = [], [f"the run record: {exc}"]
+            else:
+                self.finished = self.records.finish(gate)
+        return self.finished
 
     def close(self) -> None:
         """Give SIGTERM (and an ignored SIGINT) back as they were."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from perfsuite.config import PerfConfig
+from perfsuite.errors import PerfsuiteError
 from perfsuite.gate import Gate
 from perfsuite.report.markdown import render_markdown
 from perfsuite.secrets import redact
@@ -51,30 +52,43 @@ class Records:
         if entry is not None and not self.is_worker:
             self.add(entry)
 
-    def finish(self, gate: Gate) -> list[str]:
-        """Write the run record and the Markdown summary; return what was written."""
+    def finish(self, gate: Gate) -> tuple[list[str], list[str]]:
+        """Write the run record, the history and the Markdown summary; return what was
+        written and what could not be (each part is tried, whatever the others did)."""
         if not self.entries:
-            return []
-        path, record = write_run(
-            self.reports_dir / "runs",
-            commit=gate.commit,
-            branch=branch_of(self.config.rootdir),
-            fingerprint=gate.fingerprint,
-            profile=self.config.profile.name,
-            tests=self.entries,
-        )
-        written = [str(path)]
-        if self.history is not None:
+            return [], []
+        written: list[str] = []
+        errors: list[str] = []
+        record: dict[str, Any] | None = None
+        try:
+            path, record = write_run(
+                self.reports_dir / "runs",
+                commit=gate.commit,
+                branch=branch_of(self.config.rootdir),
+                fingerprint=gate.fingerprint,
+                profile=self.config.profile.name,
+                tests=self.entries,
+            )
+            written.append(str(path))
+        except (PerfsuiteError, OSError) as exc:
+            errors.append(f"the run record: {exc}")
+        if self.history is not None and record is not None:
             url = history_url(self.history, self.config.rootdir)
-            with History(url) as history:
-                append_record(history, record, uid=run_uid(record, path.stem))
-            written.append(f"{redact(url)} (history)")
+            try:
+                with History(url) as history:
+                    append_record(history, record, uid=run_uid(record, path.stem))
+                written.append(f"{redact(url)} (history)")
+            except (PerfsuiteError, OSError) as exc:
+                errors.append(f"the history {redact(url)}: {redact(str(exc))}")
         text = render_markdown(self.entries, commit=gate.commit, profile=self.config.profile.name)
-        if self.markdown:
-            Path(self.markdown).write_text(text, encoding="utf-8")
-            written.append(self.markdown)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            with open(summary, "a", encoding="utf-8") as fh:
-                fh.write(text)
-        return written
+        targets = [t for t in (self.markdown, os.environ.get("GITHUB_STEP_SUMMARY")) if t]
+        for target in targets:
+            try:
+                mode = "a" if target != self.markdown else "w"
+                with open(target, mode, encoding="utf-8") as fh:
+                    fh.write(text)
+                if target == self.markdown:
+                    written.append(target)
+            except OSError as exc:
+                errors.append(f"the Markdown summary {target}: {exc}")
+        return written, errors

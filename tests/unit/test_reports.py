@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -51,8 +52,8 @@ def test_run_record_junit_and_terminal_summary(pytester: pytest.Pytester) -> Non
     (entry,) = record["tests"]  # the plain test ran no load: no entry
     assert entry["id"] == "test_user.py::test_query"
     assert entry["outcome"] == "passed"
-    assert entry["slo"][0]["metric"] == "p95"
-    assert entry["slo"][0]["passed"]
+    # The declared objective, and perfsuite's default one on the error rate.
+    assert {s["metric"]: s["passed"] for s in entry["slo"]} == {"p95": True, "error_rate": True}
     (cell,) = [c for c in entry["loads"][0]["cells"] if c["phase"] == "steady"]
     assert cell["summary"]["requests"] == 600
     assert cell["latency"].startswith("HISTFAA")  # the standard HDR encoding
@@ -68,6 +69,28 @@ def test_run_record_junit_and_terminal_summary(pytester: pytest.Pytester) -> Non
     assert props["perf.query.errors"] == "0"
     assert float(props["perf.query.p95_ms"]) > 0
     assert props["perf.slo.p95"] == "pass"
+
+
+def test_a_history_that_cannot_be_written_fails_the_run_and_loses_nothing_else(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyprojecttoml("[tool.perfsuite]\n")
+    pytester.makepyfile(test_user=TESTS)
+    with socket.socket() as sock:  # a port where no database answers
+        sock.bind(("127.0.0.1", 0))
+        dead = f"mysql+pymysql://app:hunter2-secret@127.0.0.1:{sock.getsockname()[1]}/h"
+    result = pytester.runpytest_subprocess(
+        "-m", "perf", "--perf-profile=smoke", f"--perf-history={dead}", "--perf-markdown=pr.md"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output
+    assert "perfsuite: could not write the history mysql+pymysql://app:***@" in output
+    assert "hunter2-secret" not in output
+    # The run record and the Markdown summary are written all the same.
+    assert list((pytester.path / "reports" / "runs").glob("*.json"))
+    assert "test_query" in (pytester.path / "pr.md").read_text()
 
 
 def test_nothing_written_without_perf_tests(pytester: pytest.Pytester) -> None:
