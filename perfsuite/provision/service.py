@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from perfsuite.config import ServiceConfig
 from perfsuite.errors import ConfigError, DockerError, ServiceError
@@ -88,12 +89,47 @@ def _expand(arg: str, values: Mapping[str, str], *, where: str = "command") -> s
         ) from exc
 
 
+def _listener(port: int) -> int | None:
+    """The pid listening on 127.0.0.1:``port`` (None: nobody, or not ours to see)."""
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                return conn.pid
+    except psutil.Error:
+        pass
+    return None
+
+
+def _owned_by(proc: subprocess.Popen[bytes], port: int) -> Callable[[], str | None]:
+    """A check that ``port`` is the service's (its process or a child of it listens):
+    None when it is, else who does."""
+
+    def check() -> str | None:
+        pid = _listener(port)
+        if pid is None:
+            return None  # cannot tell (another user's socket): the answer is taken
+        try:
+            family = {proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(True))}
+        except psutil.Error:
+            return None
+        if pid in family:
+            return None
+        try:
+            name = " ".join(psutil.Process(pid).cmdline())[:80]
+        except psutil.Error:
+            name = "?"
+        return f"answered by another process on port {port} (pid {pid}: {name}), not the service"
+
+    return check
+
+
 def _wait_healthy(
     url: str,
     timeout: float,
     *,
     exited: Callable[[], int | None],
     logs: Callable[[], str],
+    foreign: Callable[[], str | None] = lambda: None,
 ) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
@@ -107,9 +143,10 @@ def _wait_healthy(
                 )
             try:
                 response = client.get(url)
-                if 200 <= response.status_code < 300:
+                other = foreign() if 200 <= response.status_code < 300 else None
+                if 200 <= response.status_code < 300 and other is None:
                     return
-                last = f"HTTP {response.status_code}"
+                last = other or f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
@@ -156,6 +193,7 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
             config.startup_timeout,
             exited=proc.poll,
             logs=lambda: tail(log_path, _LOG_LINES),
+            foreign=_owned_by(proc, port),
         )
         yield Service(kind="command", base_url=base_url, process=proc, _read_logs=read_logs)
     except KeyboardInterrupt:

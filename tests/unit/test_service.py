@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from perfsuite.config import ServiceConfig
 from perfsuite.errors import ConfigError, ServiceError
 from perfsuite.provision import MySQLServer, start_service
+from perfsuite.provision import service as service_module
 from perfsuite.provision.service import SERVICE_DIR_PREFIX
 
 from .conftest import REPO, ServiceFactory
@@ -135,3 +138,31 @@ def test_the_folder_of_a_killed_run_is_removed_by_the_next(
             assert alive.exists()
     finally:
         shutil.rmtree(alive, ignore_errors=True)
+
+
+def test_another_server_on_the_chosen_port_is_not_taken_for_the_service(
+    mariadb: MySQLServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race: the port was free when chosen, and another server took it before the
+    # service bound it. Its 200 on the health path must not pass for the service's.
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(service_module, "free_port", lambda: other.server_address[1])
+        never_binds = _config(sys.executable, "-c", "import time; time.sleep(60)", timeout=2.0)
+        with (
+            pytest.raises(ServiceError, match="answered by another process on port"),
+            start_service(never_binds, mariadb),
+        ):
+            pass
+    finally:
+        other.shutdown()
+        other.server_close()
