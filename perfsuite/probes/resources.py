@@ -1,7 +1,12 @@
 """The service's CPU and memory during the load, sampled once a second (psutil).
 
-CPU is in percent of one core (as ``top`` shows it), summed over the process
-and its children; memory is the resident set size in MiB.
+CPU is in percent of one core (as ``top`` shows it), over the process and all
+its children, from their cumulative CPU times: a child born between two
+samples counts from its birth, and one that exits counts to its end once its
+parent has reaped it (its time moves into the parent's ``children_*``).
+Memory is the proportional set size (PSS) in MiB summed over the tree: pages
+shared by forked workers are split between them, not counted once per worker
+as the resident set size would (RSS where PSS cannot be read).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ __all__ = ["DockerStatsSampler", "ResourceSampler", "ResourceSeries"]
 
 @dataclass(kw_only=True)
 class ResourceSeries:
-    """Samples: seconds since the start, CPU % of one core, RSS MiB."""
+    """Samples: seconds since the start, CPU % of one core, memory MiB (``rss_mib``:
+    PSS for a local process tree, the cgroup's usage less its inactive page cache for
+    a container; the name is the record's, kept from when it was RSS)."""
 
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
@@ -105,46 +112,56 @@ class ResourceSampler(_Sampler):
         super().__init__(interval=interval)
         self.process = psutil.Process(pid)
         self._procs: dict[int, psutil.Process] = {}
-        self._cpu_at_start: dict[int, float] = {}
+        self._cpu_at_start = 0.0
+        self._last: tuple[float, float] | None = None  # (monotonic, tree CPU seconds)
 
     def _tree(self) -> list[psutil.Process]:
         procs = [self.process]
         with contextlib.suppress(psutil.Error):
             procs += self.process.children(recursive=True)
-        # cpu_percent needs the same Process object across calls.
+        # The same Process objects across calls (psutil caches what it can).
         return [self._procs.setdefault(p.pid, p) for p in procs]
 
-    def _prime(self, t0: float) -> None:
-        self._cpu_at_start = self._cpu_times()
-        for proc in self._tree():
-            with contextlib.suppress(psutil.Error):
-                proc.cpu_percent(None)
-
-    def _cpu_times(self) -> dict[int, float]:
-        times: dict[int, float] = {}
+    def _tree_cpu(self) -> float:
+        """CPU seconds of the live tree and of the children it reaped, so far."""
+        total = 0.0
         for proc in self._tree():
             with contextlib.suppress(psutil.Error):
                 t = proc.cpu_times()
-                times[proc.pid] = t.user + t.system
-        return times
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
 
-    def _cpu_seconds(self) -> float | None:
-        # A process born during the load counts whole; one that died is lost
-        # (its time is not its parent's until reaped): services keep theirs.
-        now = self._cpu_times()
-        return sum(max(0.0, t - self._cpu_at_start.get(pid, 0.0)) for pid, t in now.items())
-
-    def _sample(self, t0: float) -> None:
-        cpu = rss = 0.0
+    def _memory_mib(self) -> float:
+        total = 0.0
         for proc in self._tree():
             try:
-                cpu += proc.cpu_percent(None)
-                rss += proc.memory_info().rss / 2**20
+                total += proc.memory_full_info().pss / 2**20
+            except (psutil.AccessDenied, AttributeError):
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss / 2**20
             except psutil.Error:
                 continue
-        self.series.seconds.append(time.monotonic() - t0)
-        self.series.cpu.append(cpu)
-        self.series.rss_mib.append(rss)
+        return total
+
+    def _prime(self, t0: float) -> None:
+        self._cpu_at_start = self._tree_cpu()
+        self._last = (t0, self._cpu_at_start)
+
+    def _cpu_seconds(self) -> float | None:
+        return max(0.0, self._tree_cpu() - self._cpu_at_start)
+
+    def _sample(self, t0: float) -> None:
+        now, cpu = time.monotonic(), self._tree_cpu()
+        mib = self._memory_mib()
+        assert self._last is not None
+        then, before = self._last
+        # A child that died unreaped (reparented away) takes its time with it: no
+        # negative share for that interval.
+        share = max(0.0, cpu - before) / max(now - then, 1e-9) * 100.0
+        self._last = (now, max(cpu, before))
+        self.series.seconds.append(now - t0)
+        self.series.cpu.append(share)
+        self.series.rss_mib.append(mib)
 
 
 class DockerStatsSampler(_Sampler):
@@ -169,12 +186,15 @@ class DockerStatsSampler(_Sampler):
         cpu = data.get("cpu_stats") or {}
         mem = data.get("memory_stats") or {}
         detail = mem.get("stats") or {}
-        cache = detail.get("inactive_file", detail.get("cache", 0))  # cgroup v2, else v1
+        usage = float(mem.get("usage", 0))
+        # As `docker stats` does: usage less the inactive page cache, hierarchical on
+        # cgroup v1 (total_inactive_file), the cgroup's own on v2 (inactive_file).
+        cache = float(detail.get("total_inactive_file", detail.get("inactive_file", 0)))
         return (
             float((cpu.get("cpu_usage") or {}).get("total_usage", 0)),
             float(cpu.get("system_cpu_usage", 0)),
             float(cpu.get("online_cpus") or psutil.cpu_count() or 1),
-            (float(mem.get("usage", 0)) - float(cache)) / 2**20,
+            (usage - cache if cache < usage else usage) / 2**20,
         )
 
     def _prime(self, t0: float) -> None:
