@@ -26,7 +26,7 @@ from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
 from perfsuite.errors import ConfigError, Interrupted, PerfsuiteError
 from perfsuite.provision import MySQLServer, choose_provider, open_mysql, probe_docker
-from perfsuite.provision._proc import owned_tempdir, remove_owned
+from perfsuite.provision.ownership import owned_tempdir, remove_owned
 from perfsuite.report.html import build_report
 from perfsuite.secrets import redact
 from perfsuite.signals import run_signals

@@ -1,191 +1,40 @@
 """Child processes that never outlive the test run, and loopback ports.
 
-Every folder perfsuite makes is *owned*: an ``owner.lock`` in it stays
-locked (``flock``) while the process that made it lives, and names that
-process's owner token. Every process perfsuite starts carries the token in
-its environment (``PERFSUITE_OWNER``), its children too. A run killed
-outright (SIGKILL, OOM) runs no finaliser; the next run finds its folders
-unlocked, stops every process that still carries their token, and removes
-them. A lock, unlike a pid file, cannot be fooled by a reused pid.
+Each child carries its run's owner token (:mod:`perfsuite.provision.ownership`),
+so that a run killed outright has its processes stopped by the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import functools
 import os
-import secrets
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import psutil
-
+from perfsuite.provision.ownership import (
+    OWNER_ENV,
+    owned_tempdir,
+    owner_token,
+    remove_owned,
+    sweep_leftovers,
+)
 from perfsuite.signals import die_with_parent, stop_grace
 
 __all__ = [
-    "OWNER_ENV",
     "free_port",
     "owned_tempdir",
     "port_is_free",
+    "remove_owned",
     "start_process",
     "stop_and_remove",
     "stop_process",
     "sweep_leftovers",
     "tail",
 ]
-
-OWNER_ENV = "PERFSUITE_OWNER"
-_LOCK = "owner.lock"
-_LEGACY_PID = "owner.pid"  # perfsuite before the lock: a pid, fooled by pid reuse
-# A folder with no lock file yet is being made, unless it is this old (its maker died).
-_UNLOCKED_GRACE = 60.0
-# Every prefix of folder perfsuite makes, and where (None: the temp folder): swept
-# at a run's first folder. (The constants live with their makers; a test checks.)
-KNOWN_PREFIXES: tuple[tuple[str, Path | None], ...] = (
-    ("perfsuite-mysql-", None),
-    ("perfsuite-service-", None),
-    ("perfsuite-ab-", None),
-    ("perfsuite-cli-", None),
-    ("psm-", Path("/tmp")),
-)
-_PREFIXES: dict[str, set[Path]] = {}
-_swept = False
-_held: dict[Path, int] = {}  # our folders -> their locked file descriptor
-_token = ""
-_token_pid = 0
-
-
-def owner_token() -> str:
-    """This process's owner token (a new one in a forked child)."""
-    global _token, _token_pid
-    if _token_pid != os.getpid():
-        _token, _token_pid = f"{os.getpid()}-{secrets.token_hex(8)}", os.getpid()
-    return _token
-
-
-def _lock(path: Path) -> None:
-    fd = os.open(path / _LOCK, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    os.write(fd, owner_token().encode())
-    _held[path] = fd
-
-
-def _release(path: Path) -> None:
-    fd = _held.pop(path, None)
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _stale_token(folder: Path) -> str | None:
-    """The owner token of ``folder`` if its owner is gone ('' when it had none), else None.
-
-    On success the caller holds the folder's lock until it is removed, so two
-    sweepers never remove one folder while a third reuses it.
-    """
-    if folder in _held:
-        return None
-    try:
-        fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return _legacy_stale(folder)
-    except OSError:
-        return None  # not ours to judge (another user's)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None  # its owner is alive
-        return None
-    _held[folder] = fd
-    try:
-        return os.read(fd, 200).decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _legacy_stale(folder: Path) -> str | None:
-    try:
-        owner = int((folder / _LEGACY_PID).read_text())
-    except (OSError, ValueError):
-        try:  # no mark at all: being made, or its maker died before marking it
-            age = time.time() - folder.stat().st_mtime
-        except OSError:
-            return None
-        return "" if age > _UNLOCKED_GRACE else None
-    return None if psutil.pid_exists(owner) else ""
-
-
-def _kill_token(token: str) -> None:
-    """SIGKILL every process whose environment carries ``token`` (a dead run's)."""
-    if not token or token == owner_token():
-        return
-    mark = f"{OWNER_ENV}={token}".encode()
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
-                found = mark in fh.read().split(b"\0")
-        except OSError:
-            continue
-        if found:
-            with contextlib.suppress(OSError):
-                os.kill(proc.pid, signal.SIGKILL)
-
-
-def _sweep(prefix: str, parent: Path) -> None:
-    for folder in parent.glob(f"{prefix}*"):
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        token = _stale_token(folder)
-        if token is None:
-            continue
-        _kill_token(token)
-        shutil.rmtree(folder, ignore_errors=True)
-        _release(folder)
-
-
-def sweep_leftovers() -> None:
-    """Stop and remove what runs killed outright left (every kind of folder, and
-    every process of theirs)."""
-    global _swept
-    _swept = True
-    tmp = Path(tempfile.gettempdir())
-    for prefix, parent in KNOWN_PREFIXES:
-        _PREFIXES.setdefault(prefix, set()).add(parent or tmp)
-    for prefix, parents in list(_PREFIXES.items()):
-        for folder in list(parents):
-            _sweep(prefix, folder)
-
-
-def owned_tempdir(prefix: str, parent: Path | None = None) -> Path:
-    """A new temp folder, locked by this process for as long as it lives.
-
-    Folders of this prefix whose owner is gone are removed first, and the
-    processes of that owner stopped (see the module's docstring).
-    """
-    parent = parent or Path(tempfile.gettempdir())
-    _PREFIXES.setdefault(prefix, set()).add(parent)
-    if not _swept:
-        sweep_leftovers()  # once a run: every kind of leftover, not just this prefix's
-    _sweep(prefix, parent)
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    _lock(path)
-    return path
-
-
-def remove_owned(path: Path) -> None:
-    """Remove an owned folder and let go of its lock."""
-    shutil.rmtree(path, ignore_errors=True)
-    _release(path)
 
 
 def start_process(

@@ -6,7 +6,10 @@ alias ``mysql``, and perfsuite reaches both only through ports published on
 first; when that fails the error says so (perfsuite's own images are built
 by ``container/images.sh``). testcontainers' Ryuk reaper is kept unless
 ``TESTCONTAINERS_RYUK_DISABLED=true``: perfsuite removes what it started in
-any case, Ryuk also after a ``kill -9``.
+any case. After a ``kill -9`` Ryuk removes them; without Ryuk, the next run
+does: every container and network carries its run's owner token as the
+label ``perfsuite.owner``, and those of a run that is gone are removed
+(:func:`perfsuite.provision.ownership.owner_alive`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from perfsuite.config import MySQLConfig, ServiceConfig
 from perfsuite.errors import DockerError
+from perfsuite.provision.ownership import owner_alive, owner_mark, owner_token
 from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer
 from perfsuite.secrets import redact, register
 
@@ -33,6 +37,44 @@ __all__ = [
 
 MYSQL_ALIAS = "mysql"
 APP_USER = "perfsuite"
+OWNER_LABEL = "perfsuite.owner"
+_swept = False
+
+
+def sweep_containers() -> None:
+    """Remove the containers and networks of runs killed outright (once a run).
+
+    Best effort: another run's leftovers never stop this one.
+    """
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    try:
+        import docker
+
+        client = docker.from_env()
+    except Exception:  # no engine, no SDK: nothing to sweep here
+        return
+    try:
+        label = {"label": OWNER_LABEL}
+        for container in client.containers.list(all=True, filters=label):
+            if not owner_alive(container.labels.get(OWNER_LABEL, "")):
+                with contextlib.suppress(Exception):
+                    container.remove(force=True, v=True)
+        for network in client.networks.list(filters=label):
+            if not owner_alive((network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
+                with contextlib.suppress(Exception):
+                    network.remove()
+    except Exception:  # the docker SDK raises many types: a sweep never fails a run
+        pass
+    finally:
+        client.close()
+
+
+def _owned(container: Any) -> Any:
+    """``container`` labelled with this run's owner token."""
+    return container.with_kwargs(labels={OWNER_LABEL: owner_token()})
 
 
 def container_host(container: Any) -> str:
@@ -111,15 +153,17 @@ def docker_network() -> Iterator[Any]:
     """A fresh Docker network, removed at the end."""
     from testcontainers.core.network import Network
 
-    try:
-        network = Network().create()
-    except Exception as exc:  # the docker SDK raises many types; translate them all here
-        raise _docker_error("cannot create a Docker network", exc) from exc
-    try:
-        yield network
-    finally:
-        with contextlib.suppress(Exception):
-            network.remove()
+    sweep_containers()
+    with owner_mark() as token:
+        try:
+            network = Network(docker_network_kw={"labels": {OWNER_LABEL: token}}).create()
+        except Exception as exc:  # the docker SDK raises many types; translate them all here
+            raise _docker_error("cannot create a Docker network", exc) from exc
+        try:
+            yield network
+        finally:
+            with contextlib.suppress(Exception):
+                network.remove()
 
 
 @contextlib.contextmanager
@@ -146,7 +190,9 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
         # Statement digests for the cost per request (as the process provider);
         # the official images pass options given as the command to the server.
         mysql = mysql.with_command(" ".join(SERVER_OPTIONS))
-    container = _local_ports(mysql.with_network(network).with_network_aliases(MYSQL_ALIAS), 3306)
+    container = _local_ports(
+        _owned(mysql).with_network(network).with_network_aliases(MYSQL_ALIAS), 3306
+    )
     try:
         container.start()
     except Exception as exc:  # docker/testcontainers errors, translated at this boundary
@@ -187,8 +233,9 @@ def service_container(config: ServiceConfig, env: dict[str, str], network: Any |
 
     assert config.image is not None
     ensure_image(config.image)
+    sweep_containers()
     container = _local_ports(
-        DockerContainer(config.image).with_exposed_ports(config.port), config.port
+        _owned(DockerContainer(config.image)).with_exposed_ports(config.port), config.port
     )
     for key, value in env.items():
         container = container.with_env(key, value)

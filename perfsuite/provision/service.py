@@ -31,6 +31,7 @@ from perfsuite.provision._proc import (
     stop_and_remove,
     tail,
 )
+from perfsuite.provision.ownership import owner_mark
 from perfsuite.provision.server import MySQLServer
 from perfsuite.secrets import redact
 from perfsuite.signals import note_interrupt
@@ -207,10 +208,17 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
 def _container_service(
     config: ServiceConfig, mysql: MySQLServer, network: Any | None
 ) -> Iterator[Service]:
-    from perfsuite.provision.containers import container_host, service_container
-
     passed = {name: os.environ[name] for name in config.pass_env if name in os.environ}
     env = {"PERFSUITE_MYSQL_URL": mysql.internal_url, **passed, **config.env}
+    with owner_mark():  # while it runs, its label names a live run
+        yield from _run_container(config, env, network)
+
+
+def _run_container(
+    config: ServiceConfig, env: dict[str, str], network: Any | None
+) -> Iterator[Service]:
+    from perfsuite.provision.containers import container_host, service_container
+
     container = service_container(config, env, network)
     try:
         container.start()

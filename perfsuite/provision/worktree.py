@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfsuite.errors import ConfigError, ProvisionError
-from perfsuite.provision._proc import owned_tempdir
+from perfsuite.provision.ownership import owned_tempdir
 
 __all__ = ["WORKTREE_PREFIX", "Worktree", "git_worktree", "resolve_ref"]
 

@@ -177,6 +177,33 @@ def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
     assert "INTERRUPTED: interrupted by SIGINT after" in output
 
 
+def test_kill_9_leaves_containers_that_the_next_run_removes(alone: Any, tmp_path: Path) -> None:
+    # Ryuk is disabled here (its image cannot be pulled), as on many CI machines:
+    # after a kill -9 only the next run can remove what this one started.
+    env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = start_in_own_group(
+        [sys.executable, "-m", "pytest", "tests/perf", "-m", "perf", "-k", "mixed",
+         "--perf-mysql=container", "--perf-profile=full", "-p", "no:cacheprovider",
+         f"--perf-reports-dir={tmp_path / 'killed'}"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and _answered(alone) < 200:
+        time.sleep(0.5)
+    assert _answered(alone) >= 200, "the load never started"
+    labelled = alone.containers.list(all=True, filters={"label": "perfsuite.owner"})
+    assert len(labelled) == 2  # MySQL and the service, with the run's owner token
+    assert alone.networks.list(filters={"label": "perfsuite.owner"})
+    proc.kill()  # pytest alone, as `kill -9 <pid>` or an OOM killer does
+    proc.communicate(timeout=60)
+    assert len(alone.containers.list(all=True, filters={"label": "perfsuite.owner"})) == 2
+    # The next run removes them first; `alone` then
+    # checks that the engine holds what it held before this test.
+    result = _suite(tmp_path / "next", select="order_query")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
 def _answered(engine: Any) -> float:
     """Requests the order service's container has answered (0 before it runs)."""
     import httpx

@@ -12,9 +12,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from perfsuite.provision import _proc
-from perfsuite.provision._proc import KNOWN_PREFIXES, OWNER_ENV, owned_tempdir, remove_owned
+from perfsuite.provision import ownership
 from perfsuite.provision.mysql_process import DATADIR_PREFIX
+from perfsuite.provision.ownership import (
+    KNOWN_PREFIXES,
+    OWNER_ENV,
+    owned_tempdir,
+    remove_owned,
+)
 from perfsuite.provision.service import SERVICE_DIR_PREFIX
 from perfsuite.provision.worktree import WORKTREE_PREFIX
 
@@ -86,7 +91,7 @@ def test_a_live_runs_folder_is_never_swept(tmp_path: Path) -> None:
     try:
         mine = owned_tempdir(PREFIX, tmp_path)
         remove_owned(mine)
-        _proc.sweep_leftovers()
+        ownership.sweep_leftovers()
         assert folder.exists()  # its owner holds the lock
         assert psutil.pid_exists(grandchild)
     finally:
