@@ -189,8 +189,10 @@ def owner_alive(token: str) -> bool:
     if token == owner_token():
         return True
     tmp = Path(tempfile.gettempdir())
-    for prefix, parent in KNOWN_PREFIXES:
-        for folder in (parent or tmp).glob(f"{prefix}*"):
+    places = {(prefix, parent or tmp) for prefix, parent in KNOWN_PREFIXES}
+    places |= {(prefix, parent) for prefix, parents in _PREFIXES.items() for parent in parents}
+    for prefix, parent in sorted(places):
+        for folder in parent.glob(f"{prefix}*"):
             try:
                 fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:

@@ -18,6 +18,7 @@ from perfsuite.provision.ownership import (
     KNOWN_PREFIXES,
     OWNER_ENV,
     owned_tempdir,
+    owner_alive,
     remove_owned,
 )
 from perfsuite.provision.service import SERVICE_DIR_PREFIX
@@ -78,6 +79,7 @@ def test_a_killed_runs_folder_and_processes_are_swept_by_the_next(tmp_path: Path
     token = (folder / "owner.lock").read_text()
     environ = Path(f"/proc/{grandchild}/environ").read_bytes().split(b"\0")
     assert f"{OWNER_ENV}={token}".encode() in environ
+    assert not owner_alive(token)  # what it labelled (containers) is a dead run's
     mine = owned_tempdir(PREFIX, tmp_path)  # the next run's first folder sweeps
     try:
         assert not folder.exists()
@@ -93,6 +95,7 @@ def test_a_live_runs_folder_is_never_swept(tmp_path: Path) -> None:
         remove_owned(mine)
         ownership.sweep_leftovers()
         assert folder.exists()  # its owner holds the lock
+        assert owner_alive((folder / "owner.lock").read_text())
         assert psutil.pid_exists(grandchild)
     finally:
         os.killpg(os.getpgid(grandchild), signal.SIGKILL)

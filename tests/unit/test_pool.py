@@ -247,3 +247,26 @@ def test_go_style_service_leaking_elsewhere(
             "*the pool reports * connection(s) still in use (never released: a leak)*",
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("total", "before", "readings", "waited"),
+    [
+        (True, 12.0, [12.0, 12.0], False),  # Go's wait count: old waits are not this test's
+        (True, 12.0, [12.0, 15.0], True),
+        (False, 0.0, [0.0, 2.0], True),  # a gauge of requests waiting now
+        (False, 0.0, [0.0, 0.0], False),
+    ],
+)
+def test_exhaustion_is_growth_of_a_total_or_a_waiting_gauge(
+    total: bool, before: float, readings: list[float], waited: bool
+) -> None:
+    from perfsuite.probes.metrics import PoolGauges
+
+    def gauges(waiting: float) -> PoolGauges:
+        return PoolGauges(in_use=0.0, idle=1.0, waiting=waiting, max=10.0)
+
+    watch = PoolWatch(None, None, max_idle=10, timeout=1.0, waiting_is_total=total)  # type: ignore[arg-type]
+    watch._gauges_before = gauges(before)
+    watch.samples = [(float(i), 1, gauges(w)) for i, w in enumerate(readings)]
+    assert watch._waited() is waited
