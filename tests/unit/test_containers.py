@@ -157,19 +157,25 @@ def test_auto_falls_back_to_the_process_provider_when_the_image_is_missing(
 
 
 @pytest.mark.exclusive  # the time Ctrl-C takes
-def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
+def _loading(engine: Any, reports: Path) -> subprocess.Popen[str]:
+    """The example's long mixed test through containers, once its load is under way."""
     env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
     env.pop("PYTEST_XDIST_WORKER", None)
     proc = start_in_own_group(
         [sys.executable, "-m", "pytest", "tests/perf", "-m", "perf", "-k", "mixed",
          "--perf-mysql=container", "--perf-profile=full", "-p", "no:cacheprovider",
-         f"--perf-reports-dir={tmp_path}"],
+         f"--perf-reports-dir={reports}"],
         cwd=REPO, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None and _answered(alone) < 200:
+    while time.monotonic() < deadline and proc.poll() is None and _answered(engine) < 200:
         time.sleep(0.5)  # until the load is under way (after start-up and the seed)
-    assert _answered(alone) >= 200, "the load never started"
+    assert _answered(engine) >= 200, "the load never started"
+    return proc
+
+
+def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
+    proc = _loading(alone, tmp_path)
     output, seconds = signal_and_wait(proc, signal.SIGINT, group=True)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
     assert seconds < 10.0, output[-3000:]  # two containers to remove, vfs copies included
@@ -180,18 +186,7 @@ def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
 def test_kill_9_leaves_containers_that_the_next_run_removes(alone: Any, tmp_path: Path) -> None:
     # Ryuk is disabled here (its image cannot be pulled), as on many CI machines:
     # after a kill -9 only the next run can remove what this one started.
-    env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    proc = start_in_own_group(
-        [sys.executable, "-m", "pytest", "tests/perf", "-m", "perf", "-k", "mixed",
-         "--perf-mysql=container", "--perf-profile=full", "-p", "no:cacheprovider",
-         f"--perf-reports-dir={tmp_path / 'killed'}"],
-        cwd=REPO, env=env,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None and _answered(alone) < 200:
-        time.sleep(0.5)
-    assert _answered(alone) >= 200, "the load never started"
+    proc = _loading(alone, tmp_path / "killed")
     labelled = alone.containers.list(all=True, filters={"label": "perfsuite.owner"})
     assert len(labelled) == 2  # MySQL and the service, with the run's owner token
     assert alone.networks.list(filters={"label": "perfsuite.owner"})
