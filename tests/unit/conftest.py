@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -76,6 +77,12 @@ ORDER_SERVICE = (
     "--port",
     "{port}",
 )
+
+
+def admin_url(server: MySQLServer, database: str) -> str:
+    """``mysql://`` of the server's admin account (random password, quoted) on ``database``."""
+    user, password = quote(server.admin_user, safe=""), quote(server.admin_password, safe="")
+    return f"mysql://{user}:{password}@{server.host}:{server.port}/{database}"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import pytest
 
 from perfsuite import ConfigError
 from perfsuite.stats.slo import parse_slo
+from perfsuite.store.baselines import file_name
 
 pytest_plugins = ["pytester"]
 
@@ -75,7 +76,7 @@ def test_slo_violation_reads_like_a_report(
 def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(5):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
-    path = project.path / "baselines" / "test_user.py.test_query.json"
+    path = project.path / "baselines" / file_name("test_user.py::test_query")
     stored = json.loads(path.read_text())
     assert stored["schema"] == 3
     assert len(stored["runs"]) == 5
@@ -92,8 +93,10 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     same = run(project, "--perf-compare")
     same.assert_outcomes(passed=1)
     assert "regressed" not in same.stdout.str()
+    # Over the 5 stored runs, or 4 when a busy machine made one of them a step that
+    # the level leaves out (perfsuite.stats.levels, tested on its own).
     same.stdout.fnmatch_lines(
-        ["*baseline comparison, query:*", "*p95 *prediction interval over 5 runs, *spread*"]
+        ["*baseline comparison, query:*", "*p95 *prediction interval over [45] runs, *spread*"]
     )
 
     monkeypatch.setenv("QUERY_PATH", "/sleep/40")  # 20 times slower
@@ -127,14 +130,14 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
     monkeypatch.delenv("QUERY_PATH")
     fast = run(project, "--perf-compare")
     fast.assert_outcomes(passed=1)
-    fast.stdout.fnmatch_lines(["*p95 *prediction interval over 5 runs, *"])
+    fast.stdout.fnmatch_lines(["*p95 *prediction interval over [45] runs, *"])
 
 
 def test_other_environment_gives_no_verdict(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run(project, "--perf-save-baseline").assert_outcomes(passed=1)
-    path = project.path / "baselines" / "test_user.py.test_query.json"
+    path = project.path / "baselines" / file_name("test_user.py::test_query")
     data = json.loads(path.read_text())
     data["runs"][0]["fingerprint"]["cpu"] = "Some Other CPU"
     path.write_text(json.dumps(data))
@@ -150,14 +153,14 @@ def test_window_keeps_the_newest_runs(project: pytest.Pytester) -> None:
     project.makepyprojecttoml(PYPROJECT + "window = 2\n")
     for _ in range(3):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
-    path = project.path / "baselines" / "test_user.py.test_query.json"
+    path = project.path / "baselines" / file_name("test_user.py::test_query")
     assert len(json.loads(path.read_text())["runs"]) == 2
 
 
 def test_a_schema_1_file_is_read(project: pytest.Pytester) -> None:
     for _ in range(3):
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
-    path = project.path / "baselines" / "test_user.py.test_query.json"
+    path = project.path / "baselines" / file_name("test_user.py::test_query")
     data = json.loads(path.read_text())
     data["schema"] = 1
     for r in data["runs"]:
@@ -230,8 +233,6 @@ def test_slo_units() -> None:
 
 
 def test_file_names(tmp_path: Path) -> None:
-    from perfsuite.store.baselines import file_name
-
     name = file_name("tests/perf/test_x.py::test_y[a b]")
     assert name.startswith("tests-perf-test_x.py.test_y-a-b-")
     assert name.endswith(".json")

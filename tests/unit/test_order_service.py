@@ -199,22 +199,21 @@ def test_seed_data_is_repeatable() -> None:
 
 
 def test_seed_command_loads_a_database(mariadb: MySQLServer) -> None:
+    import os
     import subprocess
     import sys
 
-    from .conftest import REPO, SCHEMA
+    from .conftest import REPO, SCHEMA, admin_url
 
     mariadb.execute("CREATE DATABASE IF NOT EXISTS seed_cli", admin=True)
-    admin_url = f"mysql://root:@127.0.0.1:{mariadb.port}/seed_cli"
-    target = MySQLServer.from_url(admin_url)
+    url = admin_url(mariadb, "seed_cli")
+    target = MySQLServer.from_url(url)
     target.run_sql_file(SCHEMA)
     subprocess.run(
         [
             sys.executable,
             "-m",
             "examples.order_service.seed",
-            "--mysql-url",
-            admin_url,
             "--users",
             "30",
             "--skus",
@@ -223,6 +222,7 @@ def test_seed_command_loads_a_database(mariadb: MySQLServer) -> None:
             "5",
         ],
         cwd=REPO,
+        env={**os.environ, "PERFSUITE_MYSQL_URL": url},  # not in argv: ps shows argv
         check=True,
     )
     counts = target.query(

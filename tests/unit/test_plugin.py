@@ -6,6 +6,8 @@ import pytest
 
 from perfsuite import MySQLServer
 
+from .conftest import admin_url
+
 pytest_plugins = ["pytester"]
 
 PERF_AND_PLAIN = """
@@ -169,7 +171,7 @@ def test_service_fixture_without_service_config(pytester: pytest.Pytester) -> No
 
 
 def test_seed_callable_and_url_provider(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
-    url = f"mysql://root:@127.0.0.1:{mariadb.port}/plugin_seed"
+    url = admin_url(mariadb, "plugin_seed")
     pytester.makepyprojecttoml(
         f"""
         [tool.perfsuite]
@@ -198,7 +200,7 @@ def test_seed_callable_and_url_provider(pytester: pytest.Pytester, mariadb: MySQ
 
 
 def test_bad_seed_reference(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
-    url = f"mysql://root:@127.0.0.1:{mariadb.port}/plugin_badseed"
+    url = admin_url(mariadb, "plugin_badseed")
     pytester.makepyprojecttoml(
         f"""
         [tool.perfsuite]
