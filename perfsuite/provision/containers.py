@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,9 @@ __all__ = [
 MYSQL_ALIAS = "mysql"
 APP_USER = "perfsuite"
 OWNER_LABEL = "perfsuite.owner"
+# Only this machine can tell whether a run of its own is alive: an engine shared by
+# several machines keeps the others' containers.
+HOST_LABEL = "perfsuite.host"
 _swept = False
 
 
@@ -57,7 +61,7 @@ def sweep_containers() -> None:
     except Exception:  # no engine, no SDK: nothing to sweep here
         return
     try:
-        label = {"label": OWNER_LABEL}
+        label = {"label": [OWNER_LABEL, f"{HOST_LABEL}={socket.gethostname()}"]}
         for container in client.containers.list(all=True, filters=label):
             if not owner_alive(container.labels.get(OWNER_LABEL, "")):
                 with contextlib.suppress(Exception):
@@ -74,7 +78,11 @@ def sweep_containers() -> None:
 
 def _owned(container: Any) -> Any:
     """``container`` labelled with this run's owner token."""
-    return container.with_kwargs(labels={OWNER_LABEL: owner_token()})
+    return container.with_kwargs(labels=_labels(owner_token()))
+
+
+def _labels(token: str) -> dict[str, str]:
+    return {OWNER_LABEL: token, HOST_LABEL: socket.gethostname()}
 
 
 def container_host(container: Any) -> str:
@@ -156,7 +164,7 @@ def docker_network() -> Iterator[Any]:
     sweep_containers()
     with owner_mark() as token:
         try:
-            network = Network(docker_network_kw={"labels": {OWNER_LABEL: token}}).create()
+            network = Network(docker_network_kw={"labels": _labels(token)}).create()
         except Exception as exc:  # the docker SDK raises many types; translate them all here
             raise _docker_error("cannot create a Docker network", exc) from exc
         try:

@@ -51,7 +51,8 @@ KNOWN_PREFIXES: tuple[tuple[str, Path | None], ...] = (
     ("perfsuite-service-", None),
     ("perfsuite-ab-", None),
     ("perfsuite-cli-", None),
-    ("perfsuite-docker-", None),
+    # Fixed, not the temp folder: runs with different TMPDIRs share one Docker engine.
+    ("perfsuite-docker-", Path("/tmp")),
     ("psm-", Path("/tmp")),
 )
 _PREFIXES: dict[str, set[Path]] = {}
@@ -219,7 +220,7 @@ def owner_mark() -> Iterator[str]:
     yields its token, for what carries it as a label."""
     global _mark_users
     if not _marks:
-        _marks.append(owned_tempdir("perfsuite-docker-"))
+        _marks.append(owned_tempdir("perfsuite-docker-", Path("/tmp")))
     _mark_users += 1
     try:
         yield owner_token()
