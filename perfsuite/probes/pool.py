@@ -129,6 +129,11 @@ def _n(x: float) -> str:
 # connections, so that a pool handing out every idle connection in turn uses each.
 _AFTER_MIN = 10
 _AFTER_MAX = 400
+_CANNOT_TELL = (
+    "the database side alone cannot tell a connection back in the pool from one leaked "
+    "idle (both sleep with no transaction)"
+)
+_GAUGES = "report the pool's gauges ([tool.perfsuite.pool] metrics) for a verdict"
 
 
 class PoolWatch:
@@ -266,11 +271,7 @@ class PoolWatch:
         """(judged, evidence, leaked): did each open connection run a statement for
         requests sent after the load, i.e. was each one handed out by the pool?"""
         ids = {c.id for c in snap.connections}
-        unsure = (
-            "the database side alone cannot tell a connection back in the pool from one "
-            "leaked idle (both sleep with no transaction); report the pool's gauges "
-            "([tool.perfsuite.pool] metrics) for a verdict"
-        )
+        unsure = f"{_CANNOT_TELL}; {_GAUGES}"
         if not ids:
             return True, "no connection of the service is open after the load", False
         if self.after_requests is None:
@@ -326,7 +327,7 @@ class PoolWatch:
         return (
             False,
             what + ": leaked, or idle and not handed out (a pool that hands out its most "
-            "recent connection leaves the others); " + unsure.split("; ", 1)[1],
+            "recent connection leaves the others); " + _GAUGES,
             False,
         )
 

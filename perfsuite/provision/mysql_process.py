@@ -231,11 +231,12 @@ def _bind_failed(log: str) -> bool:
     return "Address already in use" in log or "Do you already have another" in log
 
 
-def _socket_connect(socket: Path, password: str = "") -> pymysql.Connection:
+def _socket_connect(socket: Path) -> pymysql.Connection:
+    """Root on the server's own socket, before set-up gives it a password."""
     return pymysql.connect(
         unix_socket=str(socket),
         user="root",
-        password=password,
+        password="",
         autocommit=True,
         connect_timeout=2,
         read_timeout=60,
@@ -246,8 +247,8 @@ def _socket_connect(socket: Path, password: str = "") -> pymysql.Connection:
 def _wait_ready(
     proc: subprocess.Popen[bytes], port: int, workdir: Path, socket: Path, timeout: float
 ) -> None:
-    """Until the server answers on its own socket (never another's port), then
-    until its TCP port leads to it (``@@datadir``)."""
+    """Until the server answers on its own socket (never another's port), listening
+    on ``port`` (its TCP port is checked to lead to it once the accounts exist)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -264,7 +265,7 @@ def _wait_ready(
             continue
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT @@port, @@datadir")
+                cur.execute("SELECT @@port")
                 row = cur.fetchone()
         finally:
             conn.close()
@@ -363,9 +364,10 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
     proc: subprocess.Popen[bytes] | None = None
     try:
         account = _account(workdir)
-        for sub in ("tmp", "files", "data"):
-            (workdir / sub).mkdir()
-        account.own(workdir, socket_dir, *(workdir / sub for sub in ("tmp", "files", "data")))
+        subs = [workdir / sub for sub in ("tmp", "files", "data")]
+        for sub in subs:
+            sub.mkdir()
+        account.own(workdir, socket_dir, *subs)
         _initialise(binary, workdir / "data", workdir / "init.log", account)
         for attempt in range(3):
             port = config.port or free_port()

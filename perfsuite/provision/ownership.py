@@ -15,7 +15,6 @@ label, and is a dead run's when no folder with that token is locked
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import secrets
@@ -100,10 +99,8 @@ def _stale_token(folder: Path) -> str | None:
         return None  # not ours to judge (another user's)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
+    except OSError:  # its owner is alive (it holds the lock)
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None  # its owner is alive
         return None
     _held[folder] = fd
     try:
@@ -157,12 +154,17 @@ def sweep_leftovers() -> None:
     every process of theirs)."""
     global _swept
     _swept = True
+    for prefix, parent in _places():
+        _sweep(prefix, parent)
+
+
+def _places() -> list[tuple[str, Path]]:
+    """Every (prefix, parent folder) where owned folders may be: the known kinds, and
+    wherever this run made some."""
     tmp = Path(tempfile.gettempdir())
-    for prefix, parent in KNOWN_PREFIXES:
-        _PREFIXES.setdefault(prefix, set()).add(parent or tmp)
-    for prefix, parents in list(_PREFIXES.items()):
-        for folder in list(parents):
-            _sweep(prefix, folder)
+    places = {(prefix, parent or tmp) for prefix, parent in KNOWN_PREFIXES}
+    places |= {(prefix, parent) for prefix, parents in _PREFIXES.items() for parent in parents}
+    return sorted(places)
 
 
 def owned_tempdir(prefix: str, parent: Path | None = None) -> Path:
@@ -189,10 +191,7 @@ def owner_alive(token: str) -> bool:
     """
     if token == owner_token():
         return True
-    tmp = Path(tempfile.gettempdir())
-    places = {(prefix, parent or tmp) for prefix, parent in KNOWN_PREFIXES}
-    places |= {(prefix, parent) for prefix, parents in _PREFIXES.items() for parent in parents}
-    for prefix, parent in sorted(places):
+    for prefix, parent in _places():
         for folder in parent.glob(f"{prefix}*"):
             try:
                 fd = os.open(folder / _LOCK, os.O_RDONLY | os.O_CLOEXEC)
