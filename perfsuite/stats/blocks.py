@@ -24,6 +24,7 @@ __all__ = [
     "METRICS",
     "Block",
     "BlockSet",
+    "Latencies",
     "Resampled",
     "bootstrap_metric",
     "merge_blocks",
@@ -38,6 +39,7 @@ OK_LATENCY = tuple(f"{m}_ok" for m in LATENCY)
 METRICS = (*LATENCY, *OK_LATENCY, "error_rate", "rps")
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 _EMPTY = np.zeros(0, dtype=np.int64)
+_NO_ROWS = np.zeros((1, 0))  # metric_of_rows's counts, when its latency sums are given
 
 
 def _empty() -> IntArray:
@@ -125,6 +127,7 @@ class BlockSet:
     fail: IntArray | None = None  # (n, K): the failed requests' part of counts; None: none
     # Metrics already computed (a set is never changed after it is made).
     _metrics: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _latencies: dict[bool, Latencies] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_blocks(cls, blocks: Sequence[Block], *, max_blocks: int = 30) -> BlockSet:
@@ -190,15 +193,20 @@ class BlockSet:
         """A metric over all blocks together."""
         if name in self._metrics:
             return self._metrics[name]
-        counts = self.ok_counts() if name in OK_LATENCY else self.counts
+        ok = name in OK_LATENCY
+        if ok not in self._latencies:
+            counts = self.ok_counts() if ok else self.counts
+            rows = counts.sum(axis=0, keepdims=True).astype(np.float64)
+            self._latencies[ok] = Latencies.of_rows(rows, self.index)
         value = float(
             metric_of_rows(
                 name,
-                counts.sum(axis=0, keepdims=True),
+                _NO_ROWS,
                 self.requests.sum(keepdims=True),
                 self.errors.sum(keepdims=True),
                 self.seconds.sum(keepdims=True),
                 self.index,
+                self._latencies[ok],
             )[0]
         )
         self._metrics[name] = value
@@ -212,7 +220,7 @@ def metric_of_rows(
     errors: npt.NDArray[np.integer] | FloatArray,
     seconds: FloatArray,
     index: IntArray,
-    cumulative: FloatArray | None = None,
+    latencies: Latencies | None = None,
 ) -> FloatArray:
     """A metric for each row of (resampled) block sums.
 
@@ -221,6 +229,7 @@ def metric_of_rows(
     the mean uses median-equivalent values, as the hdrhistogram library does.
     ``*_ok`` names read ``counts`` as given: the caller passes the successes'.
     ``rps`` is successful requests (requests - errors) per second.
+    ``latencies``: the rows' latency sums when already made (``counts`` is then unused).
     """
     if name == "error_rate":
         req = np.asarray(requests, dtype=np.float64)
@@ -233,35 +242,76 @@ def metric_of_rows(
         )
         return np.divide(ok, sec, out=np.zeros_like(sec), where=sec > 0)
     name = name.removesuffix("_ok")
-    rows = np.asarray(counts, dtype=np.float64)
+    if latencies is None:
+        latencies = Latencies.of_rows(np.asarray(counts, dtype=np.float64), index)
     if index.size == 0:  # no answered request (all errors): no latency to speak of
-        return np.full(rows.shape[0], np.nan)
-    highest, median = index_values(index)
-    total = rows.sum(axis=1)
+        return np.full(latencies.total.shape[0], np.nan)
+    total = latencies.total
     if name == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
-            means: FloatArray = rows @ median.astype(np.float64) / total / 1000.0
+            means: FloatArray = latencies.weighted / total / 1000.0
         return means
     if name == "max":
-        last = index.size - 1 - np.argmax(rows[:, ::-1] > 0, axis=1)
-        maxima: FloatArray = highest[last].astype(np.float64) / 1000.0
-        maxima[total == 0] = np.nan
-        return maxima
-    q = _PERCENTILE[name]
-    target = np.maximum(1.0, np.floor(q / 100.0 * total + 0.5))
-    cum = np.cumsum(rows, axis=1) if cumulative is None else cumulative
-    position = (cum < target[:, None]).sum(axis=1)
-    position = np.minimum(position, index.size - 1)
-    values: FloatArray = highest[position].astype(np.float64) / 1000.0
+        # The last bin with a count is the first whose cumulative count is the total.
+        target = total
+    else:
+        q = _PERCENTILE[name]
+        target = np.maximum(1.0, np.floor(q / 100.0 * total + 0.5))
+    position = np.minimum(latencies.count_below(target), index.size - 1)
+    values: FloatArray = latencies.highest[position].astype(np.float64) / 1000.0
     values[total == 0] = np.nan
     return values
+
+
+class Latencies:
+    """Rows of latency bin counts, summed for the metrics: each row's total, its
+    median-weighted sum (the mean) and its cumulative counts, searched in all rows
+    at once (the percentiles and the max)."""
+
+    def __init__(self, cum: FloatArray, weighted: FloatArray, highest: IntArray) -> None:
+        rows, self.bins = cum.shape
+        self.highest = highest  # of each bin (µs): what a percentile reports
+        self.total: FloatArray = cum[:, -1].copy() if self.bins else np.zeros(rows)
+        self.weighted = weighted
+        # Rows never decrease: shifted each past the end of the one before, they
+        # are one sorted array, and one binary search finds a position in every
+        # row (comparing the whole matrix, per percentile, was the bootstrap's
+        # main cost). Integer counts stay exact in float64 far beyond any run.
+        step = float(self.total.max()) + 1.0 if rows and self.bins else 1.0
+        self._offsets = np.arange(rows, dtype=np.float64) * step
+        cum += self._offsets[:, None]  # in place: the caller's matrix is made for this
+        self._flat = cum.ravel()
+
+    @classmethod
+    def of_rows(cls, rows: FloatArray, index: IntArray) -> Latencies:
+        """From the rows' bin counts themselves."""
+        highest, median = index_values(index)
+        return cls(np.cumsum(rows, axis=1), rows @ median.astype(np.float64), highest)
+
+    @classmethod
+    def resampled(cls, weights: FloatArray, counts: FloatArray, index: IntArray) -> Latencies:
+        """Of the resamples ``weights @ counts``, without making that matrix: every sum
+        is linear in the blocks (a cumulative sum of the blocks' few rows, then one
+        product, instead of a cumulative sum of thousands of resampled rows)."""
+        highest, median = index_values(index)
+        return cls(
+            weights @ np.cumsum(counts, axis=1),
+            weights @ (counts @ median.astype(np.float64)),
+            highest,
+        )
+
+    def count_below(self, target: FloatArray) -> IntArray:
+        """Per row, how many of its cumulative counts are below its ``target``."""
+        found = np.searchsorted(self._flat, target + self._offsets, side="left")
+        counts: IntArray = found - np.arange(target.size, dtype=np.int64) * self.bins
+        return counts
 
 
 class Resampled:
     """``resamples`` bootstrap resamples of a block set (blocks drawn with replacement).
 
     The weights are drawn once and every metric is read from the same
-    resamples: one matrix product for all latency metrics.
+    resamples: one matrix product per sum, shared by all latency metrics.
     """
 
     def __init__(self, blocks: BlockSet, *, resamples: int, rng: np.random.Generator) -> None:
@@ -270,34 +320,29 @@ class Resampled:
         self.weights = np.bincount(picks.ravel(), minlength=resamples * n).reshape(resamples, n)
         self.blocks = blocks
         self._w = self.weights.astype(np.float64)
-        # Per kind (all requests, successes alone): resampled bin counts, their cumsum.
-        self._rows: dict[bool, FloatArray] = {}
-        self._cum: dict[bool, FloatArray] = {}
+        # Per kind (all requests, successes alone): the resamples' latency sums.
+        self._latencies: dict[bool, Latencies] = {}
 
     def metric(self, name: str) -> FloatArray:
         """The metric of each resample."""
         w = self._w
-        counts = np.empty((w.shape[0], 0))
-        cum = None
-        base = name.removesuffix("_ok")
-        if base in _PERCENTILE or base in ("mean", "max"):
+        latencies = None
+        if name.removesuffix("_ok") in (*_PERCENTILE, "mean", "max"):
             ok = name in OK_LATENCY
-            if ok not in self._rows:
+            if ok not in self._latencies:
                 source = self.blocks.ok_counts() if ok else self.blocks.counts
-                self._rows[ok] = w @ source.astype(np.float64)
-            counts = self._rows[ok]
-            if base in _PERCENTILE:
-                if ok not in self._cum:
-                    self._cum[ok] = np.cumsum(counts, axis=1)
-                cum = self._cum[ok]
+                self._latencies[ok] = Latencies.resampled(
+                    w, source.astype(np.float64), self.blocks.index
+                )
+            latencies = self._latencies[ok]
         return metric_of_rows(
             name,
-            counts,
+            _NO_ROWS,
             w @ self.blocks.requests.astype(np.float64),
             w @ self.blocks.errors.astype(np.float64),
             w @ self.blocks.seconds,
             self.blocks.index,
-            cum,
+            latencies,
         )
 
 

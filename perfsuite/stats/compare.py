@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from scipy import stats as st
 
 from perfsuite.stats.blocks import BlockSet, Resampled
+from perfsuite.stats.dist import f_isf, norm_isf, norm_sf, t_cdf, t_isf, t_sf
 from perfsuite.stats.noise import (
     ABSOLUTE,
     ERROR_OFFSET,
@@ -205,12 +205,12 @@ class TTest:
 
     def z(self, worse: bool) -> float:
         """The one-sided p as a normal quantile (the max-T works on one scale)."""
-        p = st.t.sf(self.t, self.df) if worse else st.t.cdf(self.t, self.df)
-        return float(st.norm.isf(p))
+        p = t_sf(self.t, self.df) if worse else t_cdf(self.t, self.df)
+        return norm_isf(p)
 
     def interval(self, level: float) -> tuple[float, float]:
         """The change's interval at one-sided ``level`` on each end."""
-        half = float(st.t.isf(level, self.df)) * self.se
+        half = t_isf(level, self.df) * self.se
         return self.estimate - half, self.estimate + half
 
 
@@ -232,7 +232,7 @@ def _spread(
     pooled_text = f"spread pooled over {prior.series if prior else 0} series"
     if own is not None:
         ratio = own.variance / pooled.variance if pooled.variance > 0 else math.inf
-        if ratio > float(st.f.isf(_NOISIER, own.df, pooled.df)):
+        if ratio > f_isf(_NOISIER, own.df, pooled.df):
             return own, own_text + ", noisier than the pooled"
     return pooled, pooled_text
 
@@ -346,7 +346,7 @@ def judge_family(
     that must agree on the direction before a change is reported.
     """
     family = max_t(correlation)
-    level = float(st.norm.sf(family.critical(alpha)))  # each metric's share, one-sided
+    level = norm_sf(family.critical(alpha))  # each metric's share, one-sided
     out: dict[str, tuple[Verdict, float, float]] = {}
     for metric, test in tests.items():
         tol = options.tolerance_of(metric)

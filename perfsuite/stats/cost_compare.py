@@ -21,9 +21,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats as st
 
 from perfsuite.stats.compare import MetricComparison, Verdict
+from perfsuite.stats.dist import t_ppf, t_sf
 
 __all__ = [
     "COST_FLOORS",
@@ -111,10 +111,10 @@ def _time(
     scale = max(sd, 1e-3) * math.sqrt(1.0 + 1.0 / n)
     moved = math.log(current) - mean
     t = moved / scale
-    p_worse = float(st.t.sf(t, n - 1))
-    half = float(st.t.ppf(0.95, n - 1)) * scale  # the 90 % interval of the change
+    p_worse = t_sf(t, n - 1)
+    half = t_ppf(0.95, n - 1) * scale  # the 90 % interval of the change
     practical = math.log1p(tol)
-    critical = float(st.t.ppf(1.0 - alpha, n - 1))
+    critical = t_ppf(1.0 - alpha, n - 1)
     verdict: Verdict
     if t > critical and moved > practical:
         verdict = "regressed"

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as st
+
+from perfsuite.stats.dist import norm_isf, norm_sf
 
 __all__ = [
     "ABSOLUTE",
@@ -174,21 +175,23 @@ class MaxT:
             # Row by row: the element-wise maximum of k long rows is what is fast.
             # (einsum: BLAS's float32 product is slow in this shape.)
             rows = np.einsum("ij,jn->in", root.astype(np.float32), _draws(self.k))
-            self._maxima = np.maximum.reduce(rows, axis=0)
+            # Sorted once: every p-value and critical value is then a binary search.
+            self._maxima = np.sort(np.maximum.reduce(rows, axis=0))
 
     def p_value(self, z: float) -> float:
         """The adjusted p: P(max_k Z_k >= z) under the null."""
-        bonferroni = min(1.0, self.k * float(st.norm.sf(z)))
+        bonferroni = min(1.0, self.k * norm_sf(z))
         if self._maxima is None:
             return bonferroni
-        beyond = int(np.count_nonzero(self._maxima >= z))
-        estimate = (beyond + 1) / (int(self._maxima.size) + 1)
+        n = int(self._maxima.size)
+        beyond = n - int(np.searchsorted(self._maxima, np.float32(z), side="left"))
+        estimate = (beyond + 1) / (n + 1)
         # Never below one statistic's own p: the max is at least as large.
-        return min(bonferroni, max(float(st.norm.sf(z)), estimate))
+        return min(bonferroni, max(norm_sf(z), estimate))
 
     def critical(self, alpha: float) -> float:
         """The z with P(max_k Z_k > z) = alpha."""
-        bonferroni = float(st.norm.isf(alpha / self.k))
+        bonferroni = norm_isf(alpha / self.k)
         # Too far in the tail for the draws: Bonferroni (exact enough there, and safe).
         if self._maxima is None or alpha * self._maxima.size < 50:
             return bonferroni
@@ -197,5 +200,5 @@ class MaxT:
         n = int(self._maxima.size)
         expected = alpha * n
         count = max(1, int(expected - 2.0 * math.sqrt(expected)))
-        z = float(np.partition(self._maxima, n - count)[n - count])
-        return min(bonferroni, max(float(st.norm.isf(alpha)), z))
+        z = float(self._maxima[n - count])
+        return min(bonferroni, max(norm_isf(alpha), z))

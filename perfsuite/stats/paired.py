@@ -25,7 +25,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as st
 
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import (
@@ -36,6 +35,7 @@ from perfsuite.stats.compare import (
     judge_family,
     unjudged,
 )
+from perfsuite.stats.dist import t_isf, t_ppf
 from perfsuite.stats.noise import transform, untransform
 
 __all__ = ["MIN_PAIRS", "compare_pairs"]
@@ -80,7 +80,7 @@ def compare_pairs(
         for m, test in tests.items():
             verdict, p_worse, level = judged[m]
             b, c = logs[m]
-            mde = (st.t.isf(level, test.df) + st.t.ppf(_POWER, test.df)) * test.se
+            mde = (t_isf(level, test.df) + t_ppf(_POWER, test.df)) * test.se
             out[m] = as_comparison(
                 test,
                 current=untransform(m, float(c.mean())),
