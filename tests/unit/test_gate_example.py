@@ -3,17 +3,24 @@
 Runs the project's own perf suite (``tests/perf``, order query, ci profile:
 12 s at 500 req/s, long enough to be judged) in a subprocess: six runs saved
 as the baseline, then a run of the same build, then one with
-``ORDER_SERVICE_FAULT=slow:6`` (each order query takes 6 ms longer, several
-times its median), confirmed by its rerun.
+``ORDER_SERVICE_FAULT=slow:10`` (each order query takes 10 ms longer, about
+seven times its median; at 500 req/s that holds 5 of the pool's 10
+connections), confirmed by its rerun.
 
 Why six runs and a large fault: the folder holds this one test, so the noise
 has only its own runs' degrees of freedom, and fresh servers make the order
 query's median vary by about 25 % from run to run (measured in CI: +400 %
-was "inconclusive" over 4 runs, df 3, at the session's alpha of 1 %).
+was "inconclusive" over 4 runs, df 3, at the session's alpha of 1 %). With
+6 ms (+400 %), one CI run of the ten or so since it was written failed
+without a latency regression (the run failed, on its database cost; the
+verdicts were not kept). One baseline run twice as slow as the others widens
+the interval about that much, and the gate is right to say so; 10 ms leaves
+room for it, and a failure now prints every verdict.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -47,10 +54,11 @@ def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
     assert "baseline comparison, order_query:" in same.stdout
     assert " regressed:" not in same.stdout
 
-    slow = _perf(tmp_path, "--perf-compare", fault="slow:6")
+    slow = _perf(tmp_path, "--perf-compare", fault="slow:10")
     assert slow.returncode == 1, slow.stdout[-3000:]
     # Which latency metric crosses first varies from run to run; one of them must.
-    assert re.search(r"regression in order_query: (p50|p95|p99|mean) regressed:", slow.stdout)
+    found = re.search(r"regression in order_query: (p50|p95|p99|mean) regressed:", slow.stdout)
+    assert found, _verdicts(slow.stdout, tmp_path)
     assert "confirmed by a rerun" in slow.stdout
     assert "1 failed" in slow.stdout
 
@@ -62,3 +70,14 @@ def test_same_build_passes_and_a_slowdown_fails(tmp_path: Path) -> None:
     assert '<td class="regressed">regressed</td>' in html
     assert re.search(r'<li class="regressed">.*order_query: (p50|p95|p99|mean) regressed: ', html)
     assert "latency by percentile" in html
+
+
+def _verdicts(stdout: str, root: Path) -> str:
+    """What the gate said (for a failure's message): the comparisons, and the saved runs'."""
+    start = stdout.find("baseline comparison, order_query:")
+    saved = [
+        (run["judged"], run["confirmed"])
+        for path in (root / "baselines").glob("*.json")
+        for run in json.loads(path.read_text())["runs"]
+    ]
+    return f"{stdout[start : start + 3000]}\nsaved runs (judged, confirmed): {saved}"
