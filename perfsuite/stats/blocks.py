@@ -37,6 +37,7 @@ __all__ = [
 LATENCY = ("p50", "p90", "p95", "p99", "p999", "max", "mean")
 OK_LATENCY = tuple(f"{m}_ok" for m in LATENCY)
 METRICS = (*LATENCY, *OK_LATENCY, "error_rate", "rps")
+_LATENCY_NAMES = frozenset((*LATENCY, *OK_LATENCY))
 _PERCENTILE = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
 _EMPTY = np.zeros(0, dtype=np.int64)
 _NO_ROWS = np.zeros((1, 0))  # metric_of_rows's counts, when its latency sums are given
@@ -193,11 +194,14 @@ class BlockSet:
         """A metric over all blocks together."""
         if name in self._metrics:
             return self._metrics[name]
-        ok = name in OK_LATENCY
-        if ok not in self._latencies:
-            counts = self.ok_counts() if ok else self.counts
-            rows = counts.sum(axis=0, keepdims=True).astype(np.float64)
-            self._latencies[ok] = Latencies.of_rows(rows, self.index)
+        latencies = None
+        if name in _LATENCY_NAMES:
+            ok = name in OK_LATENCY
+            if ok not in self._latencies:
+                counts = self.ok_counts() if ok else self.counts
+                rows = counts.sum(axis=0, keepdims=True).astype(np.float64)
+                self._latencies[ok] = Latencies.of_rows(rows, self.index)
+            latencies = self._latencies[ok]
         value = float(
             metric_of_rows(
                 name,
@@ -206,7 +210,7 @@ class BlockSet:
                 self.errors.sum(keepdims=True),
                 self.seconds.sum(keepdims=True),
                 self.index,
-                self._latencies[ok],
+                latencies,
             )[0]
         )
         self._metrics[name] = value
@@ -327,7 +331,7 @@ class Resampled:
         """The metric of each resample."""
         w = self._w
         latencies = None
-        if name.removesuffix("_ok") in (*_PERCENTILE, "mean", "max"):
+        if name in _LATENCY_NAMES:
             ok = name in OK_LATENCY
             if ok not in self._latencies:
                 source = self.blocks.ok_counts() if ok else self.blocks.counts

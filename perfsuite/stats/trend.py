@@ -10,8 +10,9 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
 from scipy import stats as st
+
+from perfsuite.stats.dist import t_ppf
 
 __all__ = ["Band", "Slope", "prediction_band", "theil_sen"]
 
@@ -64,9 +65,9 @@ def prediction_band(runs: list[float], *, level: float = 0.98, log: bool = True)
         return None
     x = np.log(values) if log else values
     n = x.size
-    # stdtrit is t.ppf without the distribution machinery: 100x faster, and a
-    # report computes a band for every run of every series.
-    quantile = float(special.stdtrit(n - 1, 0.5 + level / 2.0))
+    # A report computes a band for every run of every series (dist: without
+    # scipy.stats' machinery).
+    quantile = t_ppf(0.5 + level / 2.0, n - 1)
     half = quantile * float(x.std(ddof=1)) * (1 + 1 / n) ** 0.5
     mean = float(x.mean())
     if log:
