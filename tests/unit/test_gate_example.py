@@ -36,6 +36,10 @@ from .conftest import run_example_suite
 def _perf(root: Path, *args: str, fault: str = "") -> subprocess.CompletedProcess[str]:
     return run_example_suite(
         f"--perf-baseline-dir={root / 'baselines'}",
+        # The gate alone fails these runs: a CI host's stall of a few hundred ms
+        # once put a saved run's p99 over the suite's 100 ms SLO (135 ms, with no
+        # neighbour test running), and this test is about the comparison.
+        "--perf-fail-on=regression",
         *args,
         select="order_query",
         fault=fault,
