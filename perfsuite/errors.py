@@ -8,6 +8,7 @@ one clear message instead of a traceback from somewhere deep.
 
     PerfsuiteError
     ├── ConfigError          bad [tool.perfsuite] keys, options or values
+    │   └── PromQLError      an expression that cannot be parsed or is outside the subset
     ├── ProvisionError       something we start could not be started
     │   ├── MySQLError       the MySQL server (binary, port, init, SQL)
     │   ├── DockerError      no engine, image missing, container exited
@@ -39,6 +40,7 @@ __all__ = [
     "MySQLError",
     "PerfsuiteError",
     "PerfsuiteWarning",
+    "PromQLError",
     "ProvisionError",
     "ServiceError",
     "StoreError",
@@ -51,6 +53,10 @@ class PerfsuiteError(Exception):
 
 class ConfigError(PerfsuiteError):
     """A configuration key, option or value is wrong; the message names it."""
+
+
+class PromQLError(ConfigError):
+    """A PromQL expression cannot be parsed, is outside the subset, or cannot be evaluated."""
 
 
 class ProvisionError(PerfsuiteError):

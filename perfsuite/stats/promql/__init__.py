@@ -1,0 +1,26 @@
+"""A PromQL subset evaluated over scraped series: pure, no clock, no network."""
+
+from perfsuite.stats.promql.evaluate import (
+    AGGREGATIONS,
+    FUNCTIONS,
+    Evaluator,
+    Value,
+    parse,
+    selected_names,
+)
+from perfsuite.stats.promql.series import NAME, Labels, Series, SeriesSet, Vector, labels_of
+
+__all__ = [
+    "AGGREGATIONS",
+    "FUNCTIONS",
+    "NAME",
+    "Evaluator",
+    "Labels",
+    "Series",
+    "SeriesSet",
+    "Value",
+    "Vector",
+    "labels_of",
+    "parse",
+    "selected_names",
+]
