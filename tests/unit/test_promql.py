@@ -7,7 +7,16 @@ import math
 import pytest
 
 from perfsuite.errors import PromQLError
-from perfsuite.stats.promql import Evaluator, Series, SeriesSet, Vector, parse, selected_names
+from perfsuite.stats.promql import (
+    Evaluator,
+    Expectation,
+    Series,
+    SeriesSet,
+    Vector,
+    judge,
+    parse,
+    selected_names,
+)
 
 
 def _data(*series: Series) -> Evaluator:
@@ -276,3 +285,66 @@ def test_a_range_vector_cannot_be_judged_alone() -> None:
 def test_the_names_an_expression_selects() -> None:
     expr = parse('histogram_quantile(0.9, sum by (le) (rate(a_bucket[1m]))) / b{x="1"} + a_bucket')
     assert selected_names(expr) == ["a_bucket", "b"]
+
+
+# -- expectations: a comparison judged at every step of a window ------------------------
+
+
+def _pool(waiting: dict[int, float]) -> Evaluator:
+    points = [(float(t), waiting.get(t, 0.0)) for t in range(0, 31)]
+    other = Series.of({"__name__": "up"}, [(float(t), 1.0) for t in range(0, 31)])
+    return _data(Series.of({"__name__": "pool_waiting", "pool": "main"}, points), other)
+
+
+def test_an_expectation_holds_when_every_step_holds() -> None:
+    verdict = judge(Expectation(text="max_over_time(pool_waiting[5s]) == 0"), _pool({}), 10, 20)
+    assert verdict.ok
+    assert (verdict.judged, verdict.broken, len(verdict.times)) == (11, 0, 11)
+    assert verdict.report().endswith("held at all 11 steps judged")
+
+
+def test_a_broken_expectation_says_where_and_how_far() -> None:
+    e = Expectation(text="max_over_time(pool_waiting[5s]) == 0", phase="steady")
+    verdict = judge(e, _pool({14: 3.0, 15: 1.0}), 10, 20)
+    assert not verdict.ok
+    # Windows (t-5, t] that hold t=14 or t=15: t = 14..19, six steps.
+    assert (verdict.judged, verdict.broken) == (11, 6)
+    assert verdict.worst == (4.0, (("pool", "main"),), 3.0)
+    assert verdict.report() == (
+        "expect max_over_time(pool_waiting[5s]) == 0 in phase steady: broken at 6 of 11 "
+        'steps judged; furthest: 3 at +4 s, {pool="main"}'
+    )
+    # The number may be on the left.
+    assert not judge(
+        Expectation(text="1 > max_over_time(pool_waiting[5s])"), _pool({14: 3}), 10, 20
+    ).ok
+    assert judge(Expectation(text="4 > max_over_time(pool_waiting[5s])"), _pool({14: 3}), 10, 20).ok
+
+
+def test_steps_without_a_value_are_not_judged_and_no_value_at_all_fails() -> None:
+    # rate() needs two samples in its window: at 0.5 s, (-1.5, 0.5] holds one.
+    verdict = judge(Expectation(text="rate(pool_waiting[2s]) < 1"), _pool({}), 0.5, 3.5)
+    assert (verdict.judged, len(verdict.times)) == (3, 4)
+    assert verdict.ok
+    missing = judge(Expectation(text="max_over_time(pool_wait[5s]) == 0"), _pool({}), 10, 20)
+    assert not missing.ok
+    assert missing.judged == 0
+    assert missing.report() == (
+        "expect max_over_time(pool_wait[5s]) == 0 in the measured phases: no value in 11 "
+        "steps; it selects pool_wait; metric names seen: pool_waiting, up"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_over_time(pool_waiting[5s])", "an expectation is a comparison with a number"),
+        ("pool_waiting + 1", "an expectation is a comparison with a number"),
+        ("pool_waiting > bool 1", "leave out 'bool'"),
+        ("pool_waiting > up", "one side of > must be a number"),
+        ("1 < 2", "comparisons between scalars must use BOOL"),
+    ],
+)
+def test_an_expectation_must_compare_a_metric_with_a_number(text: str, message: str) -> None:
+    with pytest.raises(PromQLError, match=message):
+        Expectation(text=text)

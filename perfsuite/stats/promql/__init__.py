@@ -8,6 +8,7 @@ from perfsuite.stats.promql.evaluate import (
     parse,
     selected_names,
 )
+from perfsuite.stats.promql.expect import Expectation, ExpectVerdict, judge
 from perfsuite.stats.promql.series import NAME, Labels, Series, SeriesSet, Vector, labels_of
 
 __all__ = [
@@ -15,11 +16,14 @@ __all__ = [
     "FUNCTIONS",
     "NAME",
     "Evaluator",
+    "ExpectVerdict",
+    "Expectation",
     "Labels",
     "Series",
     "SeriesSet",
     "Value",
     "Vector",
+    "judge",
     "labels_of",
     "parse",
     "selected_names",

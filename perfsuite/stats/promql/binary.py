@@ -20,7 +20,7 @@ import promql_parser as pq
 from perfsuite.errors import PromQLError
 from perfsuite.stats.promql.series import NAME, Labels, Vector, without_name
 
-__all__ = ["ARITHMETIC", "COMPARISONS", "binary"]
+__all__ = ["ARITHMETIC", "COMPARISONS", "binary", "compare"]
 
 
 def _arith(fn: Callable[[Any, Any], Any]) -> Callable[[float, float], float]:
@@ -50,6 +50,11 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 ARITHMETIC = tuple(_ARITH)
 COMPARISONS = tuple(_COMPARE)
+
+
+def compare(op: str, a: float, b: float) -> bool:
+    """``a op b`` for a comparison operator (false with a NaN, as in Prometheus)."""
+    return _COMPARE[op](a, b)
 
 
 def binary(op: str, lhs: Any, rhs: Any, modifier: pq.BinModifier | None) -> float | Vector:
