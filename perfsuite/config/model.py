@@ -187,6 +187,23 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """``[tool.perfsuite.metrics]``: Prometheus endpoints scraped during every perf test."""
+
+    service: bool = True  # the service's own metrics path
+    path: str | None = None  # the service's path (default: [tool.perfsuite.pool] metrics_path)
+    targets: Mapping[str, str] = field(default_factory=dict)  # job -> URL, scraped too
+    database: bool = True  # SHOW GLOBAL STATUS as mysql_global_status_* series
+    interval: float = 1.0
+    max_series: int = 2000
+    keep: tuple[str, ...] = ()  # regexes on metric names: only these (default: all)
+    drop: tuple[str, ...] = ()  # regexes on metric names: never these
+    pin: tuple[str, ...] = ()  # metric names the HTML report draws, expectations or not
+    # A Prometheus server (its base URL): expectations are sent to its query_range API.
+    prometheus_url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -200,5 +217,6 @@ class PerfConfig:
     slo: Mapping[str, Any] = field(default_factory=dict)
     pool: PoolConfig = field(default_factory=PoolConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # A path (relative to the root) or a SQLAlchemy URL; None: <reports>/history.sqlite.
     history: str | None = None

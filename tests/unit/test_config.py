@@ -143,3 +143,61 @@ def test_tls_settings(tmp_path: Path) -> None:
         load_config(tmp_path, {"load": {"ca_bundle": "missing.pem"}})
     with pytest.raises(ConfigError, match=r"verify: expected true or false"):
         load_config(tmp_path, {"load": {"verify": "no"}})
+
+
+def test_metrics_section(tmp_path: Path) -> None:
+    default = load_config(tmp_path, {}).metrics
+    assert (default.service, default.database, default.interval, default.max_series) == (
+        True,
+        True,
+        1.0,
+        2000,
+    )
+    assert not default.targets
+    assert default.prometheus_url is None
+    metrics = load_config(
+        tmp_path,
+        {
+            "metrics": {
+                "path": "/actuator/prometheus",
+                "targets": {"mysqld_exporter": "http://127.0.0.1:9104/metrics"},
+                "interval": "500ms",
+                "max_series": 300,
+                "keep": ["^order_", "^process_"],
+                "drop": ["_created$"],
+                "pin": ["order_service_db_pool_in_use"],
+                "prometheus_url": "http://127.0.0.1:9090/",
+                "database": False,
+            }
+        },
+    ).metrics
+    assert metrics.path == "/actuator/prometheus"
+    assert metrics.targets == {"mysqld_exporter": "http://127.0.0.1:9104/metrics"}
+    assert (metrics.interval, metrics.max_series, metrics.database) == (0.5, 300, False)
+    assert metrics.keep == ("^order_", "^process_")
+    assert metrics.drop == ("_created$",)
+    assert metrics.pin == ("order_service_db_pool_in_use",)
+    assert metrics.prometheus_url == "http://127.0.0.1:9090"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"scrape": True}, r"unknown key 'scrape' in \[tool.perfsuite.metrics\]"),
+        ({"path": "metrics"}, r"metrics\]\.path: expected a path starting with '/'"),
+        ({"targets": ["http://x"]}, r"targets: expected a table of job = URL"),
+        ({"targets": {"service": "http://127.0.0.1:1/m"}}, r"'service' cannot name a job"),
+        ({"targets": {"exp": "127.0.0.1:9104"}}, r"targets\.exp: expected an http:// or https://"),
+        ({"interval": "10ms"}, r"interval: expected 0.1s to 60s, got 0.01s"),
+        ({"keep": ["(unclosed"]}, r"keep: '\(unclosed' is not a regex"),
+        ({"drop": "x"}, r"drop: expected a list of strings"),
+        ({"max_series": 0}, r"max_series: expected an integer in \[1, 1000000\]"),
+        ({"database": "yes"}, r"database: expected true or false"),
+        ({"prometheus_url": "localhost:9090"}, r"prometheus_url: expected an http://"),
+    ],
+)
+def test_bad_metrics_values_are_named(
+    tmp_path: Path, table: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, {"metrics": table})
