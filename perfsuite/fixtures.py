@@ -19,8 +19,10 @@ from perfsuite.session.ab import Base, Pairs, prepared_base, run_pairs
 from perfsuite.testitem import (
     AB_KEY,
     COST_KEY,
+    EXPECTATIONS_KEY,
     RESOURCES_KEY,
     RESULTS_KEY,
+    SCRAPED_KEY,
     SESSION_KEY,
     WATCHES_KEY,
 )
@@ -132,7 +134,7 @@ def perf_run(
         if target is None and perf_session.ab.enabled:
             return run_ab(scenario, phases)
         loads = perf_session.loads
-        watch = sampler = meter = None
+        watch = sampler = meter = metrics = None
         if target is None:
             target = request.getfixturevalue("perf_service").base_url
             # The pool and the process are only ours to watch when the load went to our service.
@@ -140,6 +142,7 @@ def perf_run(
             watch = loads.pool_watch(disabled=disabled)
             sampler = loads.resource_sampler()
             meter = loads.cost_meter()
+            metrics = loads.metrics_watch(request.node.stash.get(EXPECTATIONS_KEY, []))
         live = _live_line(request.config)
         if watch is not None:
             stash.setdefault(WATCHES_KEY, []).append(watch)
@@ -148,12 +151,18 @@ def perf_run(
             meter.start()
         if sampler is not None:
             sampler.start()
-        series = result = cost = None
+        if metrics is not None:
+            metrics.start()
+        series = result = cost = scraped = None
         try:
             with _keeping_partial(stash):
-                result = loads.run(scenario, phases, target=target, progress=live, meter=meter)
+                result = loads.run(
+                    scenario, phases, target=target, progress=live, meter=meter, metrics=metrics
+                )
         finally:
             live.close()
+            if metrics is not None:  # no last scrape after Ctrl-C: the user wants out
+                scraped = metrics.stop(last=result is not None)
             if sampler is not None:
                 series = sampler.stop()
                 stash.setdefault(RESOURCES_KEY, []).append(series)
@@ -163,6 +172,8 @@ def perf_run(
                 cost = meter.stop(result, series.cpu_seconds if series is not None else None)
         results = stash.setdefault(RESULTS_KEY, [])
         results.append(result)
+        if scraped is not None:  # keyed as the cost is
+            stash.setdefault(SCRAPED_KEY, {})[len(results) - 1] = scraped
         if cost is not None:
             # Keyed by the load's place among the test's results: loads elsewhere have none.
             stash.setdefault(COST_KEY, {})[len(results) - 1] = cost

@@ -16,21 +16,25 @@ from typing import Any
 import pytest
 
 from perfsuite.config import parse_mysql_choice
-from perfsuite.errors import ConfigError, PerfsuiteError
+from perfsuite.errors import ConfigError, PerfsuiteError, PromQLError
 from perfsuite.gate import FAIL_ON
 from perfsuite.report.statements import statements_text
 from perfsuite.report.terminal import render_cost_table, render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
+from perfsuite.session.metrics import expectations_of
 from perfsuite.signals import cleanup_shield, note_interrupt
 from perfsuite.store.runs import encode_cost
 from perfsuite.testitem import (
     COST_KEY,
+    EXPECT_KEY,
+    EXPECTATIONS_KEY,
     POOL_KEY,
     RESULTS_KEY,
     SESSION_KEY,
     VERDICT_KEY,
     WATCHES_KEY,
     entry,
+    expect_failures,
     gate_failures,
     pool_failures,
     record_properties,
@@ -45,6 +49,11 @@ _SLO_MARKER = (
     "(latency over every request that ended; _ok: the successful ones)"
 )
 _MARKER = "perf: a performance test; deselected unless selected with -m (e.g. pytest -m perf)"
+_EXPECT_MARKER = (
+    "expect('max_over_time(pool_waiting[30s]) == 0', phase=None): a PromQL comparison that "
+    "must hold at every second of the phase (default: the measured phases), on the metrics "
+    "scraped during the load"
+)
 
 
 def _mysql_arg(value: str) -> str:
@@ -211,6 +220,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     config.addinivalue_line("markers", _SLO_MARKER)
     config.addinivalue_line("markers", _NO_POOL_MARKER)
+    config.addinivalue_line("markers", _EXPECT_MARKER)
     try:
         session = PerfSession(config)
     except ConfigError as exc:
@@ -240,6 +250,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         perf = []
     # The gate's false-alarm rate is the session's: split over the perf tests run.
     config.stash[SESSION_KEY].judging.tests = max(len(perf), 1)
+    # Expectations are parsed now: a typo fails at start-up, not after the load.
+    for item in perf:
+        try:
+            item.stash[EXPECTATIONS_KEY] = expectations_of(item)
+        except PromQLError as exc:
+            raise pytest.UsageError(f"perfsuite: {item.nodeid}: {exc}") from None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -262,7 +278,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 except PerfsuiteError as exc:
                     item.add_report_section("call", "perfsuite: pool", f"pool check not run: {exc}")
                 raise
-            failures = pool_failures(item) + gate_failures(item)
+            failures = pool_failures(item) + expect_failures(item) + gate_failures(item)
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM, in the load or in the checks after it: no
             # verdict (the user wants out); what the load measured goes into
@@ -304,6 +320,9 @@ def pytest_runtest_makereport(
     pool = item.stash.get(POOL_KEY, None)
     if report.when == "call" and pool is not None:
         report.sections.append(("perfsuite: pool", pool.report()))
+    expected = item.stash.get(EXPECT_KEY, [])
+    if report.when == "call" and expected:
+        report.sections.append(("perfsuite: metrics", "\n".join(v.report() for v in expected)))
     costs = item.stash.get(COST_KEY, {})
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.

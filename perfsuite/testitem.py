@@ -19,19 +19,25 @@ from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
+from perfsuite.session.metrics import ScrapedLoad, encode_scraped, judge_expectations
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.promql import Expectation, ExpectVerdict
 from perfsuite.store.runs import encode_pairs, entry_for_test
 
 __all__ = [
     "AB_KEY",
     "COST_KEY",
+    "EXPECTATIONS_KEY",
+    "EXPECT_KEY",
     "POOL_KEY",
     "RESOURCES_KEY",
     "RESULTS_KEY",
+    "SCRAPED_KEY",
     "SESSION_KEY",
     "VERDICT_KEY",
     "WATCHES_KEY",
     "entry",
+    "expect_failures",
     "gate_failures",
     "pool_failures",
     "record_properties",
@@ -45,6 +51,9 @@ POOL_KEY = pytest.StashKey[PoolVerdict]()
 RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
 AB_KEY = pytest.StashKey[list[Pairs]]()
 COST_KEY = pytest.StashKey[dict[int, RequestCost]]()  # by the load's index in RESULTS_KEY
+SCRAPED_KEY = pytest.StashKey[dict[int, ScrapedLoad]]()  # by the load's index, as COST_KEY
+EXPECTATIONS_KEY = pytest.StashKey[list[Expectation]]()  # the expect markers, parsed
+EXPECT_KEY = pytest.StashKey[list[ExpectVerdict]]()
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -125,6 +134,20 @@ def gate_failures(item: pytest.Item) -> list[str]:
     return verdict.failures(session.judging.fail_on)
 
 
+def expect_failures(item: pytest.Item) -> list[str]:
+    """Judge the test's ``expect`` markers on what was scraped during its loads."""
+    expectations = item.stash.get(EXPECTATIONS_KEY, [])
+    if not expectations:
+        return []
+    results = item.stash.get(RESULTS_KEY, [])
+    scraped = item.stash.get(SCRAPED_KEY, {})
+    verdicts, problems = judge_expectations(
+        expectations, [(r, scraped.get(i)) for i, r in enumerate(results)]
+    )
+    item.stash[EXPECT_KEY] = verdicts
+    return problems + [v.report() for v in verdicts if not v.ok]
+
+
 def _costs(item: pytest.Item) -> dict[int, RequestCost]:
     costs: dict[int, RequestCost] = item.stash.get(COST_KEY, {})
     return costs
@@ -164,4 +187,26 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         },
         resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
         cost=_costs(item),
+        metrics=_metrics(item, len(results)),
     )
+
+
+def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:
+    scraped = item.stash.get(SCRAPED_KEY, {})
+    verdicts = item.stash.get(EXPECT_KEY, [])
+    if not scraped and not verdicts:
+        return None
+    return {
+        "loads": [encode_scraped(scraped[i]) if i in scraped else None for i in range(loads)],
+        "expectations": [
+            {
+                "text": v.expectation.text,
+                "phase": v.expectation.phase,
+                "ok": v.ok,
+                "judged": v.judged,
+                "broken": v.broken,
+                "report": v.report(),
+            }
+            for v in verdicts
+        ],
+    }

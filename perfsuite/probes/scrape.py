@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,9 +31,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from perfsuite.stats.promql import Labels, Series, SeriesSet, labels_of
 
-__all__ = ["ScrapeTarget", "Scraped", "Scraper"]
+__all__ = ["Samples", "ScrapeTarget", "Scraped", "Scraper", "Source"]
 
 _OPENMETRICS = "application/openmetrics-text"
+_KEEP_ERRORS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +51,25 @@ class ScrapeTarget:
         return f"{parts.hostname}:{port}"
 
 
+# (metric family -> its type, [(sample name, labels, value)]): one reading of a source.
+Samples = tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]
+
+
+class Source(Protocol):
+    """Something read like a scrape target that is not an HTTP endpoint (the database)."""
+
+    job: str
+    instance: str
+
+    def read(self) -> Samples:
+        """One reading; raises on failure (kept as the source's error)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds."""
+        ...
+
+
 @dataclass(kw_only=True)
 class Scraped:
     """What the scrapes gathered: points per series, and what went wrong."""
@@ -56,7 +77,8 @@ class Scraped:
     points: dict[Labels, tuple[list[float], list[float]]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # metric family -> its type
     scrapes: int = 0
-    failures: dict[str, list[str]] = field(default_factory=dict)  # job -> errors, in order
+    failures: dict[str, list[str]] = field(default_factory=dict)  # job -> its first errors
+    failed: dict[str, int] = field(default_factory=dict)  # job -> failed scrapes
     dropped_series: int = 0  # over the cap
     filtered_series: int = 0  # left out by the name filter
 
@@ -75,7 +97,7 @@ class Scraper:
 
     def __init__(
         self,
-        targets: Sequence[ScrapeTarget],
+        targets: Sequence[ScrapeTarget | Source],
         *,
         interval: float = 1.0,
         timeout: float = 2.0,
@@ -102,20 +124,28 @@ class Scraper:
         for target in self.targets:
             stamp = self._clock()
             try:
-                response = self._client.get(target.url)
-                response.raise_for_status()
-                samples = _parse(response.text, response.headers.get("content-type", ""))
-            except (httpx.HTTPError, ValueError) as exc:
+                samples = self._read(target)
+            except Exception as exc:  # kept, and tried again at the next scrape
                 with self._lock:
+                    failed = self.scraped.failed
+                    failed[target.job] = failed.get(target.job, 0) + 1
                     errors = self.scraped.failures.setdefault(target.job, [])
-                    errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if len(errors) < _KEEP_ERRORS:  # a target that is down fails every time
+                        errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
             with self._lock:
                 self._add(target, stamp, samples)
         with self._lock:
             self.scraped.scrapes += 1
 
-    def _add(self, target: ScrapeTarget, stamp: float, samples: _Samples) -> None:
+    def _read(self, target: ScrapeTarget | Source) -> Samples:
+        if not isinstance(target, ScrapeTarget):
+            return target.read()
+        response = self._client.get(target.url)
+        response.raise_for_status()
+        return _parse(response.text, response.headers.get("content-type", ""))
+
+    def _add(self, target: ScrapeTarget | Source, stamp: float, samples: Samples) -> None:
         families, rows = samples
         scraped = self.scraped
         scraped.types.update(families)
@@ -158,23 +188,27 @@ class Scraper:
         self._thread = threading.Thread(target=loop, name="perfsuite-scrape", daemon=True)
         self._thread.start()
 
-    def stop(self) -> Scraped:
-        """Stop the thread, scrape a last time, and return what was gathered."""
+    def stop(self, *, last: bool = True) -> Scraped:
+        """Stop the thread, scrape a last time (unless ``last`` is false: after Ctrl-C
+        nothing waits on a target), and return what was gathered."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self.interval + 10)
-        self.scrape_once()
+            # After Ctrl-C, no wait on a scrape in flight: the thread is a daemon.
+            self._thread.join(timeout=self.interval + 10 if last else 0.5)
+        if last:
+            self.scrape_once()
         self._client.close()
+        for target in self.targets:
+            if not isinstance(target, ScrapeTarget):
+                target.close()
         return self.scraped
 
 
 # Prometheus's own Accept header, in its order of preference (text first: both parse).
 _ACCEPT = f"{_OPENMETRICS};version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1"
 
-_Samples = tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]
 
-
-def _parse(text: str, content_type: str) -> _Samples:
+def _parse(text: str, content_type: str) -> Samples:
     """(family -> type, [(sample name, labels, value)]) of one exposition."""
     if content_type.startswith(_OPENMETRICS):
         families = openmetrics_families(text)  # type: ignore[no-untyped-call]  # untyped there

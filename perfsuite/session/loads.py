@@ -1,4 +1,5 @@
-"""Running a test's load, with what watches the service meanwhile (pool, resources, cost)."""
+"""Running a test's load, with what watches the service meanwhile (pool, resources,
+cost, scraped metrics)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
 from perfsuite.session.cost import CostMeter, CostProbes
+from perfsuite.session.metrics import MetricsWatch, scraper_for
 from perfsuite.session.provisioning import Provisioning
+from perfsuite.stats.promql import Expectation
 
 __all__ = ["Loads", "flatten_phases"]
 
@@ -94,6 +97,7 @@ class Loads:
         target: str,
         progress: Callable[[Progress], None] | None = None,
         meter: CostMeter | None = None,
+        metrics: MetricsWatch | None = None,
     ) -> LoadResult:
         """Run the phases; a saturated generator is an error, not a verdict on the service.
 
@@ -105,6 +109,8 @@ class Loads:
         def on_start(t0: int) -> None:  # a meter of the load's cost reads each boundary
             if meter is not None:
                 meter.plan(t0, durations)
+            if metrics is not None:  # the phases' times, on the scrapes' clock
+                metrics.mark(t0)
 
         result = run_parallel(
             target,
@@ -164,6 +170,19 @@ class Loads:
         if service.container is not None:
             return DockerStatsSampler(service.container.get_wrapped_container())
         return ResourceSampler(service.pid) if service.pid is not None else None
+
+    def metrics_watch(self, expectations: list[Expectation]) -> MetricsWatch | None:
+        """A scraper of the service's metrics, the configured targets and the database's
+        status during one load (None: nothing to scrape)."""
+        service = self._provisioning.service
+        path = self.config.metrics.path or self.config.pool.metrics_path
+        scraper = scraper_for(
+            self.config.metrics,
+            expectations,
+            service_metrics_url=service.base_url + path if service is not None else None,
+            server=self._provisioning.mysql_server,
+        )
+        return MetricsWatch(scraper) if scraper is not None else None
 
     def cost_meter(self) -> CostMeter | None:
         """A meter of the test's load on the service's database, or None (no server of

@@ -13,11 +13,19 @@
                        "loads": [{"first": ["base" | "candidate", ...],
                                   "endpoints": {endpoint: {metric:
                                       {"base": [...], "candidate": [...]}}},
-                                  "cost": {"base": [{...} | null], "candidate": [...]}}]}}]}
+                                  "cost": {"base": [{...} | null], "candidate": [...]}}]},
+                "metrics": {"loads": [{"scrapes", "failed": {job: n}, "errors": {job: [...]},
+                                       "dropped_series", "filtered_series", "types",
+                                       "series": [{"labels", "t": [s], "v": [...]}]} | null],
+                            "expectations": [{"text", "phase", "ok", "judged", "broken",
+                                              "report"}]}}]}
 
 ``cost`` is what each load cost the service's database (statement digests
 of its schema, server counters) and CPU, in total and per answered request;
 absent when the server's performance_schema could not give it.
+``metrics`` only when something was scraped: the series of each load (``t``:
+seconds from its first phase's start; a value that is not a number is null)
+and the ``expect`` markers' verdicts.
 ``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
 ``ab`` has every round's metrics of both builds (``first``: which build ran
 first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
@@ -180,9 +188,13 @@ def entry_for_test(
     resources: Sequence[Mapping[str, Any]] = (),
     ab: Mapping[str, Any] | None = None,
     cost: Mapping[int, RequestCost] | None = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`)."""
+    """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`; ``metrics``:
+    the scraped series per load and the expectations' verdicts)."""
     extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
+    if metrics:
+        extra["metrics"] = dict(metrics)
     if cost:  # one per load, null for a load without it
         extra["cost"] = [encode_cost(cost[i]) if i in cost else None for i in range(len(results))]
     return {

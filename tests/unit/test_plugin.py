@@ -46,6 +46,7 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
 def test_marker_is_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.perf: a performance test*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.expect(*): a PromQL comparison that must hold*"])
     pytester.makepyfile(PERF_AND_PLAIN)
     assert pytester.runpytest("--strict-markers").ret == 0
 

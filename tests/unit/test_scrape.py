@@ -148,8 +148,11 @@ def test_an_unreachable_target_is_kept_as_an_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens
     scraper = Scraper([ScrapeTarget(job="exporter", url=f"http://127.0.0.1:{port}/metrics")])
-    scraper.scrape_once()
-    assert scraper.scraped.scrapes == 1
+    for _ in range(8):
+        scraper.scrape_once()
+    assert scraper.scraped.scrapes == 8
+    assert scraper.scraped.failed == {"exporter": 8}
+    assert len(scraper.scraped.failures["exporter"]) == 5  # the first ones, not every one
     assert "ConnectError" in scraper.scraped.failures["exporter"][0]
     assert not scraper.scraped.points
 

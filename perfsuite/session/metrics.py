@@ -1,0 +1,188 @@
+"""A test's scraped metrics: scraped during each load, then its expectations judged.
+
+The scraper reads the service's own metrics path, the targets of
+``[tool.perfsuite.metrics]`` and the database's global status once an
+interval, from a moment before the load to a moment after it. The phases'
+times are the load's own (a monotonic clock), put on the wall clock the
+scrapes are stamped with when the first phase starts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from perfsuite.config import MetricsConfig
+from perfsuite.errors import PromQLError
+from perfsuite.load import LoadResult
+from perfsuite.probes.dbstatus import GlobalStatus
+from perfsuite.probes.scrape import Scraped, Scraper, ScrapeTarget, Source
+from perfsuite.provision.server import MySQLServer
+from perfsuite.stats.promql import Evaluator, Expectation, ExpectVerdict, judge, selected_names
+
+_STATUS = "mysql_global_status_"
+
+__all__ = [
+    "MetricsWatch",
+    "ScrapedLoad",
+    "encode_scraped",
+    "expectations_of",
+    "judge_expectations",
+    "scraper_for",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScrapedLoad:
+    """What was scraped during one load, and when (wall clock) its first phase began."""
+
+    scraped: Scraped
+    wall_start: float | None  # None: the load never started
+
+
+class MetricsWatch:
+    """Scrapes around one load; told by the load when its first phase starts."""
+
+    def __init__(self, scraper: Scraper) -> None:
+        self._scraper = scraper
+        self._wall_start: float | None = None
+
+    def start(self) -> None:
+        """The first scrape (before the load), then once an interval."""
+        self._scraper.start()
+
+    def mark(self, t0_ns: int) -> None:
+        """The load's first phase started at ``t0_ns`` (``time.perf_counter_ns()``)."""
+        self._wall_start = time.time() - (time.perf_counter_ns() - t0_ns) / 1e9
+
+    def stop(self, *, last: bool = True) -> ScrapedLoad:
+        """The last scrape (after the load; none when ``last`` is false), and everything
+        scraped."""
+        return ScrapedLoad(scraped=self._scraper.stop(last=last), wall_start=self._wall_start)
+
+
+def scraper_for(
+    config: MetricsConfig,
+    expectations: list[Expectation],
+    *,
+    service_metrics_url: str | None,
+    server: MySQLServer | None,
+) -> Scraper | None:
+    """A scraper for one load, or None when there is nothing to scrape.
+
+    Only a test with expectations, or a configuration with pins, is scraped:
+    a scrape is not free (the generator's process parses it, the service
+    answers it), and the tests that ask nothing of the metrics measure as
+    before. The database's status is read only when a name asks for it, as
+    its reads count among the server's own statements.
+    """
+    names = {n for e in expectations for n in selected_names(e.expr)} | set(config.pin)
+    if not names:
+        return None
+    targets: list[ScrapeTarget | Source] = []
+    if config.service and service_metrics_url is not None:
+        targets.append(ScrapeTarget(job="service", url=service_metrics_url))
+    targets += [ScrapeTarget(job=job, url=url) for job, url in config.targets.items()]
+    if config.database and server is not None and any(n.startswith(_STATUS) for n in names):
+        targets.append(GlobalStatus(server))
+    if not targets:
+        return None
+    return Scraper(
+        targets,
+        interval=config.interval,
+        max_series=config.max_series,
+        keep=config.keep,
+        drop=config.drop,
+    )
+
+
+def expectations_of(item: pytest.Item) -> list[Expectation]:
+    """The test's ``expect`` markers, parsed (a bad one is a :class:`PromQLError`)."""
+    found = []
+    for mark in item.iter_markers("expect"):
+        if len(mark.args) != 1 or not isinstance(mark.args[0], str):
+            raise PromQLError("expect(...) takes one PromQL comparison, as a string")
+        unknown = set(mark.kwargs) - {"phase"}
+        if unknown:
+            raise PromQLError(
+                f"expect(...): unknown argument {sorted(unknown)[0]!r} (known: phase)"
+            )
+        phase = mark.kwargs.get("phase")
+        if phase is not None and not isinstance(phase, str):
+            raise PromQLError(f"expect(..., phase=...): expected a phase name, got {phase!r}")
+        found.append(Expectation(text=mark.args[0], phase=phase))
+    return found
+
+
+def _window(result: LoadResult, phase: str | None) -> tuple[float, float] | None:
+    """The phase's span (or the measured phases') in seconds from the load's start."""
+    if phase is not None:
+        spans = [(p.start, p.start + p.duration) for p in result.phases if p.name == phase]
+    else:
+        spans = [(p.start, p.start + p.duration) for p in result.phases if p.role == "measure"]
+    if not spans:
+        return None
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def judge_expectations(
+    expectations: list[Expectation],
+    loads: list[tuple[LoadResult, ScrapedLoad | None]],
+) -> tuple[list[ExpectVerdict], list[str]]:
+    """Each expectation judged in each load that has its phase; the verdicts, and why
+    an expectation could not be judged at all."""
+    verdicts: list[ExpectVerdict] = []
+    problems: list[str] = []
+    for expectation in expectations:
+        judged = False
+        for result, scraped in loads:
+            window = _window(result, expectation.phase)
+            if window is None or scraped is None or scraped.wall_start is None:
+                continue
+            evaluator = Evaluator(scraped.scraped.series_set())
+            start, end = (scraped.wall_start + t for t in window)
+            verdicts.append(judge(expectation, evaluator, start, end))
+            judged = True
+        if not judged:
+            problems.append(_why_not(expectation, loads))
+    return verdicts, problems
+
+
+def _why_not(expectation: Expectation, loads: list[tuple[LoadResult, ScrapedLoad | None]]) -> str:
+    head = f"expect {expectation.text}: not judged:"
+    if not loads:
+        return f"{head} the test ran no load"
+    if expectation.phase is not None:
+        names = sorted({p.name for result, _ in loads for p in result.phases})
+        if not any(p.name == expectation.phase for result, _ in loads for p in result.phases):
+            return f"{head} no phase named {expectation.phase!r} (phases: {', '.join(names)})"
+    return (
+        f"{head} nothing was scraped during the load (the load went to a target of its "
+        "own, or [tool.perfsuite.metrics] turns every source off)"
+    )
+
+
+def encode_scraped(scraped: ScrapedLoad) -> dict[str, Any]:
+    """JSON-ready: the series (times in seconds from the first phase), and what failed."""
+    s = scraped.scraped
+    origin = scraped.wall_start if scraped.wall_start is not None else 0.0
+    return {
+        "scrapes": s.scrapes,
+        "failed": dict(s.failed),
+        "errors": {job: list(errors) for job, errors in s.failures.items()},
+        "dropped_series": s.dropped_series,
+        "filtered_series": s.filtered_series,
+        "types": dict(s.types),
+        "series": [
+            {
+                "labels": dict(labels),
+                "t": [round(t - origin, 3) for t in times],
+                "v": [v if math.isfinite(v) else None for v in values],  # JSON has no NaN
+            }
+            for labels, (times, values) in s.points.items()
+        ],
+    }
