@@ -322,7 +322,7 @@ def pytest_runtest_makereport(
         report.sections.append(("perfsuite: pool", pool.report()))
     expected = item.stash.get(EXPECT_KEY, [])
     if report.when == "call" and expected:
-        report.sections.append(("perfsuite: metrics", "\n".join(v.report() for v in expected)))
+        report.sections.append(("perfsuite: metrics", "\n".join(v.report() for _, v in expected)))
     costs = item.stash.get(COST_KEY, {})
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.

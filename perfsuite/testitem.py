@@ -19,7 +19,12 @@ from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
-from perfsuite.session.metrics import ScrapedLoad, encode_scraped, judge_expectations
+from perfsuite.session.metrics import (
+    ScrapedLoad,
+    encode_scraped,
+    encode_verdict,
+    judge_expectations,
+)
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.promql import Expectation, ExpectVerdict
 from perfsuite.store.runs import encode_pairs, entry_for_test
@@ -53,7 +58,7 @@ AB_KEY = pytest.StashKey[list[Pairs]]()
 COST_KEY = pytest.StashKey[dict[int, RequestCost]]()  # by the load's index in RESULTS_KEY
 SCRAPED_KEY = pytest.StashKey[dict[int, ScrapedLoad]]()  # by the load's index, as COST_KEY
 EXPECTATIONS_KEY = pytest.StashKey[list[Expectation]]()  # the expect markers, parsed
-EXPECT_KEY = pytest.StashKey[list[ExpectVerdict]]()
+EXPECT_KEY = pytest.StashKey[list[tuple[int, ExpectVerdict]]]()  # (load index, verdict)
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -145,7 +150,7 @@ def expect_failures(item: pytest.Item) -> list[str]:
         expectations, [(r, scraped.get(i)) for i, r in enumerate(results)]
     )
     item.stash[EXPECT_KEY] = verdicts
-    return problems + [v.report() for v in verdicts if not v.ok]
+    return problems + [v.report() for _, v in verdicts if not v.ok]
 
 
 def _costs(item: pytest.Item) -> dict[int, RequestCost]:
@@ -198,15 +203,6 @@ def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:
         return None
     return {
         "loads": [encode_scraped(scraped[i]) if i in scraped else None for i in range(loads)],
-        "expectations": [
-            {
-                "text": v.expectation.text,
-                "phase": v.expectation.phase,
-                "ok": v.ok,
-                "judged": v.judged,
-                "broken": v.broken,
-                "report": v.report(),
-            }
-            for v in verdicts
-        ],
+        "expectations": [encode_verdict(load, v) for load, v in verdicts],
+        "pins": list(item.config.stash[SESSION_KEY].config.metrics.pin),
     }

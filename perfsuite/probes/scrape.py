@@ -14,6 +14,7 @@ comes first.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -179,11 +180,21 @@ class Scraper:
 
     def start(self) -> None:
         """Scrape once now, then once an interval from a thread."""
+        first = time.monotonic()
         self.scrape_once()
 
         def loop() -> None:
-            while not self._stop.wait(self.interval):
+            # On a fixed cadence, as Prometheus scrapes: a window of two intervals then
+            # always holds two scrapes, however long each one took. A scrape that
+            # overran its interval skips the ticks it missed.
+            tick = 1
+            while True:
+                late = time.monotonic() - first
+                tick = max(tick, math.floor(late / self.interval) + 1)
+                if self._stop.wait(first + tick * self.interval - time.monotonic()):
+                    return
                 self.scrape_once()
+                tick += 1
 
         self._thread = threading.Thread(target=loop, name="perfsuite-scrape", daemon=True)
         self._thread.start()

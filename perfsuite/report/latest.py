@@ -1,5 +1,6 @@
 """Charts of one run, from its record: the percentile curve, per-second
-timelines with phase boundaries and the knee, the pool and resource series."""
+timelines with phase boundaries and the knee, the pool and resource series,
+the scraped metrics (expectations, pins)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from perfsuite.report.scraped import metric_charts
 from perfsuite.report.svg import PALETTE, Axes, Line, VLine, chart
 from perfsuite.stats.hdr import decode, merge
 from perfsuite.stats.knee import Knee, find_knee
@@ -259,4 +261,4 @@ def test_charts(entry: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     for res in entry.get("resources", []):
         charts.append(_series_chart("service CPU", res, ("cpu_percent",), "% of one core"))
         charts.append(_series_chart("service memory (RSS)", res, ("rss_mib",), "MiB"))
-    return charts, notes
+    return charts + metric_charts(entry), notes

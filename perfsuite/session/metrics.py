@@ -30,6 +30,7 @@ __all__ = [
     "MetricsWatch",
     "ScrapedLoad",
     "encode_scraped",
+    "encode_verdict",
     "expectations_of",
     "judge_expectations",
     "scraper_for",
@@ -132,24 +133,54 @@ def _window(result: LoadResult, phase: str | None) -> tuple[float, float] | None
 def judge_expectations(
     expectations: list[Expectation],
     loads: list[tuple[LoadResult, ScrapedLoad | None]],
-) -> tuple[list[ExpectVerdict], list[str]]:
-    """Each expectation judged in each load that has its phase; the verdicts, and why
-    an expectation could not be judged at all."""
-    verdicts: list[ExpectVerdict] = []
+) -> tuple[list[tuple[int, ExpectVerdict]], list[str]]:
+    """Each expectation judged in each load that has its phase: (the load's index, the
+    verdict), and why an expectation could not be judged at all. Times in the verdicts
+    are seconds from the load's first phase."""
+    verdicts: list[tuple[int, ExpectVerdict]] = []
     problems: list[str] = []
     for expectation in expectations:
         judged = False
-        for result, scraped in loads:
+        for i, (result, scraped) in enumerate(loads):
             window = _window(result, expectation.phase)
             if window is None or scraped is None or scraped.wall_start is None:
                 continue
             evaluator = Evaluator(scraped.scraped.series_set())
-            start, end = (scraped.wall_start + t for t in window)
-            verdicts.append(judge(expectation, evaluator, start, end))
+            origin = scraped.wall_start
+            verdict = judge(
+                expectation, evaluator, origin + window[0], origin + window[1], origin=origin
+            )
+            verdicts.append((i, verdict))
             judged = True
         if not judged:
             problems.append(_why_not(expectation, loads))
     return verdicts, problems
+
+
+def encode_verdict(load: int, verdict: ExpectVerdict) -> dict[str, Any]:
+    """JSON-ready: the verdict, and the judged side's values at each step (for charts)."""
+    keys = sorted({labels for vector in verdict.values for labels in vector})
+    e = verdict.expectation
+    return {
+        "text": e.text,
+        "phase": e.phase,
+        "metric": e.metric_text,
+        "ok": verdict.ok,
+        "judged": verdict.judged,
+        "broken": verdict.broken,
+        "report": verdict.report(),
+        "load": load,
+        "t": [round(t, 3) for t in verdict.times],
+        "threshold": [_finite(v) for v in verdict.thresholds],
+        "series": [
+            {"labels": dict(k), "v": [_finite(vector.get(k)) for vector in verdict.values]}
+            for k in keys
+        ],
+    }
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None  # JSON has no NaN
 
 
 def _why_not(expectation: Expectation, loads: list[tuple[LoadResult, ScrapedLoad | None]]) -> str:
@@ -181,7 +212,7 @@ def encode_scraped(scraped: ScrapedLoad) -> dict[str, Any]:
             {
                 "labels": dict(labels),
                 "t": [round(t - origin, 3) for t in times],
-                "v": [v if math.isfinite(v) else None for v in values],  # JSON has no NaN
+                "v": [_finite(v) for v in values],
             }
             for labels, (times, values) in s.points.items()
         ],

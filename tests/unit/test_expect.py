@@ -8,8 +8,10 @@ import pytest
 
 from perfsuite.config import MetricsConfig
 from perfsuite.provision import MySQLServer
+from perfsuite.report.html import build_report
 from perfsuite.session.metrics import scraper_for
 from perfsuite.stats.promql import Expectation
+from perfsuite.store.history import History, history_url
 
 from .conftest import admin_url
 
@@ -85,6 +87,8 @@ def _project(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
         command = "{{python}} {pytester.path}/svc.py {{port}}"
         [tool.perfsuite.pool]
         check = false
+        [tool.perfsuite.metrics]
+        pin = ["app_requests_total"]
         """
     )
 
@@ -130,6 +134,17 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     # The database's status is read only for a test whose expectations name it.
     names = {s["labels"]["__name__"] for s in load["series"]}
     assert not any(n.startswith("mysql_global_status_") for n in names)
+    # The HTML report draws each expectation against its threshold, and the pins.
+    with History(
+        history_url(str(pytester.path / "reports" / "history.sqlite"), pytester.path)
+    ) as h:
+        build_report(h, pytester.path / "index.html")
+    html = (pytester.path / "index.html").read_text()
+    assert html.count('data-kind="expectation"') == 5  # each one judged, in every test
+    assert "BROKEN: expect max_over_time(app_pool_waiting[2s]) == 0" in html
+    assert "held: expect mysql_global_status_threads_connected &gt;= 1" in html
+    assert html.count('data-kind="pinned"') == 3
+    assert "app_requests_total (scraped)" in html
     (ok_load,) = tests["test_ok"]["metrics"]["loads"]
     status = [s for s in ok_load["series"] if s["labels"]["job"] == "mysql"]
     assert {"mysql_global_status_questions", "mysql_global_status_threads_connected"} <= {

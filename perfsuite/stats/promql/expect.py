@@ -93,7 +93,7 @@ class ExpectVerdict:
     ok: bool
     judged: int  # steps where the side had a value
     broken: int  # steps where a series compared false
-    times: list[float]  # seconds from the window's start
+    times: list[float]  # seconds from the judge's origin (the load's first phase)
     values: list[Vector]  # the judged side's values at each step
     thresholds: list[float]  # the number at each step
     worst: tuple[float, Labels, float] | None  # (time, series, value) furthest from holding
@@ -130,9 +130,12 @@ def judge(
     end: float,
     *,
     step: float = 1.0,
+    origin: float | None = None,
 ) -> ExpectVerdict:
-    """Judge ``expectation`` at each step from ``start`` to ``end`` (seconds)."""
+    """Judge ``expectation`` at each step from ``start`` to ``end`` (seconds); the
+    verdict's times are from ``origin`` (default: ``start``)."""
     e = expectation
+    zero = start if origin is None else origin
     times: list[float] = []
     values: list[Vector] = []
     thresholds: list[float] = []
@@ -147,7 +150,7 @@ def judge(
         assert isinstance(number, float)  # checked when the expectation was made
         vector: Vector = {(): side} if isinstance(side, float) else side
         present = {k: v for k, v in vector.items() if not math.isnan(v)}
-        times.append(t - start)
+        times.append(t - zero)
         values.append(present)
         thresholds.append(number)
         if not present:
@@ -163,7 +166,7 @@ def judge(
             for k, v in failing:
                 gap = abs(v - number)
                 if gap > worst_gap:
-                    worst_gap, worst = gap, (t - start, k, v)
+                    worst_gap, worst = gap, (t - zero, k, v)
     return ExpectVerdict(
         expectation=e,
         ok=judged > 0 and broken == 0,
