@@ -245,6 +245,18 @@ def test_functions_on_instant_vectors() -> None:
     assert _at(ev, "abs(-sum(req))", 10) == {(): 150.0}
 
 
+def test_set_operators_keep_series_by_their_match_group() -> None:
+    ev = _requests()
+    api = 'req{job="api"}'
+    assert set(_at(ev, 'req and on(job) total{job="api"}', 10)) == set(_at(ev, api, 10))  # type: ignore[arg-type]
+    assert set(_at(ev, f"req unless {api}", 10)) == {  # type: ignore[arg-type]
+        (("__name__", "req"), ("code", "200"), ("job", "web"))
+    }
+    # The usual way to read an absent series as zero.
+    assert _at(ev, 'sum(req{code="404"}) or vector(0)', 10) == {(): 0.0}
+    assert _at(ev, 'sum(req{code="500"}) or vector(0)', 10) == {(): 10.0}
+
+
 def test_two_series_in_one_match_group_is_an_error() -> None:
     with pytest.raises(PromQLError, match="many-to-many matching is not allowed"):
         _at(_requests(), "req / on(job) total", 10)
@@ -266,7 +278,7 @@ def test_a_range_query_steps_through_the_window() -> None:
         ("nosuch(x)", "unknown function with name 'nosuch'"),
         ("predict_linear(x[1m], 60)", "predict_linear() is not supported; supported: abs"),
         ("topk(3, x)", "the aggregation topk() is not supported"),
-        ("x and y", "the operator 'and' is not supported"),
+        ("x atan2 y", "the operator 'atan2' is not supported"),
         ("max_over_time(rate(x[1m])[5m:1m])", "subqueries"),
         ("x @ 100", "the @ modifier is not supported"),
         ("x / on(a) group_left y", "group_left/group_right"),

@@ -64,6 +64,10 @@ EXPRESSIONS = [
     'agree_requests_total{code="200"} / ignoring(code) agree_requests_total{code="500"}',
     "clamp_max(agree_pool_in_use, 4)",
     "-agree_pool_in_use",
+    '(sum(rate(agree_requests_total{code="404"}[10s])) or vector(0))',
+    'agree_requests_total and on(job) agree_pool_in_use{pool="a"}',
+    'agree_pool_in_use unless agree_pool_in_use{pool="a"}',
+    "agree_pool_in_use > 2 or agree_pool_in_use < 1",
 ]
 OWN_SCRAPES = "sum(rate(agree_requests_total[10s]))"
 

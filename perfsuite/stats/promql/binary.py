@@ -5,7 +5,8 @@ As Prometheus does it (``VectorBinop`` and ``VectorscalarBinop`` in
 filters (keeping the vector's own value, whichever side the scalar is on)
 unless ``bool`` turns it into 0 or 1; vector with vector matches one-to-one
 on every label but the name, or ``on``/``ignoring`` the listed ones, and a
-match group that holds two series on one side is an error.
+match group that holds two series on one side is an error; ``and``, ``or``
+and ``unless`` keep series by whether their match group is on the other side.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import promql_parser as pq
 from perfsuite.errors import PromQLError
 from perfsuite.stats.promql.series import NAME, Labels, Vector, without_name
 
-__all__ = ["ARITHMETIC", "COMPARISONS", "binary", "compare"]
+__all__ = ["ARITHMETIC", "COMPARISONS", "SET_OPERATORS", "binary", "compare"]
 
 
 def _arith(fn: Callable[[Any, Any], Any]) -> Callable[[float, float], float]:
@@ -50,6 +51,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 ARITHMETIC = tuple(_ARITH)
 COMPARISONS = tuple(_COMPARE)
+SET_OPERATORS = ("and", "or", "unless")
 
 
 def compare(op: str, a: float, b: float) -> bool:
@@ -66,7 +68,23 @@ def binary(op: str, lhs: Any, rhs: Any, modifier: pq.BinModifier | None) -> floa
         return 1.0 if _COMPARE[op](lhs, rhs) else 0.0
     if isinstance(lhs, float) or isinstance(rhs, float):
         return _with_scalar(op, lhs, rhs, as_bool=as_bool)
+    if op in SET_OPERATORS:
+        return _set(op, lhs, rhs, modifier)
     return _vectors(op, lhs, rhs, modifier, as_bool=as_bool)
+
+
+def _set(op: str, lhs: Vector, rhs: Vector, modifier: pq.BinModifier | None) -> Vector:
+    """``and``: the left's series that match one on the right; ``unless``: those that
+    do not; ``or``: all of the left, and the right's that match none on the left."""
+    right = {_signature(labels, modifier) for labels in rhs}
+    if op == "and":
+        return {k: v for k, v in lhs.items() if _signature(k, modifier) in right}
+    if op == "unless":
+        return {k: v for k, v in lhs.items() if _signature(k, modifier) not in right}
+    left = {_signature(labels, modifier) for labels in lhs}
+    out = dict(lhs)
+    out.update({k: v for k, v in rhs.items() if _signature(k, modifier) not in left})
+    return out
 
 
 def _with_scalar(op: str, lhs: Any, rhs: Any, *, as_bool: bool) -> Vector:

@@ -9,7 +9,7 @@ selectors with label matchers and ``offset``; ``rate``, ``irate``,
 ``scalar``, ``vector``, ``time``; ``sum``, ``min``, ``max``, ``avg`` and
 ``count`` with ``by`` or ``without``; arithmetic and comparisons (``bool``
 too) between scalars and vectors, vector with vector one-to-one (``on``,
-``ignoring``). Range windows are left-open, ``(t - range, t]``, as in
+``ignoring``); ``and``, ``or``, ``unless``. Range windows are left-open, ``(t - range, t]``, as in
 Prometheus 3; an instant selector looks back 5 minutes for its last sample.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import promql_parser as pq
 
 from perfsuite.errors import PromQLError
-from perfsuite.stats.promql.binary import ARITHMETIC, COMPARISONS, binary
+from perfsuite.stats.promql.binary import ARITHMETIC, COMPARISONS, SET_OPERATORS, binary
 from perfsuite.stats.promql.functions import (
     OVER_TIME,
     RATES,
@@ -101,8 +101,10 @@ def _check(node: pq.Expr, problems: list[str]) -> bool:
         )
     elif isinstance(node, pq.BinaryExpr):
         op, mod = str(node.op), node.modifier
-        if op not in COMPARISONS + ARITHMETIC:
+        if op not in COMPARISONS + ARITHMETIC + SET_OPERATORS:
             problems.append(f"the operator {op!r} is not supported")
+        elif op in SET_OPERATORS:
+            pass  # many-to-many by nature
         elif mod is not None and mod.card != pq.VectorMatchCardinality.OneToOne:
             problems.append("group_left/group_right (many-to-one matching) is not supported")
     return not problems
