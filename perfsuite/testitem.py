@@ -16,6 +16,7 @@ from perfsuite.errors import PerfsuiteWarning
 from perfsuite.gate import TestVerdict
 from perfsuite.load import LoadResult
 from perfsuite.probes.pool import PoolVerdict, PoolWatch
+from perfsuite.probes.prometheus_api import PrometheusAPI
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
@@ -146,9 +147,15 @@ def expect_failures(item: pytest.Item) -> list[str]:
         return []
     results = item.stash.get(RESULTS_KEY, [])
     scraped = item.stash.get(SCRAPED_KEY, {})
-    verdicts, problems = judge_expectations(
-        expectations, [(r, scraped.get(i)) for i, r in enumerate(results)]
-    )
+    url = item.config.stash[SESSION_KEY].config.metrics.prometheus_url
+    remote = PrometheusAPI(url) if url else None
+    try:
+        verdicts, problems = judge_expectations(
+            expectations, [(r, scraped.get(i)) for i, r in enumerate(results)], remote=remote
+        )
+    finally:
+        if remote is not None:
+            remote.close()
     item.stash[EXPECT_KEY] = verdicts
     return problems + [v.report() for _, v in verdicts if not v.ok]
 

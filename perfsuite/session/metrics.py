@@ -20,9 +20,18 @@ from perfsuite.config import MetricsConfig
 from perfsuite.errors import PromQLError
 from perfsuite.load import LoadResult
 from perfsuite.probes.dbstatus import GlobalStatus
+from perfsuite.probes.prometheus_api import PrometheusAPI
 from perfsuite.probes.scrape import Scraped, Scraper, ScrapeTarget, Source
 from perfsuite.provision.server import MySQLServer
-from perfsuite.stats.promql import Evaluator, Expectation, ExpectVerdict, judge, selected_names
+from perfsuite.stats.promql import (
+    Evaluator,
+    Expectation,
+    ExpectVerdict,
+    judge,
+    judge_values,
+    selected_names,
+    step_times,
+)
 
 _STATUS = "mysql_global_status_"
 
@@ -33,6 +42,7 @@ __all__ = [
     "encode_verdict",
     "expectations_of",
     "judge_expectations",
+    "judge_remote",
     "scraper_for",
 ]
 
@@ -133,10 +143,13 @@ def _window(result: LoadResult, phase: str | None) -> tuple[float, float] | None
 def judge_expectations(
     expectations: list[Expectation],
     loads: list[tuple[LoadResult, ScrapedLoad | None]],
+    *,
+    remote: PrometheusAPI | None = None,
 ) -> tuple[list[tuple[int, ExpectVerdict]], list[str]]:
     """Each expectation judged in each load that has its phase: (the load's index, the
     verdict), and why an expectation could not be judged at all. Times in the verdicts
-    are seconds from the load's first phase."""
+    are seconds from the load's first phase. With ``remote``, that Prometheus answers
+    the expressions over the window instead of the local evaluator."""
     verdicts: list[tuple[int, ExpectVerdict]] = []
     problems: list[str] = []
     for expectation in expectations:
@@ -145,16 +158,34 @@ def judge_expectations(
             window = _window(result, expectation.phase)
             if window is None or scraped is None or scraped.wall_start is None:
                 continue
-            evaluator = Evaluator(scraped.scraped.series_set())
             origin = scraped.wall_start
-            verdict = judge(
-                expectation, evaluator, origin + window[0], origin + window[1], origin=origin
-            )
+            start, end = origin + window[0], origin + window[1]
+            if remote is None:
+                evaluator = Evaluator(scraped.scraped.series_set())
+                verdict = judge(expectation, evaluator, start, end, origin=origin)
+            else:
+                try:
+                    verdict = judge_remote(expectation, remote, start, end, origin)
+                except PromQLError as exc:
+                    problems.append(f"expect {expectation.text}: not judged: {exc}")
+                    judged = True
+                    continue
             verdicts.append((i, verdict))
             judged = True
         if not judged:
             problems.append(_why_not(expectation, loads))
     return verdicts, problems
+
+
+def judge_remote(
+    expectation: Expectation, remote: PrometheusAPI, start: float, end: float, origin: float
+) -> ExpectVerdict:
+    """Judge an expectation on what a Prometheus server answers over the window."""
+    times = step_times(start, end)
+    sides = remote.range(str(expectation.side), times)
+    numbers = remote.numbers(str(expectation.number), times)
+    names = remote.names() if not any(sides) else []  # only for a message
+    return judge_values(expectation, [t - origin for t in times], sides, numbers, names_seen=names)
 
 
 def encode_verdict(load: int, verdict: ExpectVerdict) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,20 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from perfsuite.probes.scrape import Scraper, ScrapeTarget
-from perfsuite.stats.promql import Evaluator, Series, SeriesSet, Vector, labels_of, parse
+from perfsuite.errors import PromQLError
+from perfsuite.probes.prometheus_api import PrometheusAPI
+from perfsuite.probes.scrape import Scraped, Scraper, ScrapeTarget
+from perfsuite.session.metrics import judge_remote
+from perfsuite.stats.promql import (
+    Evaluator,
+    Expectation,
+    Series,
+    SeriesSet,
+    Vector,
+    judge,
+    labels_of,
+    parse,
+)
 
 EXPRESSIONS = [
     "agree_requests_total",
@@ -193,17 +206,31 @@ def _same(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def test_the_evaluator_gives_prometheus_values(prometheus_binary: str, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class _Agreement:
+    url: str  # the Prometheus, still running
+    raw: list[tuple[dict[str, str], list[tuple[int, float]]]]  # what it stored
+    scraped: Scraped  # what perfsuite's scraper read meanwhile
+    start: int  # ms: the first instant judged
+    end: int
+    answers: dict[str, dict[int, Vector]]
+
+
+@pytest.fixture(scope="module")
+def agreement(
+    prometheus_binary: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Agreement]:
+    """A Prometheus and perfsuite's scraper on one endpoint for 26 s, and what
+    Prometheus answers to every expression over the last 15 instants."""
     registry = CollectorRegistry()
     registry.register(_Signals())  # type: ignore[arg-type]
     server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     target = f"127.0.0.1:{server.server_port}"
     ours = Scraper([ScrapeTarget(job="agree", url=f"http://{target}/metrics")])
     try:
-        with _prometheus(prometheus_binary, tmp_path, target) as url:
+        with _prometheus(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target) as url:
             ours.start()
-            stop = threading.Event()
-            stop.wait(26)  # 26 scrapes: windows of 10 s, 15 instants to judge
+            threading.Event().wait(26)  # 26 scrapes: windows of 10 s, 15 instants to judge
             scraped = ours.stop()
             raw = _raw_samples(url, time.time())
             last = max(points[-1][0] for _, points in raw)
@@ -217,11 +244,21 @@ def test_the_evaluator_gives_prometheus_values(prometheus_binary: str, tmp_path:
                 )
                 for text in [*EXPRESSIONS, OWN_SCRAPES]
             }
-            mine_on_ours = Evaluator(scraped.series_set())
+            yield _Agreement(url, raw, scraped, start, end, answers)
     finally:
         server.shutdown()
         server.server_close()
 
+
+def test_the_evaluator_gives_prometheus_values(agreement: _Agreement) -> None:
+    raw, scraped, start, end, answers = (
+        agreement.raw,
+        agreement.scraped,
+        agreement.start,
+        agreement.end,
+        agreement.answers,
+    )
+    mine_on_ours = Evaluator(scraped.series_set())
     evaluator = Evaluator(_rebased(raw, start))
     compared = 0
     for text in EXPRESSIONS:
@@ -255,3 +292,34 @@ def test_the_evaluator_gives_prometheus_values(prometheus_binary: str, tmp_path:
         assert value == pytest.approx(73.0, rel=0.02)  # 70/s and 3/s
         judged += 1
     assert judged >= 5
+
+
+def test_an_expectation_judged_by_prometheus_is_judged_as_here(agreement: _Agreement) -> None:
+    remote = PrometheusAPI(agreement.url)
+    local = Evaluator(_rebased(agreement.raw, agreement.start))
+    start, end = agreement.start / 1000, agreement.end / 1000
+    try:
+        for text in (
+            "max_over_time(agree_pool_in_use[10s]) <= 5",  # pool a reaches 5: holds
+            "agree_pool_in_use < 4",  # a and b both reach 4 at times: broken
+            "rate(agree_requests_total[5s]) > 1",
+            "histogram_quantile(0.9, sum by (le) (rate(agree_latency_seconds_bucket[10s]))) < 0.1",
+        ):
+            e = Expectation(text=text)
+            there = judge_remote(e, remote, start, end, origin=start)
+            here = judge(e, local, 0.0, end - start)
+            assert (there.ok, there.judged, there.broken) == (here.ok, here.judged, here.broken)
+            assert there.report() == here.report()
+            assert there.judged == 15
+        missing = judge_remote(
+            Expectation(text="agree_pool_waiting < 1"), remote, start, end, origin=start
+        )
+        assert "agree_pool_in_use, agree_requests_total" in missing.report()
+    finally:
+        remote.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = PrometheusAPI(f"http://127.0.0.1:{port}")
+    with pytest.raises(PromQLError, match=f"cannot query Prometheus at http://127.0.0.1:{port}"):
+        judge_remote(Expectation(text="up < 1"), down, start, end, origin=start)

@@ -8,7 +8,13 @@ from perfsuite.stats.promql.evaluate import (
     parse,
     selected_names,
 )
-from perfsuite.stats.promql.expect import Expectation, ExpectVerdict, judge
+from perfsuite.stats.promql.expect import (
+    Expectation,
+    ExpectVerdict,
+    judge,
+    judge_values,
+    step_times,
+)
 from perfsuite.stats.promql.series import NAME, Labels, Series, SeriesSet, Vector, labels_of
 
 __all__ = [
@@ -24,7 +30,9 @@ __all__ = [
     "Value",
     "Vector",
     "judge",
+    "judge_values",
     "labels_of",
     "parse",
     "selected_names",
+    "step_times",
 ]

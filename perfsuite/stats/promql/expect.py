@@ -19,10 +19,10 @@ import promql_parser as pq
 
 from perfsuite.errors import PromQLError
 from perfsuite.stats.promql.binary import COMPARISONS, compare
-from perfsuite.stats.promql.evaluate import Evaluator, parse, selected_names
+from perfsuite.stats.promql.evaluate import Evaluator, Value, parse, selected_names
 from perfsuite.stats.promql.series import Labels, Vector
 
-__all__ = ["ExpectVerdict", "Expectation", "judge"]
+__all__ = ["ExpectVerdict", "Expectation", "judge", "judge_values", "step_times"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +69,7 @@ class Expectation:
     @property
     def metric_text(self) -> str:
         """The side that is judged, as PromQL."""
-        return str(self.side.prettify())
+        return str(self.side)
 
 
 def _is_number(node: pq.Expr) -> bool:
@@ -132,28 +132,47 @@ def judge(
     step: float = 1.0,
     origin: float | None = None,
 ) -> ExpectVerdict:
-    """Judge ``expectation`` at each step from ``start`` to ``end`` (seconds); the
-    verdict's times are from ``origin`` (default: ``start``)."""
-    e = expectation
+    """Judge ``expectation`` at each step from ``start`` to ``end`` (seconds) on local
+    series; the verdict's times are from ``origin`` (default: ``start``)."""
+    times = step_times(start, end, step)
+    sides = [evaluator.at(expectation.side, t) for t in times]
+    numbers = [evaluator.at(expectation.number, t) for t in times]
     zero = start if origin is None else origin
-    times: list[float] = []
+    return judge_values(
+        expectation,
+        [t - zero for t in times],
+        sides,
+        [n if isinstance(n, float) else math.nan for n in numbers],
+        names_seen=evaluator.data.names(),
+    )
+
+
+def step_times(start: float, end: float, step: float = 1.0) -> list[float]:
+    """``start``, ``start + step``, ... up to ``end``: a range query's instants."""
+    count = math.floor((end - start) / step + 1e-9) + 1
+    return [start + i * step for i in range(max(count, 0))]
+
+
+def judge_values(
+    expectation: Expectation,
+    times: list[float],
+    sides: list[Value],
+    numbers: list[float],
+    *,
+    names_seen: list[str],
+) -> ExpectVerdict:
+    """Judge an expectation on its two sides' values at each step, however obtained
+    (evaluated here, or answered by a Prometheus server)."""
+    e = expectation
     values: list[Vector] = []
-    thresholds: list[float] = []
     judged = broken = 0
     worst: tuple[float, Labels, float] | None = None
     worst_gap = -math.inf
-    count = math.floor((end - start) / step + 1e-9) + 1
-    for i in range(max(count, 0)):
-        t = start + i * step
-        side = evaluator.at(e.side, t)
-        number = evaluator.at(e.number, t)
-        assert isinstance(number, float)  # checked when the expectation was made
+    for t, side, number in zip(times, sides, numbers, strict=True):
         vector: Vector = {(): side} if isinstance(side, float) else side
         present = {k: v for k, v in vector.items() if not math.isnan(v)}
-        times.append(t - zero)
         values.append(present)
-        thresholds.append(number)
-        if not present:
+        if not present or math.isnan(number):
             continue
         judged += 1
         failing = [
@@ -166,15 +185,15 @@ def judge(
             for k, v in failing:
                 gap = abs(v - number)
                 if gap > worst_gap:
-                    worst_gap, worst = gap, (t - zero, k, v)
+                    worst_gap, worst = gap, (t, k, v)
     return ExpectVerdict(
         expectation=e,
         ok=judged > 0 and broken == 0,
         judged=judged,
         broken=broken,
-        times=times,
+        times=list(times),
         values=values,
-        thresholds=thresholds,
+        thresholds=list(numbers),
         worst=worst,
-        names_seen=evaluator.data.names(),
+        names_seen=names_seen,
     )
