@@ -25,6 +25,7 @@ from perfsuite.session.metrics import (
     encode_scraped,
     encode_verdict,
     judge_expectations,
+    recorded_names,
 )
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.promql import Expectation, ExpectVerdict
@@ -208,8 +209,12 @@ def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:
     verdicts = item.stash.get(EXPECT_KEY, [])
     if not scraped and not verdicts:
         return None
+    pins = item.config.stash[SESSION_KEY].config.metrics.pin
+    names = recorded_names(item.stash.get(EXPECTATIONS_KEY, []), pins)
     return {
-        "loads": [encode_scraped(scraped[i]) if i in scraped else None for i in range(loads)],
+        "loads": [
+            encode_scraped(scraped[i], names) if i in scraped else None for i in range(loads)
+        ],
         "expectations": [encode_verdict(load, v) for load, v in verdicts],
-        "pins": list(item.config.stash[SESSION_KEY].config.metrics.pin),
+        "pins": list(pins),
     }

@@ -24,6 +24,7 @@ from perfsuite.probes.prometheus_api import PrometheusAPI
 from perfsuite.probes.scrape import Scraped, Scraper, ScrapeTarget, Source
 from perfsuite.provision.server import MySQLServer
 from perfsuite.stats.promql import (
+    NAME,
     Evaluator,
     Expectation,
     ExpectVerdict,
@@ -43,6 +44,7 @@ __all__ = [
     "expectations_of",
     "judge_expectations",
     "judge_remote",
+    "recorded_names",
     "scraper_for",
 ]
 
@@ -91,7 +93,7 @@ def scraper_for(
     before. The database's status is read only when a name asks for it, as
     its reads count among the server's own statements.
     """
-    names = {n for e in expectations for n in selected_names(e.expr)} | set(config.pin)
+    names = recorded_names(expectations, config.pin)
     if not names:
         return None
     targets: list[ScrapeTarget | Source] = []
@@ -228,12 +230,16 @@ def _why_not(expectation: Expectation, loads: list[tuple[LoadResult, ScrapedLoad
     )
 
 
-def encode_scraped(scraped: ScrapedLoad) -> dict[str, Any]:
-    """JSON-ready: the series (times in seconds from the first phase), and what failed."""
+def encode_scraped(scraped: ScrapedLoad, names: set[str]) -> dict[str, Any]:
+    """JSON-ready: the series of ``names`` (those the expectations select, and the
+    pins; times in seconds from the first phase), how many were scraped in all, and
+    what failed. The rest are left out: a database's status alone is 500 series a
+    second."""
     s = scraped.scraped
     origin = scraped.wall_start if scraped.wall_start is not None else 0.0
     return {
         "scrapes": s.scrapes,
+        "scraped_series": len(s.points),
         "failed": dict(s.failed),
         "errors": {job: list(errors) for job, errors in s.failures.items()},
         "dropped_series": s.dropped_series,
@@ -246,5 +252,11 @@ def encode_scraped(scraped: ScrapedLoad) -> dict[str, Any]:
                 "v": [_finite(v) for v in values],
             }
             for labels, (times, values) in s.points.items()
+            if dict(labels).get(NAME) in names
         ],
     }
+
+
+def recorded_names(expectations: list[Expectation], pins: tuple[str, ...]) -> set[str]:
+    """The metric names whose series a test's record keeps."""
+    return {n for e in expectations for n in selected_names(e.expr)} | set(pins)

@@ -14,7 +14,8 @@
                                   "endpoints": {endpoint: {metric:
                                       {"base": [...], "candidate": [...]}}},
                                   "cost": {"base": [{...} | null], "candidate": [...]}}]},
-                "metrics": {"loads": [{"scrapes", "failed": {job: n}, "errors": {job: [...]},
+                "metrics": {"loads": [{"scrapes", "scraped_series", "failed": {job: n},
+                                       "errors": {job: [...]},
                                        "dropped_series", "filtered_series", "types",
                                        "series": [{"labels", "t": [s], "v": [...]}]} | null],
                             "expectations": [{"text", "phase", "ok", "judged", "broken",
@@ -23,9 +24,10 @@
 ``cost`` is what each load cost the service's database (statement digests
 of its schema, server counters) and CPU, in total and per answered request;
 absent when the server's performance_schema could not give it.
-``metrics`` only when something was scraped: the series of each load (``t``:
-seconds from its first phase's start; a value that is not a number is null)
-and the ``expect`` markers' verdicts.
+``metrics`` only when something was scraped: the series of each load that
+the expectations select or ``pin`` names (``t``: seconds from its first
+phase's start; a value that is not a number is null), and the ``expect``
+markers' verdicts with the judged values at each step.
 ``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
 ``ab`` has every round's metrics of both builds (``first``: which build ran
 first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
