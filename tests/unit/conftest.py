@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import ssl
 import subprocess
@@ -77,6 +78,17 @@ ORDER_SERVICE = (
     "--port",
     "{port}",
 )
+
+
+def debian_binary(name: str, why: str) -> str:
+    """A program from a Debian package: a skip that gives the install command, but a
+    failure in CI (.ci/run installs it)."""
+    binary = shutil.which(name)
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (.ci/run installs Debian's {name})")
+        pytest.skip(f"{name} is not installed: apt-get install {name} ({why})")
+    return binary
 
 
 def admin_url(server: MySQLServer, database: str) -> str:

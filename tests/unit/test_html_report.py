@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 
 from perfsuite.store.history import History, history_url
 
-from .conftest import quiet_machine
+from .conftest import debian_binary, quiet_machine
 
 FAST_US, SLOW_US = 1000, 4000  # capacity 1,000 then 250 req/s
 RUNS, SLOW_FROM = 7, 4  # commits 0-3 fast, 4-6 slow
@@ -143,20 +142,9 @@ def test_history_holds_every_run_and_the_imported_benchmarks(project: dict[str, 
 
 @pytest.fixture(scope="module")
 def chromium_binary() -> str:
-    """Debian's Chromium: a skip that says how to install it, but a failure in CI.
-
-    Module-scoped and asked for first, so that a skip comes before the
-    project's seven perf runs.
-    """
-    binary = shutil.which("chromium")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip(
-            "chromium is not installed: apt-get install chromium "
-            "(the HTML report's test renders the page in it)"
-        )
-    return binary
+    """Debian's Chromium. Module-scoped and asked for first, so that a skip comes
+    before the project's seven perf runs."""
+    return debian_binary("chromium", "the HTML report's test renders the page in it")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +43,8 @@ from perfsuite.stats.promql import (
     labels_of,
     parse,
 )
+
+from .conftest import debian_binary
 
 EXPRESSIONS = [
     "agree_requests_total",
@@ -114,16 +115,8 @@ class _Signals:
 
 @pytest.fixture(scope="module")
 def prometheus_binary() -> str:
-    """Debian's Prometheus: a skip that says how to install it, but a failure in CI."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus is not installed (.ci/run installs Debian's prometheus)")
-        pytest.skip(
-            "prometheus is not installed: apt-get install prometheus (this test compares "
-            "perfsuite's PromQL with its)"
-        )
-    return binary
+    """Debian's Prometheus."""
+    return debian_binary("prometheus", "this test compares perfsuite's PromQL with its")
 
 
 def _free_port() -> int:
