@@ -184,7 +184,9 @@ def judge_values(
             broken += 1
             for k, v in failing:
                 gap = abs(v - number)
-                if gap > worst_gap:
+                # The earliest of equal gaps: values a server computed in another
+                # order differ in their last bits, and must name the same step.
+                if worst is None or gap > worst_gap + 1e-9 * max(worst_gap, 1.0):
                     worst_gap, worst = gap, (t, k, v)
     return ExpectVerdict(
         expectation=e,
