@@ -144,6 +144,8 @@ def perf_run(
             meter = loads.cost_meter()
             metrics = loads.metrics_watch(request.node.stash.get(EXPECTATIONS_KEY, []))
         live = _live_line(request.config)
+        if loads.exporter is not None:
+            loads.exporter.start_load(perf_session.test_id(request.node.path, request.node.nodeid))
         if watch is not None:
             stash.setdefault(WATCHES_KEY, []).append(watch)
             watch.start()

@@ -92,6 +92,16 @@ def _pairs_arg(value: str) -> int:
     return pairs
 
 
+def _port_arg(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port (0: any free one), got {value!r}")
+    return port
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perfsuite", "performance tests (perfsuite)")
     group.addoption(
@@ -191,6 +201,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         help="A/B: an environment variable set for the base build's service only (repeatable)",
+    )
+    group.addoption(
+        "--perf-prometheus-port",
+        dest="perf_prometheus_port",
+        metavar="PORT",
+        type=_port_arg,
+        help="serve perfsuite's own numbers for Prometheus on 127.0.0.1:PORT while tests "
+        "run (0: a free port, printed in the header; xdist worker N: PORT + N)",
     )
     group.addoption(
         "--perf-markdown",

@@ -25,7 +25,7 @@ from perfsuite.load.journey import Journey, User
 from perfsuite.load.options import EngineOptions
 from perfsuite.load.payloads import Payloads
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import Recorder
+from perfsuite.load.recorder import Recorder, Second, SecondReport
 from perfsuite.load.scenario import Context, Request, Scenario
 from perfsuite.load.transport import Connection
 from perfsuite.stats.hdr import new_histogram
@@ -90,6 +90,7 @@ class Driver(ConnectionEvents):
             spans.append((start, start + phase.duration))
             start += phase.duration
         self.rec = Recorder(len(self.phases), names, spans)
+        self.on_second: Callable[[SecondReport], None] | None = None
         self.ctx = Context(target.rstrip("/"), scenario.data, scenario.seed)
         self.payloads = Payloads(
             [s.build if isinstance(s, Request) else None for s in self.specs],
@@ -199,8 +200,26 @@ class Driver(ConnectionEvents):
             and not any(c.busy for c in self.conns)
             and not self.done.done()
         ):
-            self.rec.flush_second(self._second)
+            self.flush_second()
             self.done.set_result(None)
+
+    def flush_second(self) -> list[Second]:
+        """Close the current second in the recorder, and report it to ``on_second``."""
+        mark = len(self.rec.second_bins)
+        summary = self.rec.flush_second(self._second)
+        if self.on_second is not None and summary:
+            report = SecondReport(
+                phase=self.phases[max(self.phase_i, 0)].name,
+                seconds=tuple(summary),
+                bins=tuple(self.rec.second_bins[mark:]),
+                endpoints=tuple(self.rec.endpoints),
+                late=self.late,
+                late_generator=self.late_generator,
+                dropped=self.dropped,
+                cpu_seconds=time.process_time(),
+            )
+            self.on_second(report)  # a live exporter's: it keeps its own faults to itself
+        return summary
 
     # -- open model ---------------------------------------------------------
 

@@ -16,7 +16,7 @@ from perfsuite.errors import ConfigError, Interrupted, LoadError
 from perfsuite.load.driver import Driver
 from perfsuite.load.options import EngineOptions, Progress
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import TIMEOUT
+from perfsuite.load.recorder import TIMEOUT, SecondReport
 from perfsuite.load.result import LoadResult, cells_of, phase_infos
 from perfsuite.load.safety import check_target, raise_nofile
 from perfsuite.load.saturation import GeneratorStats, judge_saturation
@@ -42,6 +42,7 @@ class _Engine(Driver):
         start_at_ns: int | None = None,
         stop: Callable[[], str | None] | None = None,
         on_start: Callable[[int], None] | None = None,
+        on_second: Callable[[SecondReport], None] | None = None,
     ) -> None:
         self.start_at_ns = start_at_ns
         self.stop = stop
@@ -60,6 +61,7 @@ class _Engine(Driver):
             raise ConfigError(f"phase names must be unique, got {names}")
         super().__init__(target, host, port, scenario, phases, options)
         self.progress = progress
+        self.on_second = on_second
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -124,7 +126,7 @@ class _Engine(Driver):
             return
         self.stalls_ms.append(max(0, self.stall_ns) / 1e6)
         self.stall_ns = 0
-        summary = self.rec.flush_second(self._second)
+        summary = self.flush_second()
         self._second += 1
         if self.progress is not None and self.phase_i >= 0:
             ok = sum(s.ok for s in summary)
@@ -238,6 +240,7 @@ def run_load(
     stop: Callable[[], str | None] | None = None,
     handle_signals: bool = True,
     on_start: Callable[[int], None] | None = None,
+    on_second: Callable[[SecondReport], None] | None = None,
 ) -> LoadResult:
     """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result.
 
@@ -245,11 +248,12 @@ def run_load(
     run within a moment and raises :class:`~perfsuite.errors.Interrupted`
     carrying what was measured so far; so does ``stop()`` returning a signal's
     name (polled every 50 ms: how a parent stops its load workers).
-    ``on_start(t0)`` is told when the first phase starts (``time.perf_counter_ns()``).
+    ``on_start(t0)`` is told when the first phase starts (``time.perf_counter_ns()``);
+    ``on_second(report)`` each second as it closes, on the event loop (keep it short).
     """
     engine = _Engine(
         target, scenario, phases, options or EngineOptions(), progress, start_at_ns, stop,
-        on_start,
+        on_start, on_second,
     )  # fmt: skip
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         loop = runner.get_loop()

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from perfsuite.errors import ConfigError, Interrupted, LoadError
 from perfsuite.load.engine import EngineOptions, Progress, run_load
 from perfsuite.load.phases import OpenPhase, Phase
-from perfsuite.load.recorder import Second, SecondBins
+from perfsuite.load.recorder import Second, SecondBins, SecondReport
 from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
 from perfsuite.signals import die_with_parent, ignore_stop_signals, stop_signals
@@ -239,17 +239,25 @@ def run_parallel(
     workers: int = 1,
     progress: Callable[[Progress], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_second: Callable[[SecondReport], None] | None = None,
 ) -> LoadResult:
     """:func:`run_load` over ``workers`` processes (``1``: in this process).
 
     ``on_start(t0)``: told when the first phase starts (``time.perf_counter_ns()``,
     one clock for every process) before it does, so that a caller knows every
-    phase's boundary.
+    phase's boundary. ``on_second``: each second as it closes, with one worker
+    only (the workers' seconds stay in their processes until the end).
     """
     options = options or EngineOptions()
     if workers == 1:
         return run_load(
-            target, scenario, phases, options=options, progress=progress, on_start=on_start
+            target,
+            scenario,
+            phases,
+            options=options,
+            progress=progress,
+            on_start=on_start,
+            on_second=on_second,
         )
     if not 1 <= workers <= 256:
         raise ConfigError(f"workers must be 1..256, got {workers}")

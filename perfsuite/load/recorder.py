@@ -63,6 +63,23 @@ class Second:
     ok: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class SecondReport:
+    """A second just closed, for a live exporter: its phase (the one running when it
+    closed), and per endpoint what ended in it and the latency bins of those."""
+
+    phase: str
+    seconds: tuple[Second, ...]
+    bins: tuple[SecondBins, ...]
+    endpoints: tuple[str, ...]  # by endpoint index (the bins' second field)
+    # So far in the run: sent later than scheduled (by the generator's fault of
+    # them), never sent, and the generator's CPU seconds.
+    late: int = 0
+    late_generator: int = 0
+    dropped: int = 0
+    cpu_seconds: float = 0.0
+
+
 class Recorder:
     """Collects samples of one run, keyed by ``phase_index * n_endpoints + endpoint``.
 

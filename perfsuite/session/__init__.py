@@ -21,6 +21,7 @@ from perfsuite.config import PerfConfig, load_config, read_pyproject
 from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.provision import DockerStatus, ProviderChoice, probe_docker
 from perfsuite.session.ab import ABOptions
+from perfsuite.session.export import LiveExporter
 from perfsuite.session.judging import Judging
 from perfsuite.session.loads import Loads, flatten_phases
 from perfsuite.session.lock import perf_lock
@@ -57,6 +58,19 @@ def project_root(config: pytest.Config) -> Path:
     return config.rootpath
 
 
+def _exporter(config: pytest.Config) -> LiveExporter | None:
+    """The live exporter of ``--perf-prometheus-port`` (an xdist worker: PORT + its number)."""
+    port = config.getoption("perf_prometheus_port", default=None)
+    if port is None:
+        return None
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    if not worker and getattr(config.option, "dist", "no") != "no":
+        return None  # xdist's controller runs no test: its workers serve
+    if port and worker.startswith("gw"):
+        port += int(worker[2:])
+    return LiveExporter(int(port))
+
+
 class PerfSession:
     """The perfsuite state of one pytest run: its config, and one part per lifecycle."""
 
@@ -87,7 +101,8 @@ class PerfSession:
                         "stored baselines are for the runs of one build"
                     )
         self.provisioning = Provisioning(self.config, docker)
-        self.loads = Loads(self.config, self.provisioning)
+        self.exporter = _exporter(config)
+        self.loads = Loads(self.config, self.provisioning, exporter=self.exporter)
         self.judging = Judging(
             self.config,
             provider=lambda: self.provisioning.choice().provider,
@@ -121,9 +136,14 @@ class PerfSession:
         choice = self.choice()
         cfg = self.config.service
         service = cfg.for_mysql(choice.provider).kind if cfg else "none configured"
+        live = (
+            f", live metrics at http://127.0.0.1:{self.exporter.port}/metrics"
+            if self.exporter is not None
+            else ""
+        )
         return (
             f"perfsuite {__version__}: profile={self.config.profile.name}, "
-            f"mysql={choice.provider} ({choice.reason}), service={service}"
+            f"mysql={choice.provider} ({choice.reason}), service={service}{live}"
         )
 
     def test_id(self, path: Path, nodeid: str) -> str:
@@ -151,8 +171,10 @@ class PerfSession:
         return self.finished
 
     def close(self) -> None:
-        """Give SIGTERM (and an ignored SIGINT) back as they were."""
+        """Give SIGTERM (and an ignored SIGINT) back as they were; stop serving metrics."""
         self._stack.close()
+        if self.exporter is not None:
+            self.exporter.close()
 
     @staticmethod
     def short_error(exc: BaseException) -> str:

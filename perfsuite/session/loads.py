@@ -18,6 +18,7 @@ from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
 from perfsuite.session.cost import CostMeter, CostProbes
+from perfsuite.session.export import LiveExporter
 from perfsuite.session.metrics import MetricsWatch, scraper_for
 from perfsuite.session.provisioning import Provisioning
 from perfsuite.stats.promql import Expectation
@@ -64,9 +65,16 @@ def flatten_phases(phases: Phase | list[Any] | tuple[Any, ...]) -> list[Phase]:
 class Loads:
     """The engine's options, the run itself, and the watchers of the service."""
 
-    def __init__(self, config: PerfConfig, provisioning: Provisioning) -> None:
+    def __init__(
+        self,
+        config: PerfConfig,
+        provisioning: Provisioning,
+        *,
+        exporter: LiveExporter | None = None,
+    ) -> None:
         self.config = config
         self._provisioning = provisioning
+        self.exporter = exporter
         pool = config.pool
         self._pool_names = (
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
@@ -112,14 +120,25 @@ class Loads:
             if metrics is not None:  # the phases' times, on the scrapes' clock
                 metrics.mark(t0)
 
+        workers = self.config.load.workers
+        exporter = self.exporter
+        if exporter is not None and workers > 1:
+            warnings.warn(
+                PerfsuiteWarning(
+                    f"perfsuite: --perf-prometheus-port: a load of {workers} workers is not "
+                    "exported live (their seconds stay in their processes until the end)"
+                ),
+                stacklevel=2,
+            )
         result = run_parallel(
             target,
             scenario,
             flat,
             options=self.engine_options(),
-            workers=self.config.load.workers,
+            workers=workers,
             progress=progress,
             on_start=on_start,
+            on_second=exporter.second if exporter is not None and workers == 1 else None,
         )
         if result.saturated:
             raise LoadGeneratorSaturated(

@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpcore
 import httpx
 import pytest
 import trustme
@@ -331,3 +333,50 @@ def run_example_suite(
         timeout=300,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A port nothing listens on now (for a server that must be told its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def prometheus_server(binary: str, folder: Path, target: str) -> Iterator[str]:
+    """Debian's Prometheus scraping ``target`` (host:port) once a second; its URL."""
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+        f"scrape_configs:\n  - job_name: agree\n    static_configs:\n"
+        f"      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"prometheus exited: {proc.stderr.read()[-2000:]!r}"  # type: ignore[union-attr]
+            # Not up yet: refused (httpx lets httpcore's error through now and then).
+            with contextlib.suppress(httpx.HTTPError, httpcore.NetworkError):
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def prometheus_api(url: str, path: str, **params: Any) -> Any:
+    """The ``data`` of a Prometheus HTTP API answer (which must be a success)."""
+    response = httpx.get(f"{url}/api/v1/{path}", params=params, timeout=10)
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]

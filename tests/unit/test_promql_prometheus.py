@@ -11,20 +11,14 @@ with Prometheus's within 2 % (two scrapers, two sets of instants).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -44,7 +38,7 @@ from perfsuite.stats.promql import (
     parse,
 )
 
-from .conftest import debian_binary
+from .conftest import debian_binary, prometheus_api, prometheus_server
 
 EXPRESSIONS = [
     "agree_requests_total",
@@ -119,52 +113,9 @@ def prometheus_binary() -> str:
     return debian_binary("prometheus", "this test compares perfsuite's PromQL with its")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _prometheus(binary: str, folder: Path, target: str) -> Iterator[str]:
-    config = folder / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
-        f"scrape_configs:\n  - job_name: agree\n    static_configs:\n"
-        f"      - targets: ['{target}']\n"
-    )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"prometheus exited: {proc.stderr.read()[-2000:]!r}"  # type: ignore[union-attr]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _api(url: str, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{url}/api/v1/{path}", params=params, timeout=10)
-    body = response.json()
-    assert body["status"] == "success", body
-    return body["data"]
-
-
 def _raw_samples(url: str, at: float) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
     """Every sample Prometheus stored of the job, as it stored them (times in ms)."""
-    data = _api(url, "query", query='{job="agree"}[10m]', time=f"{at:.3f}")
+    data = prometheus_api(url, "query", query='{job="agree"}[10m]', time=f"{at:.3f}")
     assert data["resultType"] == "matrix"
     return [
         (series["metric"], [(round(float(t) * 1000), float(v)) for t, v in series["values"]])
@@ -221,7 +172,9 @@ def agreement(
     target = f"127.0.0.1:{server.server_port}"
     ours = Scraper([ScrapeTarget(job="agree", url=f"http://{target}/metrics")])
     try:
-        with _prometheus(prometheus_binary, tmp_path_factory.mktemp("prometheus"), target) as url:
+        with prometheus_server(
+            prometheus_binary, tmp_path_factory.mktemp("prometheus"), target
+        ) as url:
             ours.start()
             threading.Event().wait(26)  # 26 scrapes: windows of 10 s, 15 instants to judge
             scraped = ours.stop()
@@ -233,7 +186,9 @@ def agreement(
             start = end - 14_000
             answers = {
                 text: _by_time(
-                    _api(url, "query_range", query=text, start=start / 1000, end=end / 1000, step=1)
+                    prometheus_api(
+                        url, "query_range", query=text, start=start / 1000, end=end / 1000, step=1
+                    )
                 )
                 for text in [*EXPRESSIONS, OWN_SCRAPES]
             }
