@@ -1,14 +1,16 @@
 """The order service of the seed story: Starlette + aiomysql + prometheus_client.
 
 Endpoints: ``POST /orders``, ``POST /payments/callback``, ``GET /orders/{id}``,
-``GET /health``, ``GET /metrics`` (pool gauges: size, in use, idle, waiting, max).
+``GET /health``, ``GET /metrics`` (pool gauges: size, in use, idle, waiting, max;
+requests answered and their durations, by endpoint and status).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +20,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 from starlette.applications import Starlette
@@ -30,6 +33,9 @@ from examples.order_service.faults import Faults
 __all__ = ["create_app"]
 
 MAX_ITEMS = 20
+# Seconds: what a Micrometer or client_golang service would expose for an API.
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Invalid(Exception):
@@ -75,6 +81,19 @@ def _mysql_kwargs(url: str) -> dict[str, Any]:
         "password": unquote(parts.password or ""),
         "db": parts.path.lstrip("/"),
     }
+
+
+def _timed(histogram: Histogram, endpoint: str, handler: Handler) -> Handler:
+    """The handler, its answers' durations observed by endpoint and status."""
+
+    async def run(request: Request) -> Response:
+        start = time.perf_counter()
+        response = await handler(request)
+        elapsed = time.perf_counter() - start
+        histogram.labels(endpoint, str(response.status_code)).observe(elapsed)
+        return response
+
+    return run
 
 
 def _metrics(registry: CollectorRegistry, state: dict[str, Pool]) -> Counter:
@@ -162,6 +181,13 @@ def create_app(
     state: dict[str, Pool] = {}
     registry = CollectorRegistry()
     requests = _metrics(registry, state)
+    durations = Histogram(
+        "order_service_request_duration_seconds",
+        "time to answer a request, by endpoint and status",
+        ["endpoint", "status"],
+        buckets=_DURATION_BUCKETS,
+        registry=registry,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -321,9 +347,17 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/orders", create_order, methods=["POST"]),
-            Route("/orders/{order_id}", get_order, methods=["GET"]),
-            Route("/payments/callback", payment_callback, methods=["POST"]),
+            Route("/orders", _timed(durations, "create_order", create_order), methods=["POST"]),
+            Route(
+                "/orders/{order_id}",
+                _timed(durations, "order_query", get_order),
+                methods=["GET"],
+            ),
+            Route(
+                "/payments/callback",
+                _timed(durations, "payment_callback", payment_callback),
+                methods=["POST"],
+            ),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
