@@ -324,9 +324,13 @@ def test_a_broken_expectation_says_where_and_how_far() -> None:
     assert verdict.worst == (4.0, (("pool", "main"),), 3.0)
     assert verdict.report() == (
         "expect max_over_time(pool_waiting[5s]) == 0 in phase steady: broken at 6 of 11 "
-        'steps judged; furthest: 3 at +4 s, {pool="main"}'
+        'steps judged; furthest: 3 at +4 s, {pool="main"}\n'
+        "  that series from +0 s, a step a second: 0, 0, 0, 0, 3, 3, 3, 3, 3, 1, 0 "
+        "(expected == 0)"
     )
-    # The number may be on the left.
+    # The number may be on the left: the series is then expected on the other side of it.
+    swapped = judge(Expectation(text="1 > max_over_time(pool_waiting[5s])"), _pool({14: 3}), 10, 20)
+    assert swapped.report().endswith("(expected < 1)")
     assert not judge(
         Expectation(text="1 > max_over_time(pool_waiting[5s])"), _pool({14: 3}), 10, 20
     ).ok

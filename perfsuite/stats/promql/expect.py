@@ -24,6 +24,8 @@ from perfsuite.stats.promql.series import Labels, Vector
 
 __all__ = ["ExpectVerdict", "Expectation", "judge", "judge_values", "step_times"]
 
+_MIRROR = {">": "<", "<": ">", ">=": "<=", "<=": ">="}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Expectation:
@@ -119,7 +121,21 @@ class ExpectVerdict:
         series = "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}"
         return (
             f"{head} broken at {self.broken} of {self.judged} steps judged; "
-            f"furthest: {value:.6g} at +{t:.0f} s, {series}"
+            f"furthest: {value:.6g} at +{t:.0f} s, {series}\n  {self._timeline(labels)}"
+        )
+
+    def _timeline(self, labels: Labels, most: int = 60) -> str:
+        """One series' values at each step, against the threshold."""
+        shown = ["-" if labels not in v else f"{v[labels]:.4g}" for v in self.values[:most]]
+        more = f", ... ({len(self.values) - most} more)" if len(self.values) > most else ""
+        first = f"+{self.times[0]:.0f} s" if self.times else ""
+        limit = self.thresholds[0] if self.thresholds else math.nan
+        op = self.expectation.op
+        if self.expectation.swapped:  # "1 > x" expects x < 1
+            op = _MIRROR.get(op, op)
+        return (
+            f"that series from {first}, a step a second: {', '.join(shown)}{more} "
+            f"(expected {op} {limit:.6g})"
         )
 
 
