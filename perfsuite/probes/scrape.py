@@ -78,6 +78,7 @@ class Scraped:
     points: dict[Labels, tuple[list[float], list[float]]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # metric family -> its type
     scrapes: int = 0
+    stamps: list[float] = field(default_factory=list)  # when each scrape had read every target
     failures: dict[str, list[str]] = field(default_factory=dict)  # job -> its first errors
     failed: dict[str, int] = field(default_factory=dict)  # job -> failed scrapes
     dropped_series: int = 0  # over the cap
@@ -138,6 +139,7 @@ class Scraper:
                 self._add(target, stamp, samples)
         with self._lock:
             self.scraped.scrapes += 1
+            self.scraped.stamps.append(self._clock())
 
     def _read(self, target: ScrapeTarget | Source) -> Samples:
         if not isinstance(target, ScrapeTarget):

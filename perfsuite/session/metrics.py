@@ -131,8 +131,20 @@ def expectations_of(item: pytest.Item) -> list[Expectation]:
     return found
 
 
-def _window(result: LoadResult, phase: str | None) -> tuple[float, float] | None:
-    """The phase's span (or the measured phases') in seconds from the load's start."""
+def _window(
+    result: LoadResult, phase: str | None, scraped: ScrapedLoad
+) -> tuple[float, float] | None:
+    """The phase's span (or the measured phases') in seconds from the load's start;
+    ``before`` and ``after``: the scrapes before its first phase, after its last."""
+    origin = scraped.wall_start or 0.0
+    if phase in ("before", "after"):
+        end = max((p.start + p.duration for p in result.phases), default=0.0)
+        stamps = [
+            t - origin
+            for t in scraped.scraped.stamps
+            if (t - origin < 0 if phase == "before" else t - origin > end)
+        ]
+        return (min(stamps), max(stamps)) if stamps else None
     if phase is not None:
         spans = [(p.start, p.start + p.duration) for p in result.phases if p.name == phase]
     else:
@@ -157,8 +169,10 @@ def judge_expectations(
     for expectation in expectations:
         judged = False
         for i, (result, scraped) in enumerate(loads):
-            window = _window(result, expectation.phase)
-            if window is None or scraped is None or scraped.wall_start is None:
+            if scraped is None or scraped.wall_start is None:
+                continue
+            window = _window(result, expectation.phase, scraped)
+            if window is None:
                 continue
             origin = scraped.wall_start
             start, end = origin + window[0], origin + window[1]
@@ -222,8 +236,14 @@ def _why_not(expectation: Expectation, loads: list[tuple[LoadResult, ScrapedLoad
         return f"{head} the test ran no load"
     if expectation.phase is not None:
         names = sorted({p.name for result, _ in loads for p in result.phases})
-        if not any(p.name == expectation.phase for result, _ in loads for p in result.phases):
-            return f"{head} no phase named {expectation.phase!r} (phases: {', '.join(names)})"
+        known = expectation.phase in ("before", "after")
+        if not known and not any(
+            p.name == expectation.phase for result, _ in loads for p in result.phases
+        ):
+            return (
+                f"{head} no phase named {expectation.phase!r} "
+                f"(phases: {', '.join(names)}; and before, after: the scrapes around the load)"
+            )
     return (
         f"{head} nothing was scraped during the load (the load went to a target of its "
         "own, or [tool.perfsuite.metrics] turns every source off)"

@@ -61,11 +61,14 @@ def load(perf_run, perf_phases, path):
 @pytest.mark.expect('rate(app_requests_total{path="/ok"}[2s]) > 20', phase="steady")
 @pytest.mark.expect("max_over_time(app_pool_waiting[2s]) == 0")
 @pytest.mark.expect("mysql_global_status_threads_connected >= 1")
+@pytest.mark.expect("app_pool_waiting == 0", phase="before")
+@pytest.mark.expect("app_pool_waiting == 0", phase="after")
 def test_ok(perf_run, perf_phases):
     load(perf_run, perf_phases, "/ok")
 
 @pytest.mark.perf
 @pytest.mark.expect("max_over_time(app_pool_waiting[2s]) == 0")
+@pytest.mark.expect("app_pool_waiting == 0", phase="after")  # /bad keeps it up for 1 s
 def test_bad(perf_run, perf_phases):
     load(perf_run, perf_phases, "/bad")
 
@@ -116,7 +119,10 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     unjudged = out[out.index("_ test_cannot_be_judged _") :]
     assert "it selects app_pool_wait; metric names seen: app_pool_waiting," in unjudged
     assert "expect app_pool_waiting < 1: not judged: no phase named 'cooldown'" in unjudged
-    assert "(phases: steady, warmup)" in unjudged
+    assert "(phases: steady, warmup; and before, after: the scrapes around the load)" in unjudged
+    assert "expect app_pool_waiting == 0 in phase before: held at all 1 steps judged" in out
+    assert "expect app_pool_waiting == 0 in phase after: held at all 1 steps judged" in out
+    assert "expect app_pool_waiting == 0 in phase after: broken at 1 of 1 steps" in bad
 
     # The run record keeps each load's series and the verdicts.
     (record,) = (pytester.path / "reports" / "runs").glob("*.json")
@@ -130,7 +136,7 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     assert series["labels"]["job"] == "service"
     assert max(series["v"]) == 3
     assert series["t"][0] < 0 < series["t"][-1]  # a scrape before the first phase, and after
-    assert [e["ok"] for e in metrics["expectations"]] == [False]
+    assert [e["ok"] for e in metrics["expectations"]] == [False, False]
     # The database's status is read only for a test whose expectations name it.
     names = {s["labels"]["__name__"] for s in load["series"]}
     assert not any(n.startswith("mysql_global_status_") for n in names)
@@ -140,7 +146,7 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     ) as h:
         build_report(h, pytester.path / "index.html")
     html = (pytester.path / "index.html").read_text()
-    assert html.count('data-kind="expectation"') == 5  # each one judged, in every test
+    assert html.count('data-kind="expectation"') == 8  # each one judged, in every test
     assert "BROKEN: expect max_over_time(app_pool_waiting[2s]) == 0" in html
     assert "held: expect mysql_global_status_threads_connected &gt;= 1" in html
     assert html.count('data-kind="pinned"') == 3
