@@ -26,6 +26,7 @@ from perfsuite.session.metrics import (
     encode_verdict,
     judge_expectations,
     recorded_names,
+    unreachable,
 )
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.promql import Expectation, ExpectVerdict
@@ -158,7 +159,16 @@ def expect_failures(item: pytest.Item) -> list[str]:
         if remote is not None:
             remote.close()
     item.stash[EXPECT_KEY] = verdicts
-    return problems + [v.report() for _, v in verdicts if not v.ok]
+    down = unreachable(scraped.values())
+    for text in down:
+        warnings.warn(PerfsuiteWarning(f"{item.nodeid}: {text}"), stacklevel=1)
+    failures = []
+    for _, verdict in verdicts:
+        if not verdict.ok:
+            # No value at all may be a target that never answered: say which.
+            extra = "".join(f"\n  {text}" for text in down) if verdict.judged == 0 else ""
+            failures.append(verdict.report() + extra)
+    return problems + failures
 
 
 def _costs(item: pytest.Item) -> dict[int, RequestCost]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "judge_remote",
     "recorded_names",
     "scraper_for",
+    "unreachable",
 ]
 
 
@@ -248,6 +250,18 @@ def _why_not(expectation: Expectation, loads: list[tuple[LoadResult, ScrapedLoad
         f"{head} nothing was scraped during the load (the load went to a target of its "
         "own, or [tool.perfsuite.metrics] turns every source off)"
     )
+
+
+def unreachable(loads: Iterable[ScrapedLoad]) -> list[str]:
+    """One line for each source that failed every scrape of a load, with its first error."""
+    lines = []
+    for load in loads:
+        s = load.scraped
+        for job, failed in sorted(s.failed.items()):
+            if failed >= s.scrapes:
+                first = (s.failures.get(job) or ["?"])[0]
+                lines.append(f"job {job} could not be scraped ({failed} of {s.scrapes}): {first}")
+    return sorted(set(lines))
 
 
 def encode_scraped(scraped: ScrapedLoad, names: set[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from perfsuite.session.metrics import scraper_for
 from perfsuite.stats.promql import Expectation
 from perfsuite.store.history import History, history_url
 
-from .conftest import admin_url
+from .conftest import admin_url, free_port
 
 pytest_plugins = ["pytester"]
 
@@ -92,6 +92,8 @@ def _project(pytester: pytest.Pytester, mariadb: MySQLServer) -> None:
         check = false
         [tool.perfsuite.metrics]
         pin = ["app_requests_total"]
+        # An exporter that is not running: its failures are said, not raised.
+        targets = {{ exporter = "http://127.0.0.1:{free_port()}/metrics" }}
         """
     )
 
@@ -118,6 +120,8 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     assert "furthest: 3 at +" in bad
     unjudged = out[out.index("_ test_cannot_be_judged _") :]
     assert "it selects app_pool_wait; metric names seen: app_pool_waiting," in unjudged
+    assert "job exporter could not be scraped (" in unjudged
+    assert "ConnectError" in unjudged
     assert "expect app_pool_waiting < 1: not judged: no phase named 'cooldown'" in unjudged
     assert "(phases: steady, warmup; and before, after: the scrapes around the load)" in unjudged
     assert "expect app_pool_waiting == 0 in phase before: held at all 1 steps judged" in out
@@ -130,7 +134,8 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     metrics = tests["test_bad"]["metrics"]
     (load,) = metrics["loads"]
     assert load["scrapes"] >= 5
-    assert not load["failed"]
+    assert load["failed"] == {"exporter": load["scrapes"]}  # every scrape of it failed
+    assert "ConnectError" in load["errors"]["exporter"][0]
     waiting = [s for s in load["series"] if s["labels"]["__name__"] == "app_pool_waiting"]
     (series,) = waiting
     assert series["labels"]["job"] == "service"
