@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
@@ -86,6 +86,7 @@ def _worker(
     progress: Callable[[Progress], None] | None,
     parent: int,
     stop_signal: Synchronized[int],
+    live: bool = False,
 ) -> None:
     # Ctrl-C reaches the whole process group; the parent alone decides, and
     # tells the workers through ``stop_signal``, so each sends back what it
@@ -95,6 +96,9 @@ def _worker(
 
     def stop() -> str | None:
         return signal.Signals(stop_signal.value).name if stop_signal.value else None
+
+    def second(report: SecondReport) -> None:  # to the parent's exporter, as it closes
+        conn.send(("second", replace(report, worker=options.worker)))
 
     try:
         result = run_load(
@@ -106,6 +110,7 @@ def _worker(
             start_at_ns=start_at_ns,
             stop=stop,
             handle_signals=False,
+            on_second=second if live else None,
         )
         conn.send(("ok", _to_wire(result)))
     except Interrupted as exc:  # stopped by the parent: what it measured so far
@@ -114,6 +119,40 @@ def _worker(
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _collect(
+    pipes: list[Connection],
+    parts: list[dict[str, Any]],
+    errors: list[str],
+    on_second: Callable[[SecondReport], None] | None,
+) -> None:
+    """Each worker's result into ``parts`` (in the workers' order) or its error into
+    ``errors``, and, as they come, their seconds to ``on_second``: read from whichever
+    pipe has something, so that no worker waits on a full pipe."""
+    results: dict[int, dict[str, Any]] = {}
+    waiting = dict(enumerate(pipes))
+    while waiting:
+        ready = wait(list(waiting.values()))
+        for index, pipe in list(waiting.items()):
+            if pipe not in ready:
+                continue
+            try:
+                status, payload = pipe.recv()
+            except EOFError:
+                errors.append("a worker died without a result")
+                del waiting[index]
+                continue
+            if status == "second":
+                if on_second is not None:
+                    on_second(payload)
+                continue
+            del waiting[index]
+            if status == "ok":
+                results[index] = payload
+            else:
+                errors.append(str(payload))
+    parts.extend(results[i] for i in sorted(results))
 
 
 def _merge(parts: list[dict[str, Any]]) -> LoadResult:
@@ -289,6 +328,7 @@ def run_parallel(
                 scaled,
                 os.getpid(),
                 stop_signal,
+                on_second is not None,
             ),
             daemon=True,
         )
@@ -305,16 +345,7 @@ def run_parallel(
     finished = False
     try:
         with stop_signals(on_signal):
-            for pipe in pipes:
-                try:
-                    status, payload = pipe.recv()
-                except EOFError:
-                    errors.append("a worker died without a result")
-                    continue
-                if status == "ok":
-                    parts.append(payload)
-                else:
-                    errors.append(str(payload))
+            _collect(pipes, parts, errors, on_second)
         finished = True
     finally:
         for proc in procs:

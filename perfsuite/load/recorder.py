@@ -78,6 +78,7 @@ class SecondReport:
     late_generator: int = 0
     dropped: int = 0
     cpu_seconds: float = 0.0
+    worker: int = 0  # which load worker (process) it comes from
 
 
 class Recorder:

@@ -7,8 +7,8 @@ Counts are cumulative over the session, labelled by test, endpoint and phase
 closed). Latency comes as classic histogram buckets, for
 ``histogram_quantile(sum by (le) ...)`` across tests and machines, and as
 exact percentiles of each phase so far, from the engine's HDR bins (never
-average these across series: aggregate the buckets). Only a load of one
-worker is exported live: the workers' seconds stay in their processes.
+average these across series: aggregate the buckets). With several load
+workers, their seconds come through their pipes as they close.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class LiveExporter:
         self._cells: dict[tuple[str, str, str], _Cell] = {}
         self._runs: dict[str, dict[str, float]] = {}  # test -> late, dropped, ... so far
         self._run_base: dict[str, dict[str, float]] = {}  # what earlier loads of the test had
+        self._latest: dict[int, dict[str, float]] = {}  # this load: each worker's so far
+        self._cpu: dict[int, float] = {}  # each worker process's CPU seconds so far
         self.test = ""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # a collector: collect() below
@@ -70,6 +72,7 @@ class LiveExporter:
         with self._lock:
             self.test = test
             self._run_base[test] = dict(self._runs.get(test, {}))
+            self._latest = {}
 
     def second(self, report: SecondReport) -> None:
         """One second of the current load (called on the engine's event loop)."""
@@ -82,13 +85,19 @@ class LiveExporter:
                 if sec.endpoint in bins:
                     index, counts = bins[sec.endpoint]
                     np.add.at(cell.counts, index, counts)
+            # Each worker counts from its load's start: the load's numbers are the sum
+            # of each worker's latest, on top of what the test's earlier loads had.
+            self._latest[report.worker] = {
+                "late": report.late,
+                "late_generator": report.late_generator,
+                "dropped": report.dropped,
+            }
             base = self._run_base.get(self.test, {})
             self._runs[self.test] = {
-                "late": base.get("late", 0) + report.late,
-                "late_generator": base.get("late_generator", 0) + report.late_generator,
-                "dropped": base.get("dropped", 0) + report.dropped,
+                what: base.get(what, 0) + sum(w[what] for w in self._latest.values())
+                for what in ("late", "late_generator", "dropped")
             }
-            self._cpu = report.cpu_seconds
+            self._cpu[report.worker] = report.cpu_seconds
 
     def collect(self) -> Iterator[Any]:
         """The families, as prometheus_client asks for them at each scrape."""
@@ -134,17 +143,19 @@ class LiveExporter:
             for test, numbers in self._runs.items():
                 for what, value in numbers.items():
                     runs.add_metric([test, what], value)
-            cpu = getattr(self, "_cpu", None)
+            cpu = CounterMetricFamily(
+                "perfsuite_generator_cpu_seconds",
+                "CPU time of each load worker's process (worker 0 of a one-worker load: "
+                "the pytest process); a new load's workers start from 0",
+                labels=["worker"],
+            )
+            for worker, seconds in sorted(self._cpu.items()):
+                cpu.add_metric([str(worker)], seconds)
         yield requests
         yield duration
         yield quantiles
         yield runs
-        if cpu is not None:
-            family = CounterMetricFamily(
-                "perfsuite_generator_cpu_seconds", "CPU time of the generator's process"
-            )
-            family.add_metric([], cpu)
-            yield family
+        yield cpu
 
     def close(self) -> None:
         """Stop serving."""

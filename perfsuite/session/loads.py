@@ -122,14 +122,6 @@ class Loads:
 
         workers = self.config.load.workers
         exporter = self.exporter
-        if exporter is not None and workers > 1:
-            warnings.warn(
-                PerfsuiteWarning(
-                    f"perfsuite: --perf-prometheus-port: a load of {workers} workers is not "
-                    "exported live (their seconds stay in their processes until the end)"
-                ),
-                stacklevel=2,
-            )
         result = run_parallel(
             target,
             scenario,
@@ -138,7 +130,7 @@ class Loads:
             workers=workers,
             progress=progress,
             on_start=on_start,
-            on_second=exporter.second if exporter is not None and workers == 1 else None,
+            on_second=exporter.second if exporter is not None else None,
         )
         if result.saturated:
             raise LoadGeneratorSaturated(

@@ -67,9 +67,12 @@ def live_project(
     return port, result_file
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_the_live_numbers_are_the_runs(
-    pytester: pytest.Pytester, live_project: tuple[int, Path]
+    pytester: pytest.Pytester, live_project: tuple[int, Path], workers: int
 ) -> None:
+    # Two workers: their seconds come through their pipes, and add up to the run's.
+    pytester.makepyprojecttoml(f"[tool.perfsuite.load]\nworkers = {workers}\n")
     port, result_file = live_project
     result = pytester.runpytest_subprocess(
         "-m", "perf", "--perf-profile=full", f"--perf-prometheus-port={port}", "-p", "no:randomly"
