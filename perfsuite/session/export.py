@@ -123,34 +123,39 @@ class LiveExporter:
             "never sent (dropped)",
             labels=["test", "what"],
         )
+        # A copy under the lock, the arithmetic outside it: the engine's event loop
+        # takes the same lock once a second and must not wait on a scrape.
         with self._lock:
-            for (test, endpoint, phase), cell in self._cells.items():
-                key = [test, endpoint, phase]
-                requests.add_metric([*key, "ok"], cell.ok)
-                requests.add_metric([*key, "failed"], cell.failed)
-                cum = np.cumsum(cell.counts)
-                total = int(cum[-1])
-                buckets = [
-                    (f"{b:g}", float(cum[np.searchsorted(_HIGHEST_S, b, side="right") - 1]))
-                    for b in BUCKETS
-                ]
-                # The sum from each bin's middle, as the HDR mean is computed.
-                total_s = float(np.dot(cell.counts, _MEDIAN_S))
-                duration.add_metric(key, [*buckets, ("+Inf", float(total))], sum_value=total_s)
-                values = dense_percentiles(cell.counts, [q * 100 for q in QUANTILES])
-                for q, value in zip(QUANTILES, values, strict=True):
-                    quantiles.add_metric([*key, f"{q:g}"], value / 1000.0)
-            for test, numbers in self._runs.items():
-                for what, value in numbers.items():
-                    runs.add_metric([test, what], value)
-            cpu = CounterMetricFamily(
-                "perfsuite_generator_cpu_seconds",
-                "CPU time of each load worker's process (worker 0 of a one-worker load: "
-                "the pytest process); a new load's workers start from 0",
-                labels=["worker"],
-            )
-            for worker, seconds in sorted(self._cpu.items()):
-                cpu.add_metric([str(worker)], seconds)
+            cells = [(k, c.ok, c.failed, c.counts.copy()) for k, c in self._cells.items()]
+            runs_now = {test: dict(numbers) for test, numbers in self._runs.items()}
+            cpu_now = sorted(self._cpu.items())
+        for (test, endpoint, phase), ok, failed, counts in cells:
+            key = [test, endpoint, phase]
+            requests.add_metric([*key, "ok"], ok)
+            requests.add_metric([*key, "failed"], failed)
+            cum = np.cumsum(counts)
+            total = int(cum[-1])
+            buckets = [
+                (f"{b:g}", float(cum[np.searchsorted(_HIGHEST_S, b, side="right") - 1]))
+                for b in BUCKETS
+            ]
+            # The sum from each bin's middle, as the HDR mean is computed.
+            total_s = float(np.dot(counts, _MEDIAN_S))
+            duration.add_metric(key, [*buckets, ("+Inf", float(total))], sum_value=total_s)
+            values = dense_percentiles(counts, [q * 100 for q in QUANTILES])
+            for q, value in zip(QUANTILES, values, strict=True):
+                quantiles.add_metric([*key, f"{q:g}"], value / 1000.0)
+        for test, numbers in runs_now.items():
+            for what, value in numbers.items():
+                runs.add_metric([test, what], value)
+        cpu = CounterMetricFamily(
+            "perfsuite_generator_cpu_seconds",
+            "CPU time of each load worker's process (worker 0 of a one-worker load: "
+            "the pytest process); a new load's workers start from 0",
+            labels=["worker"],
+        )
+        for worker, seconds in cpu_now:
+            cpu.add_metric([str(worker)], seconds)
         yield requests
         yield duration
         yield quantiles
