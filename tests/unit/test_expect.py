@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from perfsuite.session.metrics import scraper_for
 from perfsuite.stats.promql import Expectation
 from perfsuite.store.history import History, history_url
 
-from .conftest import admin_url, free_port
+from .conftest import admin_url, free_port, run_example_suite
 
 pytest_plugins = ["pytester"]
 
@@ -205,3 +206,18 @@ def test_only_tests_that_ask_are_scraped(mariadb: MySQLServer) -> None:
     scraper = scraper_for(config, status, service_metrics_url=None, server=mariadb)
     assert scraper is not None
     assert [t.job for t in scraper.targets] == ["mysql"]
+
+
+def test_the_example_leak_breaks_the_pool_expectation(tmp_path: Path) -> None:
+    # The ci profile: 12 s at 500 req/s, enough callbacks for unknown orders (1 %) to
+    # leak the whole pool of 10 within seconds.
+    result = run_example_suite(
+        select="payment_callback", fault="leak", reports=tmp_path, profile="ci"
+    )
+    out = result.stdout
+    assert result.returncode == 1, out[-3000:]
+    assert (
+        "expect quantile_over_time(0.5, order_service_db_pool_waiting[10s]) < 5 in the "
+        "measured phases: broken at" in out
+    )
+    assert 'job="service"' in out
