@@ -77,12 +77,16 @@ class Scraped:
 
     points: dict[Labels, tuple[list[float], list[float]]] = field(default_factory=dict)
     types: dict[str, str] = field(default_factory=dict)  # metric family -> its type
-    scrapes: int = 0
     stamps: list[float] = field(default_factory=list)  # when each scrape had read every target
     failures: dict[str, list[str]] = field(default_factory=dict)  # job -> its first errors
     failed: dict[str, int] = field(default_factory=dict)  # job -> failed scrapes
     dropped_series: int = 0  # over the cap
     filtered_series: int = 0  # left out by the name filter
+
+    @property
+    def scrapes(self) -> int:
+        """How many scrapes there were (each reads every target once)."""
+        return len(self.stamps)
 
     def series_set(self) -> SeriesSet:
         """The series, for the PromQL evaluator."""
@@ -138,7 +142,6 @@ class Scraper:
             with self._lock:
                 self._add(target, stamp, samples)
         with self._lock:
-            self.scraped.scrapes += 1
             self.scraped.stamps.append(self._clock())
 
     def _read(self, target: ScrapeTarget | Source) -> Samples:

@@ -168,6 +168,7 @@ def judge_expectations(
     the expressions over the window instead of the local evaluator."""
     verdicts: list[tuple[int, ExpectVerdict]] = []
     problems: list[str] = []
+    evaluators: dict[int, Evaluator] = {}  # one per load: its series built once
     for expectation in expectations:
         judged = False
         for i, (result, scraped) in enumerate(loads):
@@ -179,8 +180,9 @@ def judge_expectations(
             origin = scraped.wall_start
             start, end = origin + window[0], origin + window[1]
             if remote is None:
-                evaluator = Evaluator(scraped.scraped.series_set())
-                verdict = judge(expectation, evaluator, start, end, origin=origin)
+                if i not in evaluators:
+                    evaluators[i] = Evaluator(scraped.scraped.series_set())
+                verdict = judge(expectation, evaluators[i], start, end, origin=origin)
             else:
                 try:
                     verdict = judge_remote(expectation, remote, start, end, origin)

@@ -7,13 +7,13 @@ from perfsuite.stats.promql.evaluate import (
     Value,
     parse,
     selected_names,
+    step_times,
 )
 from perfsuite.stats.promql.expect import (
     Expectation,
     ExpectVerdict,
     judge,
     judge_values,
-    step_times,
 )
 from perfsuite.stats.promql.series import NAME, Labels, Series, SeriesSet, Vector, labels_of
 

@@ -36,7 +36,15 @@ from perfsuite.stats.promql.functions import (
 )
 from perfsuite.stats.promql.series import NAME, Labels, Series, SeriesSet, Vector, without_name
 
-__all__ = ["AGGREGATIONS", "FUNCTIONS", "Evaluator", "Value", "parse", "selected_names"]
+__all__ = [
+    "AGGREGATIONS",
+    "FUNCTIONS",
+    "Evaluator",
+    "Value",
+    "parse",
+    "selected_names",
+    "step_times",
+]
 
 Value = float | Vector
 
@@ -67,6 +75,12 @@ FUNCTIONS = tuple(
         ]
     )
 )
+
+
+def step_times(start: float, end: float, step: float = 1.0) -> list[float]:
+    """``start``, ``start + step``, ... up to ``end``: a range query's instants."""
+    count = math.floor((end - start) / step + 1e-9) + 1
+    return [start + i * step for i in range(max(count, 0))]
 
 
 def parse(text: str) -> pq.Expr:
@@ -162,8 +176,7 @@ class Evaluator:
 
     def steps(self, expr: pq.Expr, start: float, end: float, step: float) -> list[Value]:
         """Values at ``start``, ``start + step``, ... up to ``end`` (a range query)."""
-        count = math.floor((end - start) / step + 1e-9) + 1
-        return [self.at(expr, start + i * step) for i in range(max(count, 0))]
+        return [self.at(expr, t) for t in step_times(start, end, step)]
 
     # -- nodes ---------------------------------------------------------------
 

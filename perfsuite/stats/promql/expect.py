@@ -19,10 +19,10 @@ import promql_parser as pq
 
 from perfsuite.errors import PromQLError
 from perfsuite.stats.promql.binary import COMPARISONS, compare
-from perfsuite.stats.promql.evaluate import Evaluator, Value, parse, selected_names
+from perfsuite.stats.promql.evaluate import Evaluator, Value, parse, selected_names, step_times
 from perfsuite.stats.promql.series import Labels, Vector
 
-__all__ = ["ExpectVerdict", "Expectation", "judge", "judge_values", "step_times"]
+__all__ = ["ExpectVerdict", "Expectation", "judge", "judge_values"]
 
 _MIRROR = {">": "<", "<": ">", ">=": "<=", "<=": ">="}
 
@@ -161,12 +161,6 @@ def judge(
         [n if isinstance(n, float) else math.nan for n in numbers],
         names_seen=evaluator.data.names(),
     )
-
-
-def step_times(start: float, end: float, step: float = 1.0) -> list[float]:
-    """``start``, ``start + step``, ... up to ``end``: a range query's instants."""
-    count = math.floor((end - start) / step + 1e-9) + 1
-    return [start + i * step for i in range(max(count, 0))]
 
 
 def judge_values(
