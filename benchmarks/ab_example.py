@@ -62,6 +62,17 @@ def _median_ms(args: argparse.Namespace, root: Path) -> float:
     return float(statistics.median(values))
 
 
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def _schedule(levels: list[float], runs: int, aa_runs: int) -> list[float]:
     """Every level's runs, interleaved: an A/A run between levels as long as A/A runs remain."""
     left = {level: runs for level in levels}
@@ -93,6 +104,7 @@ def _one_run(args: argparse.Namespace, root: Path, level: float, median: float) 
     return {
         "level": level,
         "fault": fault,
+        "commit": _commit(),
         "seconds": round(time.monotonic() - start, 1),
         "p50": by.get("p50", {}).get("verdict"),
         "verdicts": {c["metric"]: c["verdict"] for c in comparisons},
@@ -156,11 +168,8 @@ def main() -> int:
                 "median_ms": _median_ms(args, root),
                 "pairs": args.pairs,
                 "profile": args.profile,
-                "commit": subprocess.run(
-                    ["git", "rev-parse", "--short", "HEAD"],
-                    cwd=REPO, capture_output=True, text=True, check=True,
-                ).stdout.strip(),
-            }  # fmt: skip
+                "commit": _commit(),
+            }
             args.log.parent.mkdir(parents=True, exist_ok=True)
             args.log.write_text(json.dumps(header) + "\n")
         todo = _schedule(levels, args.runs, args.aa_runs)
