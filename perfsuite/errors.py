@@ -15,6 +15,7 @@ one clear message instead of a traceback from somewhere deep.
     │   └── ServiceError     the service under test (exit at start, unhealthy)
     ├── LoadError            the load generator could not do what was asked
     │   └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
+    ├── ProfileError         a profile of the service could not be taken or read
     └── StoreError           a stored file is corrupt or of an unknown schema
 
     KeyboardInterrupt
@@ -40,6 +41,7 @@ __all__ = [
     "MySQLError",
     "PerfsuiteError",
     "PerfsuiteWarning",
+    "ProfileError",
     "PromQLError",
     "ProvisionError",
     "ServiceError",
@@ -81,6 +83,13 @@ class LoadError(PerfsuiteError):
 
 class LoadGeneratorSaturated(LoadError):
     """The generator fell behind its own schedule: the result says nothing of the service."""
+
+
+class ProfileError(PerfsuiteError):
+    """A profile of the service could not be taken (no profiler, not permitted) or read.
+
+    Said, not failed: a test does not fail because its diagnosis is missing.
+    """
 
 
 class StoreError(PerfsuiteError):

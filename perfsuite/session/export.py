@@ -25,16 +25,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from perfsuite.errors import ConfigError
 from perfsuite.load.recorder import SecondReport
-from perfsuite.stats.hdr import BINS, dense_percentiles, index_values
+from perfsuite.stats.hdr import BIN_MIDDLE_US, BIN_TOP_US, BINS, dense_percentiles
 
 __all__ = ["BUCKETS", "QUANTILES", "LiveExporter"]
 
 # Seconds: from a fast local service to a timeout.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
-_HIGHEST_US, _MEDIAN_US = index_values(np.arange(BINS))  # each bin's top and middle (µs)
-_HIGHEST_S = _HIGHEST_US / 1e6
-_MEDIAN_S = _MEDIAN_US / 1e6
+_HIGHEST_S = BIN_TOP_US / 1e6  # each bin's top and middle, in seconds
+_MEDIAN_S = BIN_MIDDLE_US / 1e6
 
 
 @dataclass

@@ -18,6 +18,8 @@ from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "BINS",
+    "BIN_MIDDLE_US",
+    "BIN_TOP_US",
     "HIGHEST_US",
     "LOWEST_US",
     "Percentiles",
@@ -90,7 +92,8 @@ def index_values(
     return lowest + size - 1, lowest + (size >> 1)
 
 
-_HIGHEST = index_values(np.arange(_LAYOUT.counts_len))[0]
+# Every bin's highest and median equivalent value (µs), computed once.
+BIN_TOP_US, BIN_MIDDLE_US = index_values(np.arange(BINS))
 
 
 def dense_percentiles(counts: npt.NDArray[np.int64], qs: Iterable[float]) -> list[float]:
@@ -103,7 +106,7 @@ def dense_percentiles(counts: npt.NDArray[np.int64], qs: Iterable[float]) -> lis
     for q in qs:
         target = max(1, math.floor(q / 100.0 * total + 0.5))
         position = min(int(np.searchsorted(cum, target)), cum.size - 1)
-        out.append(float(_HIGHEST[position]) / 1000.0)
+        out.append(float(BIN_TOP_US[position]) / 1000.0)
     return out
 
 
