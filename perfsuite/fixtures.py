@@ -24,6 +24,7 @@ from perfsuite.testitem import (
     RESULTS_KEY,
     SCRAPED_KEY,
     SESSION_KEY,
+    WATCHED_KEY,
     WATCHES_KEY,
 )
 
@@ -134,51 +135,43 @@ def perf_run(
         if target is None and perf_session.ab.enabled:
             return run_ab(scenario, phases)
         loads = perf_session.loads
-        watch = sampler = meter = metrics = None
+        watchers = None
         if target is None:
             target = request.getfixturevalue("perf_service").base_url
             # The pool and the process are only ours to watch when the load went to our service.
-            disabled = request.node.get_closest_marker("no_pool_check") is not None
-            watch = loads.pool_watch(disabled=disabled)
-            sampler = loads.resource_sampler()
-            meter = loads.cost_meter()
-            metrics = loads.metrics_watch(request.node.stash.get(EXPECTATIONS_KEY, []))
+            watchers = loads.watchers(
+                phases,
+                stash.get(EXPECTATIONS_KEY, []),
+                pool_check=request.node.get_closest_marker("no_pool_check") is None,
+                keep_profile=perf_session.profiles(request.node),
+            )
         live = _live_line(request.config)
         if loads.exporter is not None:
             loads.exporter.start_load(perf_session.test_id(request.node.path, request.node.nodeid))
-        if watch is not None:
-            stash.setdefault(WATCHES_KEY, []).append(watch)
-            watch.start()
-        if meter is not None:
-            meter.start()
-        if sampler is not None:
-            sampler.start()
-        if metrics is not None:
-            metrics.start()
-        series = result = cost = scraped = None
+        if watchers is not None:
+            if watchers.pool is not None:
+                stash.setdefault(WATCHES_KEY, []).append(watchers.pool)
+            watchers.start()
+        result = None
         try:
             with _keeping_partial(stash):
                 result = loads.run(
-                    scenario, phases, target=target, progress=live, meter=meter, metrics=metrics
+                    scenario, phases, target=target, progress=live, watchers=watchers
                 )
         finally:
             live.close()
-            if metrics is not None:  # no last scrape after Ctrl-C: the user wants out
-                scraped = metrics.stop(last=result is not None)
-            if sampler is not None:
-                series = sampler.stop()
-                stash.setdefault(RESOURCES_KEY, []).append(series)
-            if watch is not None:
-                watch.stop()
-            if meter is not None:
-                cost = meter.stop(result, series.cpu_seconds if series is not None else None)
+            watched = watchers.stop(result) if watchers is not None else None
+            if watched is not None and watched.series is not None:
+                stash.setdefault(RESOURCES_KEY, []).append(watched.series)
         results = stash.setdefault(RESULTS_KEY, [])
         results.append(result)
-        if scraped is not None:  # keyed as the cost is
-            stash.setdefault(SCRAPED_KEY, {})[len(results) - 1] = scraped
-        if cost is not None:
-            # Keyed by the load's place among the test's results: loads elsewhere have none.
-            stash.setdefault(COST_KEY, {})[len(results) - 1] = cost
+        if watched is not None:  # keyed by the load's place among the test's results
+            index = len(results) - 1
+            stash.setdefault(WATCHED_KEY, {})[index] = watched
+            if watched.scraped is not None:
+                stash.setdefault(SCRAPED_KEY, {})[index] = watched.scraped
+            if watched.cost is not None:
+                stash.setdefault(COST_KEY, {})[index] = watched.cost
         return result
 
     def run_ab(scenario: Scenario, phases: Any) -> LoadResult:

@@ -164,6 +164,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="A/B: an environment variable set for the base build's service only (repeatable)",
     )
     group.addoption(
+        "--perf-flamegraph",
+        dest="perf_flamegraph",
+        choices=("failed", "always", "never"),
+        default=None,
+        help="keep the CPU profile of the service taken during each perf test (a flame "
+        "graph in the report): when the test fails (default), always, or never (not taken); "
+        "not --perf-profile, which sizes the load",
+    )
+    group.addoption(
         "--perf-prometheus-port",
         dest="perf_prometheus_port",
         metavar="PORT",

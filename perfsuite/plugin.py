@@ -19,12 +19,14 @@ from perfsuite.report.statements import statements_text
 from perfsuite.report.terminal import render_cost_table, render_interrupted, render_table
 from perfsuite.session import PerfSession, perf_lock
 from perfsuite.session.metrics import expectations_of
+from perfsuite.session.profiling import hottest_text
 from perfsuite.signals import cleanup_shield, note_interrupt
 from perfsuite.store.runs import encode_cost
 from perfsuite.testitem import (
     COST_KEY,
     EXPECT_KEY,
     EXPECTATIONS_KEY,
+    GROWTH_KEY,
     POOL_KEY,
     RESULTS_KEY,
     SESSION_KEY,
@@ -33,6 +35,8 @@ from perfsuite.testitem import (
     entry,
     expect_failures,
     gate_failures,
+    growth_failures,
+    keep_profiles,
     pool_failures,
     record_properties,
 )
@@ -52,12 +56,18 @@ _EXPECT_MARKER = (
     "scraped during the load"
 )
 
+_FLAMEGRAPH_MARKER = (
+    "flamegraph: keep this perf test's CPU profile of the service (a flame graph in the "
+    "report) even when it passes"
+)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     config.addinivalue_line("markers", _SLO_MARKER)
     config.addinivalue_line("markers", _NO_POOL_MARKER)
     config.addinivalue_line("markers", _EXPECT_MARKER)
+    config.addinivalue_line("markers", _FLAMEGRAPH_MARKER)
     try:
         session = PerfSession(config)
     except ConfigError as exc:
@@ -115,7 +125,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 except PerfsuiteError as exc:
                     item.add_report_section("call", "perfsuite: pool", f"pool check not run: {exc}")
                 raise
-            failures = pool_failures(item) + expect_failures(item) + gate_failures(item)
+            failures = (
+                pool_failures(item)
+                + growth_failures(item)
+                + expect_failures(item)
+                + gate_failures(item)
+            )
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM, in the load or in the checks after it: no
             # verdict (the user wants out); what the load measured goes into
@@ -160,6 +175,9 @@ def pytest_runtest_makereport(
     expected = item.stash.get(EXPECT_KEY, [])
     if report.when == "call" and expected:
         report.sections.append(("perfsuite: metrics", "\n".join(v.report() for _, v in expected)))
+    growth = item.stash.get(GROWTH_KEY, [])
+    if report.when == "call" and growth:
+        report.sections.append(("perfsuite: growth", "\n".join(v.text() for _, v in growth)))
     costs = item.stash.get(COST_KEY, {})
     if report.when == "call" and (results or verdict is not None):
         # On the report, so that pytest-xdist ships it from a worker to the controller.
@@ -167,6 +185,11 @@ def pytest_runtest_makereport(
             if costs:
                 text = "\n\n".join(statements_text(encode_cost(costs[i])) for i in sorted(costs))
                 report.sections.append(("perfsuite: cost (top statements)", text))
+            kept = keep_profiles(item, failed=report.failed)
+            if kept:
+                report.sections.append(
+                    ("perfsuite: profile (hottest functions)", hottest_text(kept))
+                )
             report.perfsuite_entry = entry(item, report.outcome)  # type: ignore[attr-defined]
         except Exception:  # a fault of ours fails this test, loudly, not the whole session
             report.outcome = "failed"

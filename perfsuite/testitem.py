@@ -7,6 +7,8 @@ properties and the test's entry of the run record.
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from typing import Any
 
@@ -28,7 +30,17 @@ from perfsuite.session.metrics import (
     recorded_names,
     unreachable,
 )
+from perfsuite.session.profiling import (
+    KeptProfile,
+    baseline_profile,
+    encode_profile,
+    judge_load_growth,
+    save_baseline_profile,
+    save_profile,
+)
+from perfsuite.session.watchers import Watched
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.growth import GrowthRule, GrowthVerdict
 from perfsuite.stats.promql import Expectation, ExpectVerdict
 from perfsuite.store.runs import encode_pairs, entry_for_test
 
@@ -37,16 +49,21 @@ __all__ = [
     "COST_KEY",
     "EXPECTATIONS_KEY",
     "EXPECT_KEY",
+    "GROWTH_KEY",
     "POOL_KEY",
+    "PROFILES_KEY",
     "RESOURCES_KEY",
     "RESULTS_KEY",
     "SCRAPED_KEY",
     "SESSION_KEY",
     "VERDICT_KEY",
+    "WATCHED_KEY",
     "WATCHES_KEY",
     "entry",
     "expect_failures",
     "gate_failures",
+    "growth_failures",
+    "keep_profiles",
     "pool_failures",
     "record_properties",
 ]
@@ -62,6 +79,9 @@ COST_KEY = pytest.StashKey[dict[int, RequestCost]]()  # by the load's index in R
 SCRAPED_KEY = pytest.StashKey[dict[int, ScrapedLoad]]()  # by the load's index, as COST_KEY
 EXPECTATIONS_KEY = pytest.StashKey[list[Expectation]]()  # the expect markers, parsed
 EXPECT_KEY = pytest.StashKey[list[tuple[int, ExpectVerdict]]]()  # (load index, verdict)
+WATCHED_KEY = pytest.StashKey[dict[int, Watched]]()  # by the load's index, as COST_KEY
+GROWTH_KEY = pytest.StashKey[list[tuple[int, GrowthVerdict]]]()  # (load index, verdict)
+PROFILES_KEY = pytest.StashKey[list[KeptProfile]]()
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -171,6 +191,52 @@ def expect_failures(item: pytest.Item) -> list[str]:
     return problems + failures
 
 
+def growth_failures(item: pytest.Item) -> list[str]:
+    """Judge the counts that leak (threads, descriptors, connections, named gauges)."""
+    session = item.config.stash[SESSION_KEY]
+    c = session.config.profiling
+    if not c.growth:
+        return []
+    rule = GrowthRule(min_rise=c.min_rise)
+    results = item.stash.get(RESULTS_KEY, [])
+    verdicts = item.stash.setdefault(GROWTH_KEY, [])
+    for index, watched in sorted(item.stash.get(WATCHED_KEY, {}).items()):
+        for verdict in judge_load_growth(results[index], watched, rule, c.growth_metrics):
+            verdicts.append((index, verdict))
+    leaks = [v.text() for _, v in verdicts if v.leaked]
+    return ["the service kept what the load gave it:\n  " + "\n  ".join(leaks)] if leaks else []
+
+
+def keep_profiles(item: pytest.Item, *, failed: bool) -> list[KeptProfile]:
+    """Write the test's profiles beside the run records when they are kept (and beside
+    the baselines when a baseline is saved); say once why one could not be taken."""
+    session = item.config.stash[SESSION_KEY]
+    test_id = session.test_id(item.path, item.nodeid)
+    watched = item.stash.get(WATCHED_KEY, {})
+    for w in watched.values():
+        if w.profile_error:
+            session.loads.profiling.note(w.profile_error)
+    taken = [(i, w.profile) for i, w in sorted(watched.items()) if w.profile is not None]
+    if not taken:
+        return []
+    if session.judging.save_baseline and not failed:
+        save_baseline_profile(
+            session.config.baseline.dir / "profiles", test_id, taken[-1][1].stacks
+        )
+    if not session.keeps_profile(item, failed=failed):
+        return []
+    base = baseline_profile(session.config.baseline.dir / "profiles", test_id)
+    folder = session.records.reports_dir / "profiles"
+    stem = f"{int(time.time())}-{os.getpid()}"
+    kept = []
+    for index, profile in taken:
+        path = save_profile(folder, test_id, index, stem, profile.stacks)
+        relative = path.relative_to(session.records.reports_dir).as_posix()
+        kept.append(KeptProfile(load=index, path=relative, profile=profile, base=base))
+    item.stash[PROFILES_KEY] = kept
+    return kept
+
+
 def _costs(item: pytest.Item) -> dict[int, RequestCost]:
     costs: dict[int, RequestCost] = item.stash.get(COST_KEY, {})
     return costs
@@ -211,7 +277,22 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         resources=[r.as_json() for r in item.stash.get(RESOURCES_KEY, [])],
         cost=_costs(item),
         metrics=_metrics(item, len(results)),
+        counts=[{"load": i, **_growth_json(v)} for i, v in item.stash.get(GROWTH_KEY, [])],
+        profiles=[encode_profile(k) for k in item.stash.get(PROFILES_KEY, [])],
     )
+
+
+def _growth_json(v: GrowthVerdict) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "verdict": v.verdict,
+        "before": v.before,
+        "after": v.after,
+        "slope": None if v.slope is None else round(v.slope, 6),
+        "p": v.p,
+        "samples": v.steady_samples,
+        "text": v.text(),
+    }
 
 
 def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:

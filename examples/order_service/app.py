@@ -2,13 +2,15 @@
 
 Endpoints: ``POST /orders``, ``POST /payments/callback``, ``GET /orders/{id}``,
 ``GET /health``, ``GET /metrics`` (pool gauges: size, in use, idle, waiting, max;
-requests answered and their durations, by endpoint and status).
+requests answered and their durations, by endpoint and status; asyncio tasks
+not done).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -107,9 +109,33 @@ def _metrics(registry: CollectorRegistry, state: dict[str, Pool]) -> Counter:
     for name, (doc, read) in gauges.items():
         gauge = Gauge(f"order_service_db_pool_{name}", doc, registry=registry)
         gauge.set_function(lambda read=read: float(read(state["pool"])) if "pool" in state else 0.0)
+    tasks = Gauge("order_service_asyncio_tasks", "asyncio tasks not done", registry=registry)
+    tasks.set_function(_task_count)
     return Counter(
         "order_service_requests", "requests answered", ["endpoint", "status"], registry=registry
     )
+
+
+def _task_count() -> float:
+    """Tasks of the service's event loop not done (scraped from the loop's own thread)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:  # no running loop (a scrape outside the service)
+        return 0.0
+
+
+def checksum_order(order_id: int, rounds: int = 2000) -> str:
+    """The "hot" fault: needless CPU work on the order query's path (a named function,
+    so that a flame graph has something to point at)."""
+    digest = str(order_id).encode()
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+async def _never_written(queue: asyncio.Queue[int]) -> None:
+    """The "taskleak" fault: a worker that waits on a queue nobody writes to."""
+    await queue.get()
 
 
 async def _items(cur: aiomysql.Cursor, order_id: int) -> list[tuple[Any, ...]]:
@@ -179,6 +205,7 @@ def create_app(
     connections, default 2) and closes at shutdown."""
     faults = faults or Faults()
     state: dict[str, Pool] = {}
+    leaked: set[asyncio.Task[None]] = set()  # "taskleak": held, so never collected
     registry = CollectorRegistry()
     requests = _metrics(registry, state)
     durations = Histogram(
@@ -261,6 +288,8 @@ def create_app(
                 raise Invalid("payment_id must be a string of 1 to 64 characters")
         except Invalid as exc:
             return answer("payment_callback", 422, {"error": str(exc)})
+        if faults.taskleak:  # the seed's startWorker: started per callback, never ends
+            leaked.add(asyncio.get_running_loop().create_task(_never_written(asyncio.Queue())))
         pool = state["pool"]
         conn = await pool.acquire()
         release = True
@@ -331,6 +360,8 @@ def create_app(
             )
         keys = ("id", "user_id", "status", "total_cents", "payment_id")
         order = dict(zip(keys, row, strict=True))
+        if faults.hot:
+            order["checksum"] = checksum_order(order_id)
         order["items"] = [{"sku_id": s, "quantity": q, "price_cents": p} for s, q, p in items]
         return answer("order_query", 200, order)
 

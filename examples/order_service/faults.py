@@ -8,6 +8,11 @@
   first, then each item alone) instead of one query for all of them.
 - ``scan``: the order query finds the order through an expression of its id
   (``id + 0``), which no index serves: MySQL examines the whole orders table.
+- ``taskleak``: each payment callback starts an asyncio task that waits
+  forever on a queue nobody writes to (the seed's ``startWorker`` goroutine
+  leak): the tasks pile up, one per callback.
+- ``hot``: the order query does needless CPU work (``checksum_order``, about
+  a millisecond of hashing) before answering: a flame graph points at it.
 - unset or empty: the correct service.
 """
 
@@ -26,13 +31,15 @@ class Faults:
     slow_query_ms: float = 0.0
     nplus1: bool = False
     scan: bool = False
+    taskleak: bool = False
+    hot: bool = False
 
 
 def parse_faults(value: str | None) -> Faults:
-    """Parse ``leak``, ``slow:<ms>``, ``nplus1``, ``scan``, comma-separated; raise on
-    anything else."""
+    """Parse ``leak``, ``slow:<ms>``, ``nplus1``, ``scan``, ``taskleak``, ``hot``,
+    comma-separated; raise on anything else."""
     leak, slow = False, 0.0
-    flags = {"nplus1": False, "scan": False}
+    flags = {"nplus1": False, "scan": False, "taskleak": False, "hot": False}
     for part in (value or "").split(","):
         part = part.strip()
         if not part:
@@ -51,6 +58,6 @@ def parse_faults(value: str | None) -> Faults:
         else:
             raise ValueError(
                 f"ORDER_SERVICE_FAULT: unknown fault {part!r} "
-                f"(known: leak, slow:<ms>, nplus1, scan)"
+                f"(known: leak, slow:<ms>, nplus1, scan, taskleak, hot)"
             )
     return Faults(leak=leak, slow_query_ms=slow, **flags)

@@ -19,6 +19,7 @@ __all__ = [
     "PerfConfig",
     "PoolConfig",
     "Profile",
+    "ProfilingConfig",
     "ProviderName",
     "ResourcesConfig",
     "ServiceConfig",
@@ -204,6 +205,26 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProfilingConfig:
+    """``[tool.perfsuite.profiling]``: CPU profiles (flame graphs) and growth checks of the
+    service. Not the size profiles (``--perf-profile``): the sections are apart on purpose."""
+
+    # "auto": py-spy for a local Python service, pprof when pprof_url is set; "none": off.
+    profiler: str = "auto"  # auto | py-spy | pprof | command | none
+    pprof_url: str | None = None  # a Go service's base URL (its /debug/pprof/...)
+    command: str | None = None  # writes collapsed stacks to {output}; {pid}, {seconds}
+    seconds: float = 10.0  # the window, in the middle of the longest measured phase
+    rate: int = 100  # py-spy's samples per second
+    keep: str = "failed"  # failed | always | never (--perf-flamegraph overrides)
+    growth: bool = True  # threads, descriptors, connections, and the gauges below
+    # Scraped gauges judged too (go_goroutines, asyncio tasks); naming one scrapes the
+    # service's metrics during every perf test.
+    growth_metrics: tuple[str, ...] = ()
+    settle: float = 2.0  # s after the load: its level after is read meanwhile
+    min_rise: float = 5.0  # counts: less growth is never a leak
+
+
+@dataclass(frozen=True, kw_only=True)
 class PerfConfig:
     """The whole perfsuite configuration of one pytest run."""
 
@@ -218,5 +239,6 @@ class PerfConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    profiling: ProfilingConfig = field(default_factory=ProfilingConfig)
     # A path (relative to the root) or a SQLAlchemy URL; None: <reports>/history.sqlite.
     history: str | None = None

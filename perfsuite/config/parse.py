@@ -21,6 +21,7 @@ from perfsuite.config.model import (
     parse_duration,
 )
 from perfsuite.config.probes import metrics_config, pool_config, resources_config
+from perfsuite.config.profiling import profiling_config
 from perfsuite.config.values import check_keys, fraction, int_value, section, str_value
 from perfsuite.errors import ConfigError
 
@@ -46,6 +47,7 @@ _TOP_KEYS = {
     "resources",
     "cost",
     "metrics",
+    "profiling",
 }
 _BASELINE_KEYS = {
     "dir",
@@ -344,6 +346,7 @@ def load_config(
         pool=pool_config(table.get("pool")),
         resources=resources_config(table.get("resources")),
         metrics=metrics_config(table.get("metrics")),
+        profiling=profiling_config(table.get("profiling")),
         history=str_value(table, "history", "[tool.perfsuite]", None),
     )
 

@@ -15,10 +15,19 @@ from __future__ import annotations
 import hashlib
 import html
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from perfsuite.stats.flame import FlameNode, Stacks, flame_tree, hottest, self_shift, shift
+from perfsuite.stats.flame import (
+    FlameNode,
+    Stacks,
+    flame_tree,
+    hottest,
+    parse_collapsed,
+    self_shift,
+    shift,
+)
 
-__all__ = ["diff_flame_svg", "flame_svg", "hottest_table"]
+__all__ = ["diff_flame_svg", "flame_svg", "hottest_table", "profile_html"]
 
 WIDTH = 1200.0
 ROW = 17.0
@@ -148,3 +157,37 @@ def hottest_table(
             cells += f"<td>{change.get(row.name, 0.0) * 100:+.1f} points</td>"
         body.append(f"<tr>{cells}</tr>")
     return f'<table class="hottest">{head}{"".join(body)}</table>'
+
+
+def profile_html(entry: Mapping[str, Any]) -> str:
+    """A test's kept CPU profiles (flame graph, hottest functions, the differential
+    against the baseline's profile) and its growth verdicts, from its record."""
+    esc = html.escape
+    parts = []
+    leaks = [c for c in entry.get("counts", []) if c["verdict"] == "leak"]
+    if leaks:
+        text = "\n".join(c["text"] for c in leaks)
+        parts.append(f'<h3>Growth</h3><pre class="LEAK">{esc(text)}</pre>')
+    for p in entry.get("profiles", []):
+        stacks = parse_collapsed(p.get("stacks", ""))
+        unit = p.get("unit", "samples")
+        where = (
+            f"{p['profiler']}, {p['seconds']:g} s from {p['start']:g} s into load "
+            f"{p['load'] + 1}; {p['samples']:,.0f} {unit}; file {p['file']}"
+        )
+        parts.append(f"<h3>CPU profile of the service</h3><p class=meta>{esc(where)}</p>")
+        parts.append(
+            flame_svg("flame graph (root at the bottom; hover for numbers)", stacks, unit=unit)
+        )
+        base = parse_collapsed(p["base_stacks"]) if p.get("base_stacks") else None
+        parts.append(hottest_table(stacks, base=base))
+        if base is not None:
+            parts.append(
+                diff_flame_svg(
+                    "against the baseline's profile: red hotter, blue colder (share of the whole)",
+                    base,
+                    stacks,
+                    unit=unit,
+                )
+            )
+    return "".join(parts)

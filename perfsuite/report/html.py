@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from perfsuite.errors import StoreError
+from perfsuite.report.flame import profile_html
 from perfsuite.report.latest import test_charts
 from perfsuite.report.rows import rows
 from perfsuite.report.statements import statements_html
@@ -53,6 +54,9 @@ td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left}
 td.n{text-align:right}.regressed,.worse,.FAIL,.LEAK{color:#c62828;font-weight:600}.unknown{color:#8d6e00}
 .improved,.better{color:#2e7d32;font-weight:600}.grid{display:flex;flex-wrap:wrap;gap:8px}
 svg.chart{width:400px;height:auto;border:1px solid #eee;background:#fff}
+svg.flame{width:100%;max-width:1200px;height:auto;border:1px solid #eee;background:#fff}
+svg.flame text{font-family:monospace;pointer-events:none}
+table.hottest td code{font-size:12px}
 svg .grid{stroke:#eee}svg .axis{stroke:#999}svg .tick,svg .axis-title{font-size:10px;fill:#555}
 svg .title{font-size:12px;font-weight:600}svg .legend,svg .mark{font-size:10px}
 svg .series{stroke-width:1.6}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
@@ -220,6 +224,7 @@ def _test_section(
             which = f", load {i + 1}" if len(costs) > 1 else ""
             parts.append(f"<h3>Cost per request and top statements{which}</h3>")
             parts.append(statements_html(cost))
+        parts.append(profile_html(entry))
     parts.append("</section>")
     return "".join(parts), charts
 

@@ -11,6 +11,7 @@ history, summaries); ``lock`` is the machine-wide lock of perf work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,6 +86,10 @@ class PerfSession:
             baseline_dir=config.getoption("perf_baseline_dir", default=None),
             cost=False if config.getoption("perf_no_cost", default=False) else None,
         )
+        keep = config.getoption("perf_flamegraph", default=None)
+        if keep is not None:
+            profiling = dataclasses.replace(self.config.profiling, keep=keep)
+            self.config = dataclasses.replace(self.config, profiling=profiling)
         self.ab = ABOptions(
             ref=config.getoption("perf_ab", default=None),
             url=config.getoption("perf_ab_url", default=None),
@@ -145,6 +150,17 @@ class PerfSession:
             f"perfsuite {__version__}: profile={self.config.profile.name}, "
             f"mysql={choice.provider} ({choice.reason}), service={service}{live}"
         )
+
+    def profiles(self, item: pytest.Item) -> bool:
+        """Whether the service is profiled during this test's loads: unless profiles are
+        never kept (``--perf-flamegraph=never``), as the verdict is not known before."""
+        return self.config.profiling.keep != "never"
+
+    def keeps_profile(self, item: pytest.Item, *, failed: bool) -> bool:
+        """Whether this test's profiles are kept: it failed, or always, or its marker."""
+        keep = self.config.profiling.keep
+        marked = item.get_closest_marker("flamegraph") is not None
+        return keep == "always" or (keep == "failed" and (failed or marked))
 
     def test_id(self, path: Path, nodeid: str) -> str:
         """A test's id relative to the project, whatever pytest's rootdir was."""

@@ -1,5 +1,5 @@
 """Running a test's load, with what watches the service meanwhile (pool, resources,
-cost, scraped metrics)."""
+cost, scraped metrics, a profile, the counts that leak)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
 from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.export import LiveExporter
 from perfsuite.session.metrics import MetricsWatch, scraper_for
+from perfsuite.session.profiling import Profiling
 from perfsuite.session.provisioning import Provisioning
+from perfsuite.session.watchers import LoadWatchers
 from perfsuite.stats.promql import Expectation
 
 __all__ = ["Loads", "flatten_phases"]
@@ -80,6 +82,7 @@ class Loads:
             resolve_preset(pool.metrics, pool.metric_names) if pool.metrics != "none" else {}
         )
         self.costs = CostProbes(enabled=config.mysql.cost)
+        self.profiling = Profiling(config.profiling)
 
     def engine_options(self) -> EngineOptions:
         """The engine's limits, from ``[tool.perfsuite.load]`` and ``allowed_hosts``."""
@@ -104,30 +107,25 @@ class Loads:
         *,
         target: str,
         progress: Callable[[Progress], None] | None = None,
-        meter: CostMeter | None = None,
-        metrics: MetricsWatch | None = None,
+        watchers: LoadWatchers | None = None,
     ) -> LoadResult:
         """Run the phases; a saturated generator is an error, not a verdict on the service.
 
         Ctrl-C raises :class:`~perfsuite.errors.Interrupted` with the partial result.
         """
         flat = flatten_phases(phases)
-        durations = [p.duration for p in flat]
 
-        def on_start(t0: int) -> None:  # a meter of the load's cost reads each boundary
-            if meter is not None:
-                meter.plan(t0, durations)
-            if metrics is not None:  # the phases' times, on the scrapes' clock
-                metrics.mark(t0)
+        def on_start(t0: int) -> None:  # the watchers' clocks, set to the load's
+            if watchers is not None:
+                watchers.began(t0, flat)
 
-        workers = self.config.load.workers
         exporter = self.exporter
         result = run_parallel(
             target,
             scenario,
             flat,
             options=self.engine_options(),
-            workers=workers,
+            workers=self.config.load.workers,
             progress=progress,
             on_start=on_start,
             on_second=exporter.second if exporter is not None else None,
@@ -139,6 +137,35 @@ class Loads:
         if result.limit_note:
             warnings.warn(PerfsuiteWarning(f"perfsuite: {result.limit_note}"), stacklevel=2)
         return result
+
+    def watchers(
+        self,
+        phases: Phase | list[Any] | tuple[Any, ...],
+        expectations: list[Expectation],
+        *,
+        pool_check: bool,
+        keep_profile: bool,
+    ) -> LoadWatchers:
+        """The watchers of one load against our service (each one there is to have)."""
+        service = self._provisioning.service
+        path = self.config.metrics.path or self.config.pool.metrics_path
+        scraper = scraper_for(
+            self.config.metrics,
+            expectations,
+            service_metrics_url=service.base_url + path if service is not None else None,
+            server=self._provisioning.mysql_server,
+            also=self.config.profiling.growth_metrics if self.config.profiling.growth else (),
+        )
+        profiling = self.profiling
+        return LoadWatchers(
+            pool=self.pool_watch(disabled=not pool_check),
+            sampler=self.resource_sampler(),
+            meter=self.cost_meter(),
+            metrics=MetricsWatch(scraper) if scraper is not None else None,
+            profile=profiling.schedule(service, flatten_phases(phases), keep=keep_profile),
+            counts=profiling.counts(service, self._provisioning.mysql_server),
+            settle=self.config.profiling.settle,
+        )
 
     def pool_watch(self, *, disabled: bool) -> PoolWatch | None:
         """A watch of the service's pool for one load, or None when there is none to watch."""
@@ -181,19 +208,6 @@ class Loads:
         if service.container is not None:
             return DockerStatsSampler(service.container.get_wrapped_container())
         return ResourceSampler(service.pid) if service.pid is not None else None
-
-    def metrics_watch(self, expectations: list[Expectation]) -> MetricsWatch | None:
-        """A scraper of the service's metrics, the configured targets and the database's
-        status during one load (None: nothing to scrape)."""
-        service = self._provisioning.service
-        path = self.config.metrics.path or self.config.pool.metrics_path
-        scraper = scraper_for(
-            self.config.metrics,
-            expectations,
-            service_metrics_url=service.base_url + path if service is not None else None,
-            server=self._provisioning.mysql_server,
-        )
-        return MetricsWatch(scraper) if scraper is not None else None
 
     def cost_meter(self) -> CostMeter | None:
         """A meter of the test's load on the service's database, or None (no server of

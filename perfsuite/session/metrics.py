@@ -86,16 +86,18 @@ def scraper_for(
     *,
     service_metrics_url: str | None,
     server: MySQLServer | None,
+    also: tuple[str, ...] = (),
 ) -> Scraper | None:
     """A scraper for one load, or None when there is nothing to scrape.
 
-    Only a test with expectations, or a configuration with pins, is scraped:
-    a scrape is not free (the generator's process parses it, the service
-    answers it), and the tests that ask nothing of the metrics measure as
-    before. The database's status is read only when a name asks for it, as
-    its reads count among the server's own statements.
+    Only a test with expectations, or a configuration with pins or gauges
+    judged for growth (``also``), is scraped: a scrape is not free (the
+    generator's process parses it, the service answers it), and the tests
+    that ask nothing of the metrics measure as before. The database's status
+    is read only when a name asks for it, as its reads count among the
+    server's own statements.
     """
-    names = recorded_names(expectations, config.pin)
+    names = recorded_names(expectations, config.pin + also)
     if not names:
         return None
     targets: list[ScrapeTarget | Source] = []

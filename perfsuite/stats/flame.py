@@ -26,6 +26,7 @@ __all__ = [
     "hottest",
     "merge",
     "parse_collapsed",
+    "prune",
     "self_shift",
     "shift",
     "total",
@@ -154,3 +155,9 @@ def merge(profiles: Iterable[Stacks]) -> dict[tuple[str, ...], float]:
         for path, value in stacks.items():
             out[path] = out.get(path, 0.0) + value
     return out
+
+
+def prune(stacks: Stacks, limit: int = 1500) -> dict[tuple[str, ...], float]:
+    """The ``limit`` heaviest stacks (a record keeps these; the file keeps them all)."""
+    ranked = sorted(stacks.items(), key=lambda kv: (-kv[1], kv[0]))
+    return dict(ranked[:limit])

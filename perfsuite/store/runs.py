@@ -19,7 +19,12 @@
                                        "dropped_series", "filtered_series", "types",
                                        "series": [{"labels", "t": [s], "v": [...]}]} | null],
                             "expectations": [{"text", "phase", "ok", "judged", "broken",
-                                              "report"}]}}]}
+                                              "report"}]},
+                "counts": [{"load", "name", "verdict", "before", "after", "slope", "p",
+                            "samples", "text"}],
+                "profiles": [{"load", "file", "profiler", "unit", "start", "seconds",
+                              "samples", "hottest": [{"name", "self", "total"}],
+                              "hotter": [{"name", "change"}], "goroutines": [...]}]}]}
 
 ``cost`` is what each load cost the service's database (statement digests
 of its schema, server counters) and CPU, in total and per answered request;
@@ -28,6 +33,12 @@ absent when the server's performance_schema could not give it.
 the expectations select or ``pin`` names (``t``: seconds from its first
 phase's start; a value that is not a number is null), and the ``expect``
 markers' verdicts with the judged values at each step.
+``counts`` (optional): the growth check of each load's threads, descriptors,
+connections and named gauges (``slope`` per second over the longest measured
+phase, ``p`` Mann-Kendall's). ``profiles`` (optional): the CPU profiles kept
+(a failed test's, or all with ``--perf-flamegraph=always``), each a
+collapsed-stacks ``file`` relative to the reports folder; ``hotter``: the
+functions whose share of self time grew most against the baseline's profile.
 ``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
 ``ab`` has every round's metrics of both builds (``first``: which build ran
 first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
@@ -191,12 +202,19 @@ def entry_for_test(
     ab: Mapping[str, Any] | None = None,
     cost: Mapping[int, RequestCost] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    counts: Sequence[Mapping[str, Any]] = (),
+    profiles: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`; ``metrics``:
-    the scraped series per load and the expectations' verdicts)."""
+    the scraped series per load and the expectations' verdicts; ``counts``: the growth
+    verdicts; ``profiles``: the kept profiles' files and hottest functions)."""
     extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
     if metrics:
         extra["metrics"] = dict(metrics)
+    if counts:
+        extra["counts"] = [dict(c) for c in counts]
+    if profiles:
+        extra["profiles"] = [dict(p) for p in profiles]
     if cost:  # one per load, null for a load without it
         extra["cost"] = [encode_cost(cost[i]) if i in cost else None for i in range(len(results))]
     return {

@@ -1,0 +1,93 @@
+"""What watches the service during one load, started before it and stopped after it.
+
+The pool, its CPU and memory, the per-request cost, the scraped metrics, a
+CPU profile over a window of the load, and the counts that leak (threads,
+descriptors, connections). Each is optional; :class:`LoadWatchers` starts
+those there are, tells them when the load's first phase began, and stops
+them all (also on Ctrl-C, when the profile is dropped and nothing waits).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from perfsuite.load import LoadResult, Phase
+from perfsuite.probes.growth import CountSampler, CountSeries
+from perfsuite.probes.pool import PoolWatch
+from perfsuite.probes.profile import CapturedProfile, ProfileSchedule
+from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler, ResourceSeries
+from perfsuite.session.cost import CostMeter
+from perfsuite.session.metrics import MetricsWatch, ScrapedLoad
+from perfsuite.stats.cost import RequestCost
+
+__all__ = ["LoadWatchers", "Watched"]
+
+
+@dataclass(kw_only=True)
+class Watched:
+    """What the watchers of one load gathered (None: not watched, or nothing)."""
+
+    series: ResourceSeries | None = None
+    cost: RequestCost | None = None
+    scraped: ScrapedLoad | None = None
+    profile: CapturedProfile | None = None
+    profile_error: str | None = None
+    counts: CountSeries | None = None
+    wall_start: float | None = None  # when the first phase began (time.time())
+    wall_end: float | None = None  # when the load ended
+
+
+@dataclass(kw_only=True)
+class LoadWatchers:
+    """The watchers of one load; any of them may be None."""
+
+    pool: PoolWatch | None = None
+    sampler: ResourceSampler | DockerStatsSampler | None = None
+    meter: CostMeter | None = None
+    metrics: MetricsWatch | None = None
+    profile: ProfileSchedule | None = None
+    counts: CountSampler | None = None
+    settle: float = 0.0  # s of counts after the load: its level after
+    _wall_start: float | None = None
+
+    def start(self) -> None:
+        """Start each watcher (the counts and scrapes take their first sample now)."""
+        for watcher in (self.pool, self.meter, self.sampler, self.metrics, self.counts):
+            if watcher is not None:
+                watcher.start()
+
+    def began(self, t0_ns: int, phases: list[Phase]) -> None:
+        """The load's first phase began at ``t0_ns`` (``time.perf_counter_ns()``)."""
+        self._wall_start = time.time() - (time.perf_counter_ns() - t0_ns) / 1e9
+        if self.meter is not None:  # a meter of the load's cost reads each boundary
+            self.meter.plan(t0_ns, [p.duration for p in phases])
+        if self.metrics is not None:  # the phases' times, on the scrapes' clock
+            self.metrics.mark(t0_ns)
+        if self.profile is not None:
+            self.profile.mark(t0_ns)
+
+    def stop(self, result: LoadResult | None) -> Watched:
+        """Stop them all; ``result`` None: the load did not complete (Ctrl-C, an error),
+        so nothing more is waited for."""
+        ended = time.time()
+        done = Watched(wall_start=self._wall_start, wall_end=ended)
+        completed = result is not None
+        if self.profile is not None:  # first: it may still be sampling the window
+            done.profile = self.profile.finish(completed=completed)
+            done.profile_error = self.profile.error
+        if self.sampler is not None:
+            done.series = self.sampler.stop()
+        if self.pool is not None:
+            self.pool.stop()
+        if self.meter is not None:
+            cpu = done.series.cpu_seconds if done.series is not None else None
+            done.cost = self.meter.stop(result, cpu)
+        if completed and self.settle > 0 and (self.counts or self.metrics):
+            # The level after the load: counts and scrapes go on a moment, idle.
+            time.sleep(max(0.0, self.settle - (time.time() - ended)))
+        if self.metrics is not None:  # no last scrape after Ctrl-C: the user wants out
+            done.scraped = self.metrics.stop(last=completed)
+        if self.counts is not None:
+            done.counts = self.counts.stop()
+        return done
