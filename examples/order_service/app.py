@@ -124,7 +124,7 @@ def _task_count() -> float:
         return 0.0
 
 
-def checksum_order(order_id: int, rounds: int = 2000) -> str:
+def checksum_order(order_id: int, rounds: int = 4000) -> str:
     """The "hot" fault: needless CPU work on the order query's path (a named function,
     so that a flame graph has something to point at)."""
     digest = str(order_id).encode()

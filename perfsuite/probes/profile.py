@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import shlex
 import shutil
 import signal
@@ -49,6 +50,7 @@ __all__ = [
     "profile_window",
 ]
 
+_PROCESS = re.compile(r'^process \d+:".*"$')
 _GRACE = 15.0  # s a profiler may take past its window to write its output
 
 
@@ -192,12 +194,34 @@ class PySpyProfiler(_Subprocess):
             "--duration", str(max(1, math.ceil(seconds))), "--output", str(self.output),
         ]  # fmt: skip
 
+    def end(self) -> tuple[Stacks, str, Stacks]:
+        stacks, unit, _ = super().end()
+        # --subprocesses roots each stack at 'process PID:"command line"'. Left out:
+        # the PID and the port in the command line differ from run to run, so a
+        # profile would never compare with the baseline's; the workers of a
+        # forking server become one tree, as a merged profile.
+        merged: dict[tuple[str, ...], float] = {}
+        for path, value in stacks.items():
+            if path and _PROCESS.match(path[0]):
+                path = path[1:]
+            if path:  # a process caught outside Python code has no frame left
+                merged[path] = merged.get(path, 0.0) + value
+        return merged, unit, {}
+
     def explain(self, code: int, stderr: str) -> str:
+        denied = (
+            "run as root, or set kernel.yama.ptrace_scope to 0, or give py-spy "
+            "CAP_SYS_PTRACE; a container needs --cap-add SYS_PTRACE"
+        )
         if "ermission" in stderr or "Operation not permitted" in stderr:
             return (
-                f"py-spy may not read the service's process {self.pid} (ptrace is denied): "
-                "run as root, or set kernel.yama.ptrace_scope to 0, or give py-spy "
-                "CAP_SYS_PTRACE; a container needs --cap-add SYS_PTRACE"
+                f"py-spy may not read the service's process {self.pid} (ptrace is denied): {denied}"
+            )
+        if "No python processes found" in stderr:
+            # What py-spy says with --subprocesses when every read was denied, too.
+            return (
+                f"py-spy could read no Python process in the service's process {self.pid} "
+                f"or its children: if it is a Python service, ptrace is denied: {denied}"
             )
         if "No such process" in stderr or "Failed to find process" in stderr:
             return f"py-spy: the service's process {self.pid} is gone"

@@ -57,9 +57,12 @@ def parse_collapsed(text: str) -> dict[tuple[str, ...], float]:
 
 
 def format_collapsed(stacks: Stacks) -> str:
-    """The text form, heaviest stack first (integers written without a fraction)."""
+    """The text form, heaviest stack first (integers written without a fraction; a stack
+    of no frames has no text form and is left out)."""
     lines = []
     for path, value in sorted(stacks.items(), key=lambda kv: (-kv[1], kv[0])):
+        if not path:
+            continue
         count = f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
         lines.append(f"{';'.join(path)} {count}")
     return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,236 @@
+"""CPU profiles and growth checks of a real service (the example order service, its
+``hot`` and ``taskleak`` faults), through the plugin as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perfsuite.errors import ProfileError
+from perfsuite.probes.profile import PySpyProfiler
+from perfsuite.report.html import build_report
+from perfsuite.store.history import History, history_url
+
+from .conftest import REPO
+
+pytest_plugins = ["pytester"]
+
+PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+database = "orders"
+sql = ["{REPO / "examples/order_service/schema.sql"}"]
+
+[tool.perfsuite.service]
+command = "{{python}} -m examples.order_service --host 127.0.0.1 --port {{port}}"
+pass_env = ["ORDER_SERVICE_FAULT"]
+health = "/health"
+startup_timeout = "30s"
+
+[tool.perfsuite.pool]
+metrics = "order-service"
+max_idle = 10
+
+[tool.perfsuite.profiling]
+growth_metrics = ["order_service_asyncio_tasks"]
+"""
+
+CONFTEST = """
+import pytest
+from examples.order_service.seed import seed_database
+
+@pytest.fixture(scope="session")
+def perf_seed(perf_mysql):
+    return seed_database(perf_mysql, users=500, skus=200, orders=3_000)
+"""
+
+TESTS = """
+import pytest
+from perfsuite import Request, Scenario
+
+def order(ctx):
+    return ctx.get(f"/orders/{ctx.pick('order')[0]}")
+
+def pay(ctx):
+    order_id, _, total = ctx.pick("order")
+    body = {"order_id": order_id, "payment_id": f"pay-{order_id}", "amount_cents": total}
+    return ctx.post("/payments/callback", json=body)
+
+def load(perf_run, perf_phases, perf_seed, request, rate):
+    scenario = Scenario(request, data={"order": list(perf_seed.orders)}, seed=1)
+    perf_run(scenario, [perf_phases.warmup(rate=50, duration="1s"),
+                        perf_phases.constant(rate=rate, duration="10s")])
+
+# CPU of the service per answered request: the order query's own is ~1.4 ms here;
+# the "hot" fault adds ~3.5 ms of hashing in checksum_order.
+@pytest.mark.perf
+@pytest.mark.slo(cpu_per_request="3ms")
+def test_query(perf_run, perf_phases, perf_seed):
+    load(perf_run, perf_phases, perf_seed, Request(name="order_query", build=order), 100)
+
+@pytest.mark.perf
+def test_pay(perf_run, perf_phases, perf_seed):
+    load(perf_run, perf_phases, perf_seed, Request(name="payment_callback", build=pay), 50)
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    pytester.makepyprojecttoml(PROJECT)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_svc=TESTS)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    return pytester.path
+
+
+def _run(
+    project: Path, *args: str, fault: str = "", python: str = sys.executable, path: str = ""
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    runs = project / "reports" / "runs"
+    before = set(runs.glob("*.json"))
+    env = {**os.environ, "ORDER_SERVICE_FAULT": fault}
+    if path:
+        env["PATH"] = path
+    done = subprocess.run(
+        [python, "-m", "pytest", "-m", "perf", "-p", "no:cacheprovider", "-rA",
+         "--perf-profile=full", *args],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    new = sorted(set(runs.glob("*.json")) - before)
+    assert new, done.stdout[-3000:] + done.stderr[-2000:]
+    return done, json.loads(new[-1].read_text())["tests"]
+
+
+def test_a_hot_function_is_named_by_the_flame_graph_and_the_differential(
+    project: Path,
+) -> None:
+    baselines = project / "baselines"
+    plain, _ = _run(
+        project, "-k", "query", "--perf-save-baseline", f"--perf-baseline-dir={baselines}"
+    )
+    assert plain.returncode == 0, plain.stdout[-3000:]
+    # A passing test keeps no profile by default, but a saved baseline keeps its own.
+    assert not (project / "reports" / "profiles").exists()
+    (saved,) = (baselines / "profiles").glob("*.collapsed")
+    assert "checksum_order" not in saved.read_text()
+
+    hot, tests = _run(project, "-k", "query", f"--perf-baseline-dir={baselines}", fault="hot")
+    out = hot.stdout
+    assert hot.returncode == 1, out[-3000:]
+    assert "cpu_per_request" in out
+    section = out[out.index("perfsuite: profile (hottest functions)") :]
+    rows = section.splitlines()
+    first = next(line for line in rows if "%" in line and "self" not in line)
+    assert "checksum_order (examples/order_service/app.py)" in first
+    assert "hotter than in the baseline's profile: checksum_order" in section
+
+    (entry,) = tests
+    (profile,) = entry["profiles"]
+    assert profile["profiler"] == "py-spy"
+    assert profile["hottest"][0]["name"].startswith("checksum_order")
+    assert profile["hotter"][0]["name"].startswith("checksum_order")
+    assert (project / "reports" / profile["file"]).is_file()
+
+    with History(history_url(str(project / "reports" / "history.sqlite"), project)) as h:
+        build_report(h, project / "index.html")
+    page = (project / "index.html").read_text()
+    graphs = _flame_graphs(page)
+    assert set(graphs) == {"flame", "flame-diff"}
+    assert any(name.startswith("checksum_order") for name in graphs["flame"])
+    # The differential: the reddest frame is the hot function.
+    reddest = max(graphs["flame-diff"].items(), key=lambda kv: _redness(kv[1]))
+    assert reddest[0].startswith("checksum_order"), reddest
+    assert '<table class="hottest">' in page
+
+
+def _flame_graphs(page: str) -> dict[str, dict[str, str]]:
+    """Each flame graph of the page (by kind): frame name -> fill."""
+    graphs: dict[str, dict[str, str]] = {}
+    start = 0
+    while (at := page.find('<svg class="flame"', start)) >= 0:
+        end = page.index("</svg>", at) + len("</svg>")
+        svg = ET.fromstring(page[at:end])
+        frames = graphs.setdefault(svg.get("data-kind", ""), {})
+        for g in svg.iter("g"):
+            title, rect = g.find("title"), g.find("rect")
+            if title is not None and rect is not None:
+                frames[(title.text or "").split(":")[0]] = rect.get("fill", "")
+        start = end
+    return graphs
+
+
+def _redness(fill: str) -> int:
+    r, g, _ = (int(x) for x in fill.removeprefix("rgb(").rstrip(")").split(","))
+    return r - g if r == 255 else -255
+
+
+def test_a_task_leak_fails_the_growth_check_and_a_healthy_service_passes(
+    project: Path, tmp_path: Path
+) -> None:
+    leak, tests = _run(project, "-k", "pay", fault="taskleak")
+    out = leak.stdout
+    assert leak.returncode == 1, out[-3000:]
+    assert "the service kept what the load gave it:" in out
+    line = next(x for x in out.splitlines() if "order_service_asyncio_tasks" in x and "grew" in x)
+    assert "/s during steady (Mann-Kendall p = " in line
+    assert "and stayed at " in line
+    (entry,) = tests
+    counts = {c["name"].split("{")[0]: c for c in entry["counts"]}
+    assert counts["order_service_asyncio_tasks"]["verdict"] == "leak"
+    # ~50 callbacks a second, one task each.
+    assert counts["order_service_asyncio_tasks"]["slope"] > 20
+    assert counts["threads"]["verdict"] == "ok"
+    # Failed: its profile is kept.
+    assert entry["profiles"]
+
+    # Without the fault, and with no py-spy to be found: the growth check passes, and
+    # the missing profiler is said once, without failing the test.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    healthy, tests = _run(
+        project, "-k", "pay", python=str(bindir / "python"), path=f"{bindir}:/usr/bin:/bin"
+    )
+    assert healthy.returncode == 0, healthy.stdout[-3000:] + healthy.stderr[-2000:]
+    (entry,) = tests
+    assert {c["verdict"] for c in entry["counts"]} == {"ok"}, entry["counts"]
+    assert "no flame graphs: py-spy is not installed: pip install 'perfsuite[profile]'" in (
+        healthy.stdout
+    )
+
+
+def test_py_spy_denied_says_what_to_do(tmp_path: Path) -> None:
+    # A real denial: py-spy in a user namespace of its own may not ptrace a process
+    # outside it, as a user who is not root may not read another's.
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        profiler = PySpyProfiler(target.pid)
+        wrapper = tmp_path / "py-spy"
+        wrapper.write_text(f'#!/bin/sh\nexec unshare -U -r {profiler.exe} "$@"\n')
+        wrapper.chmod(0o755)
+        profiler.exe = str(wrapper)
+        profiler.begin(1.0)
+        with pytest.raises(ProfileError) as excinfo:
+            profiler.end()
+        text = str(excinfo.value)
+        # With --subprocesses, py-spy reports a denial as finding no Python process.
+        assert (
+            f"py-spy could read no Python process in the service's process {target.pid} "
+            "or its children: if it is a Python service, ptrace is denied: run as root" in text
+        )
+        assert "kernel.yama.ptrace_scope" in text
+    finally:
+        target.send_signal(signal.SIGKILL)
+        target.wait()
