@@ -40,11 +40,16 @@ class CountSampler:
     """Samples the tree of ``pid`` from a thread, once an ``interval``, until stopped."""
 
     def __init__(
-        self, pid: int, *, mysql_port: int | None, service_port: int | None, interval: float = 1.0
+        self,
+        pid: int,
+        *,
+        mysql_ports: set[int],
+        service_ports: set[int],
+        interval: float = 1.0,
     ) -> None:
         self.process = psutil.Process(pid)
-        self.mysql_port = mysql_port
-        self.service_port = service_port
+        self.mysql_ports = mysql_ports
+        self.service_ports = service_ports
         self.interval = interval
         self.series = CountSeries()
         self._stop = threading.Event()
@@ -68,9 +73,9 @@ class CountSampler:
                         counts["tcp_close_wait"] += 1
                     if conn.status != psutil.CONN_ESTABLISHED:
                         continue
-                    if conn.raddr and conn.raddr.port == self.mysql_port:
+                    if conn.raddr and conn.raddr.port in self.mysql_ports:
                         counts["tcp_to_mysql"] += 1
-                    elif conn.laddr and conn.laddr.port == self.service_port:
+                    elif conn.laddr and conn.laddr.port in self.service_ports:
                         counts["tcp_from_clients"] += 1
         return counts
 

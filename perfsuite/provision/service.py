@@ -65,6 +65,23 @@ class Service:
         """The local process id, for resource sampling; ``None`` for other kinds."""
         return self.process.pid if self.process is not None else None
 
+    def host_pid(self) -> int | None:
+        """The process id on this host of the service's main process: the local process,
+        or a container's (its engine on this machine); ``None`` when there is none."""
+        if self.process is not None:
+            return self.process.pid
+        if self.container is None:
+            return None
+        from docker.errors import DockerException  # with the container kind only
+
+        try:
+            wrapped = self.container.get_wrapped_container()
+            wrapped.reload()
+            pid = int(wrapped.attrs["State"]["Pid"])
+        except (DockerException, OSError, KeyError, TypeError, ValueError):
+            return None  # the engine is gone, or says nothing of a process
+        return pid if pid > 0 and Path(f"/proc/{pid}").exists() else None
+
     def logs(self, lines: int | None = None) -> str:
         """Everything the service printed so far (or its last ``lines`` lines), passwords masked."""
         text = redact(self._read_logs())

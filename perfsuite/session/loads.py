@@ -163,7 +163,11 @@ class Loads:
             meter=self.cost_meter(),
             metrics=MetricsWatch(scraper) if scraper is not None else None,
             profile=profiling.schedule(service, flatten_phases(phases), keep=keep_profile),
-            counts=profiling.counts(service, self._provisioning.mysql_server),
+            counts=profiling.counts(
+                service,
+                self._provisioning.mysql_server,
+                self.config.service.port if self.config.service is not None else None,
+            ),
             settle=self.config.profiling.settle,
         )
 

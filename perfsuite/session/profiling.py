@@ -80,7 +80,9 @@ class Profiling:
 
     def _profiler(self, service: Service) -> Profiler | None:
         c = self.config
-        pid = service.pid
+        # A container's process too, read from the host: py-spy then needs root here
+        # (or CAP_SYS_PTRACE), as it reads the process through /proc.
+        pid = service.host_pid()
         if c.profiler == "none":
             return None
         if c.profiler == "pprof" or (c.profiler == "auto" and c.pprof_url):
@@ -119,15 +121,21 @@ class Profiling:
             return None
         return None if profiler is None else ProfileSchedule(profiler, *window)
 
-    def counts(self, service: Service | None, server: MySQLServer | None) -> CountSampler | None:
+    def counts(
+        self, service: Service | None, server: MySQLServer | None, inner_port: int | None
+    ) -> CountSampler | None:
         """A sampler of the service's threads, descriptors and connections (local only)."""
-        if not self.config.growth or service is None or service.pid is None:
+        pid = service.host_pid() if service is not None and self.config.growth else None
+        if service is None or pid is None:
             return None
+        ports = {server.port, server.internal_port} if server is not None else set()
         try:
+            # In a container it listens on its own port, not the one published here.
+            listens = inner_port if service.container is not None else None
             return CountSampler(
-                service.pid,
-                mysql_port=server.port if server is not None else None,
-                service_port=urlsplit(service.base_url).port,
+                pid,
+                mysql_ports={p for p in ports if p},
+                service_ports={listens or urlsplit(service.base_url).port or 0},
             )
         except psutil.Error:
             return None

@@ -48,6 +48,28 @@ def test_checkout(perf_run, perf_phases):
     )
 """
 
+# The last commit also runs a service perfsuite starts (the load server, a Python
+# process) and keeps its CPU profile (the flamegraph marker): the report draws it.
+PROFILED_TEST = """
+import pytest
+from perfsuite import Request, Scenario
+
+@pytest.mark.perf
+@pytest.mark.flamegraph
+def test_profiled(perf_run, perf_phases):
+    busy = Request(name="busy", build=lambda ctx: ctx.get("/cpu/800"))
+    perf_run(Scenario(busy), [perf_phases.constant(200, "4s")])
+"""
+PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+[tool.perfsuite.service]
+command = "{{python}} {Path(__file__).with_name("loadserver.py")} {{port}}"
+health = "/ok"
+[tool.perfsuite.pool]
+check = false
+"""
+
 BENCH_TEST = """
 def test_encode(benchmark):
     benchmark(lambda: ",".join(str(i) for i in range(200)))
@@ -81,8 +103,9 @@ def _env(server: Any, **extra: str) -> dict[str, str]:
 def project(tmp_path_factory: pytest.TempPathFactory, server: Any) -> dict[str, Any]:
     """A project with a history of RUNS commits and two saved benchmark runs."""
     root = tmp_path_factory.mktemp("project")
-    (root / "pyproject.toml").write_text("[tool.perfsuite]\n")
+    (root / "pyproject.toml").write_text(PROJECT)
     (root / "test_perf.py").write_text(PERF_TEST)
+    (root / "test_profiled.py").write_text(PROFILED_TEST)
     (root / "bench").mkdir()
     (root / "bench" / "test_bench.py").write_text(BENCH_TEST)
     _git(root, "init", "-q", "-b", "main")
@@ -93,9 +116,10 @@ def project(tmp_path_factory: pytest.TempPathFactory, server: Any) -> dict[str, 
         _git(root, "commit", "-q", "-m", f"change {i}")
         commits.append(_git(root, "rev-parse", "HEAD"))
         cpu = SLOW_US if i >= SLOW_FROM else FAST_US
+        profiled = ["test_profiled.py"] if i == RUNS - 1 else []
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "test_perf.py", "-m", "perf", "-p", "no:cacheprovider",
-             "--perf-profile=full"],
+            [sys.executable, "-m", "pytest", "test_perf.py", *profiled, "-m", "perf",
+             "-p", "no:cacheprovider", "--perf-profile=full"],
             cwd=root, env=_env(server, CPU_US=str(cpu)), capture_output=True, text=True,
             timeout=120,
         )  # fmt: skip
@@ -210,6 +234,14 @@ def test_report_renders_in_chromium_and_names_the_regressing_commit(
                })"""
         )
         shifts = page.eval_on_selector_all("tr.shift", "rows => rows.map(r => r.innerText)")
+        flames = page.evaluate(
+            """() => [...document.querySelectorAll('svg.flame')].map(svg => ({
+                 width: svg.getBoundingClientRect().width,
+                 frames: [...svg.querySelectorAll('g.frame rect')]
+                   .filter(r => r.getBBox().width > 0).length,
+                 names: [...svg.querySelectorAll('g.frame text')].map(t => t.textContent),
+               }))"""
+        )
         page.screenshot(path=str(root / "reports" / "report.png"), full_page=True)
         browser.close()
     assert errors == []
@@ -223,3 +255,9 @@ def test_report_renders_in_chromium_and_names_the_regressing_commit(
     assert latency_shifts
     assert all(slow_commit[:12] in s for s in latency_shifts)
     assert "Knee of checkout" in text
+    # The profiled test's flame graph: drawn, with frames that name the server's code.
+    (flame,) = flames
+    assert flame["width"] > 600
+    assert flame["frames"] > 5
+    assert any(name.startswith("main") or "Handler" in name for name in flame["names"])
+    assert '<table class="hottest">' in text
