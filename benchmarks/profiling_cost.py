@@ -1,0 +1,136 @@
+"""What profiling the service costs, and whether the growth check cries wolf.
+
+    python benchmarks/profiling_cost.py [--pairs 10] [--seconds 20] [--rate 300]
+
+Pairs of runs of the example order service's order query (open model, after
+a 2 s warm-up; each a fresh session: a throwaway MariaDB and the service),
+one with py-spy sampling the service over its window (``--perf-flamegraph=
+always``) and one without (``never``), in alternating order. Per run: the
+answered requests a second, p50, p99, and the service's CPU per request; then
+the medians and the median paired difference. Every run also judges growth
+(threads, descriptors, connections, the asyncio task count): the service has
+no leak, so every "leak" verdict is a false alarm, counted over all runs.
+
+Run it where nothing else loads the machine; it prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROJECT = f"""
+[tool.perfsuite]
+mysql = "process"
+database = "orders"
+sql = ["{REPO / "examples/order_service/schema.sql"}"]
+
+[tool.perfsuite.service]
+command = "{{python}} -m examples.order_service --host 127.0.0.1 --port {{port}}"
+health = "/health"
+startup_timeout = "30s"
+
+[tool.perfsuite.pool]
+metrics = "order-service"
+max_idle = 10
+
+[tool.perfsuite.profiling]
+growth_metrics = ["order_service_asyncio_tasks"]
+"""
+
+CONFTEST = """
+import pytest
+from examples.order_service.seed import seed_database
+
+@pytest.fixture(scope="session")
+def perf_seed(perf_mysql):
+    return seed_database(perf_mysql, users=2_000, skus=500, orders=5_000)
+"""
+
+TESTS = """
+from perfsuite import Request, Scenario
+
+def order(ctx):
+    return ctx.get(f"/orders/{{ctx.pick('order')[0]}}")
+
+def test_open(perf_run, perf_phases, perf_seed):
+    scenario = Scenario(Request(name="order_query", build=order, status={{200}}),
+                        data={{"order": list(perf_seed.orders)}}, seed=1)
+    perf_run(scenario, [perf_phases.warmup(rate=100, duration="2s"),
+                        perf_phases.constant(rate={rate}, duration="{seconds}s")])
+"""
+
+
+def _run(project: Path, profiled: bool) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_HOST": "unix:///nonexistent.sock"}
+    keep = "always" if profiled else "never"
+    before = set((project / "reports" / "runs").glob("*.json"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--perf-profile=full",
+         f"--perf-flamegraph={keep}"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    new = sorted(set((project / "reports" / "runs").glob("*.json")) - before)
+    if not new:
+        raise SystemExit(f"no run record:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    entry: dict[str, Any] = json.loads(new[-1].read_text())["tests"][0]
+    if profiled != bool(entry.get("profiles")):
+        raise SystemExit(f"profiled={profiled} but the record says otherwise:\n{done.stdout}")
+    (cell,) = [c for c in entry["loads"][0]["cells"] if c["phase"] != "warmup"]
+    cost = (entry.get("cost") or [None])[0] or {}
+    return {
+        "ok_rps": cell["summary"]["rps"],
+        "p50": cell["summary"]["p50"],
+        "p99": cell["summary"]["p99"],
+        "cpu_ms": (cost.get("per_request") or {}).get("cpu_ms_per_request"),
+        "leaks": [c["text"] for c in entry.get("counts", []) if c["verdict"] == "leak"],
+        "judged": sum(c["verdict"] != "not judged" for c in entry.get("counts", [])),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--rate", type=int, default=300)
+    args = parser.parse_args()
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="perfsuite-profiling-bench-") as tmp:
+        project = Path(tmp)
+        (project / "pyproject.toml").write_text(PROJECT)
+        (project / "conftest.py").write_text(CONFTEST)
+        (project / "test_bench.py").write_text(TESTS.format(rate=args.rate, seconds=args.seconds))
+        (project / "reports" / "runs").mkdir(parents=True)
+        for i in range(args.pairs):
+            for profiled in (i % 2 == 0, i % 2 == 1):
+                rows[profiled].append(_run(project, profiled))
+            print(f"pair {i + 1}: {rows[True][-1]} vs {rows[False][-1]}", flush=True)
+    print(f"\n{args.pairs} pairs, {args.rate} req/s for {args.seconds} s:\n")
+    print("| number | profiled (median) | not profiled (median) | paired difference (median) |")
+    print("| --- | ---: | ---: | ---: |")
+    for key in ("ok_rps", "p50", "p99", "cpu_ms"):
+        on = [r[key] for r in rows[True] if r[key] is not None]
+        off = [r[key] for r in rows[False] if r[key] is not None]
+        diff = statistics.median(a - b for a, b in zip(on, off, strict=False))
+        print(f"| {key} | {statistics.median(on):.4g} | {statistics.median(off):.4g} "
+              f"| {diff:+.4g} |")  # fmt: skip
+    runs = rows[True] + rows[False]
+    leaks = [text for r in runs for text in r["leaks"]]
+    judged = sum(r["judged"] for r in runs)
+    print(f"\ngrowth: {len(leaks)} leak verdicts in {len(runs)} runs ({judged} counts judged)")
+    for text in leaks:
+        print(f"  {text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
