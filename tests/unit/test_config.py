@@ -201,3 +201,58 @@ def test_bad_metrics_values_are_named(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path, {"metrics": table})
+
+
+def test_profiling_values(tmp_path: Path) -> None:
+    default = load_config(tmp_path, {}).profiling
+    assert (default.profiler, default.keep, default.seconds, default.growth) == (
+        "auto",
+        "failed",
+        10.0,
+        True,
+    )
+    profiling = load_config(
+        tmp_path,
+        {
+            "profiling": {
+                "profiler": "command",
+                "command": "asprof -d {seconds} -o collapsed -f {output} {pid}",
+                "seconds": "20s",
+                "rate": 250,
+                "keep": "always",
+                "growth_metrics": ["go_goroutines"],
+                "settle": "5s",
+                "min_rise": 20,
+            }
+        },
+    ).profiling
+    assert profiling.command == "asprof -d {seconds} -o collapsed -f {output} {pid}"
+    assert (profiling.seconds, profiling.rate, profiling.settle, profiling.min_rise) == (
+        20.0,
+        250,
+        5.0,
+        20.0,
+    )
+    assert profiling.growth_metrics == ("go_goroutines",)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"profiler": "perf"}, r"profiler: expected one of auto, py-spy, pprof, command, none"),
+        ({"profiler": "command"}, r'profiler = "command" needs command = "..."'),
+        ({"command": "asprof -d 10 {pid}"}, r"command: must write collapsed stacks to \{output\}"),
+        ({"command": "asprof 'x"}, r"command: cannot split"),
+        ({"pprof_url": "localhost:6060"}, r"pprof_url: expected an http:// or https:// URL"),
+        ({"seconds": "0.5s"}, r"seconds: expected 1s to 600s, got 0.5s"),
+        ({"keep": "sometimes"}, r"keep: expected one of failed, always, never"),
+        ({"growth_metrics": ["go goroutines"]}, r"growth_metrics: expected a list of metric"),
+        ({"min_rise": -1}, r"min_rise: expected a count of at least 0"),
+        ({"flamegraph": True}, r"unknown key 'flamegraph' in \[tool.perfsuite.profiling\]"),
+    ],
+)
+def test_bad_profiling_values_are_named(
+    tmp_path: Path, table: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, {"profiling": table})

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from perfsuite.errors import ProfileError
-from perfsuite.probes.profile import PySpyProfiler
+from perfsuite.probes.profile import CommandProfiler, PySpyProfiler
 from perfsuite.report.html import build_report
 from perfsuite.store.history import History, history_url
 
@@ -231,6 +231,38 @@ def test_py_spy_denied_says_what_to_do(tmp_path: Path) -> None:
             "or its children: if it is a Python service, ptrace is denied: run as root" in text
         )
         assert "kernel.yama.ptrace_scope" in text
+    finally:
+        target.send_signal(signal.SIGKILL)
+        target.wait()
+
+
+BUSY = """
+import hashlib, time
+def spin_in_named_function(until):
+    while time.monotonic() < until:
+        hashlib.sha256(b"x" * 1000).digest()
+spin_in_named_function(time.monotonic() + 30)
+"""
+
+
+def test_a_command_profiler_writes_collapsed_stacks() -> None:
+    # Any program that writes collapsed stacks to {output} (async-profiler's asprof for a
+    # JVM); here py-spy itself, run as a command.
+    exe = PySpyProfiler(os.getpid()).exe
+    target = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        template = f"{exe} record --pid {{pid}} --duration {{seconds}} --format raw -o {{output}}"
+        profiler = CommandProfiler(template, target.pid)
+        assert profiler.name == exe
+        profiler.begin(1.0)
+        stacks, unit, _ = profiler.end()
+        assert unit == "samples"
+        assert any(frame.startswith("spin_in_named_function") for s in stacks for frame in s)
+        # A command that writes nothing and fails is named with what it said.
+        broken = CommandProfiler(f"{exe} record --pid 0 -o {{output}}", target.pid)
+        broken.begin(1.0)
+        with pytest.raises(ProfileError, match=r"py-spy exited with \d+: "):
+            broken.end()
     finally:
         target.send_signal(signal.SIGKILL)
         target.wait()
