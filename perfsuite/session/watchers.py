@@ -73,9 +73,19 @@ class LoadWatchers:
         ended = time.time()
         done = Watched(wall_start=self._wall_start, wall_end=ended)
         completed = result is not None
-        if self.profile is not None:  # first: it may still be sampling the window
-            done.profile = self.profile.finish(completed=completed)
-            done.profile_error = self.profile.error
+        # Each stage stops its watchers even when Ctrl-C interrupts the one before.
+        try:
+            if self.profile is not None:  # first: it may still be sampling the window
+                done.profile = self.profile.finish(completed=completed)
+                done.profile_error = self.profile.error
+        finally:
+            try:
+                self._stop_samplers(done, result)
+            finally:
+                self._stop_after(done, completed, ended)
+        return done
+
+    def _stop_samplers(self, done: Watched, result: LoadResult | None) -> None:
         if self.sampler is not None:
             done.series = self.sampler.stop()
         if self.pool is not None:
@@ -83,11 +93,14 @@ class LoadWatchers:
         if self.meter is not None:
             cpu = done.series.cpu_seconds if done.series is not None else None
             done.cost = self.meter.stop(result, cpu)
-        if completed and self.settle > 0 and (self.counts or self.metrics):
-            # The level after the load: counts and scrapes go on a moment, idle.
-            time.sleep(max(0.0, self.settle - (time.time() - ended)))
-        if self.metrics is not None:  # no last scrape after Ctrl-C: the user wants out
-            done.scraped = self.metrics.stop(last=completed)
-        if self.counts is not None:
-            done.counts = self.counts.stop()
-        return done
+
+    def _stop_after(self, done: Watched, completed: bool, ended: float) -> None:
+        try:
+            if completed and self.settle > 0 and (self.counts or self.metrics):
+                # The level after the load: counts and scrapes go on a moment, idle.
+                time.sleep(max(0.0, self.settle - (time.time() - ended)))
+        finally:  # a Ctrl-C in that moment still stops them
+            if self.metrics is not None:  # no last scrape after Ctrl-C: the user wants out
+                done.scraped = self.metrics.stop(last=completed)
+            if self.counts is not None:
+                done.counts = self.counts.stop()
