@@ -28,40 +28,20 @@ Run it where nothing else loads the machine; it prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-PROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{REPO / "examples/order_service/schema.sql"}"]
+from examples.order_service.project import run_session, write_project
 
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}}"
-health = "/health"
-startup_timeout = "30s"
-
+TOML = """
 [tool.perfsuite.pool]
 check = false
-"""
-
-CONFTEST = """
-import pytest
-from examples.order_service.seed import seed_database
-
-@pytest.fixture(scope="session")
-def perf_seed(perf_mysql):
-    return seed_database(perf_mysql, users=2_000, skus=500, orders=5_000)
 """
 
 TESTS = """
@@ -85,24 +65,9 @@ def test_closed(perf_run, perf_phases, perf_seed):
 
 
 def _session(project: Path, test: str, fault: str, *args: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "ORDER_SERVICE_FAULT": fault,
-        "DOCKER_HOST": "unix:///nonexistent.sock",
-    }
-    env.pop("PYTEST_ADDOPTS", None)
-    before = set((project / "reports" / "runs").glob("*.json"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--perf-profile=full",
-         "-k", test, *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    new = sorted(set((project / "reports" / "runs").glob("*.json")) - before)
-    if not new:
-        raise SystemExit(f"no run record:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    record: dict[str, Any] = json.loads(new[-1].read_text())
-    return record["tests"][0]
+    # No CPU profile of the service: its sampling would add to the cost measured.
+    _, tests = run_session(project, "-k", test, "--perf-flamegraph=never", *args, fault=fault)
+    return tests[0]
 
 
 def _measured(entry: dict[str, Any]) -> dict[str, float]:
@@ -144,11 +109,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="perfsuite-cost-bench-") as tmp:
-        project = Path(tmp)
-        (project / "pyproject.toml").write_text(PROJECT)
-        (project / "conftest.py").write_text(CONFTEST)
-        (project / "test_bench.py").write_text(TESTS.format(seconds=args.seconds))
-        (project / "reports" / "runs").mkdir(parents=True)
+        project = write_project(Path(tmp), TESTS.format(seconds=args.seconds), toml=TOML)
         started = time.monotonic()
 
         parts = set(args.parts.split(","))

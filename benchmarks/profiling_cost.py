@@ -17,43 +17,23 @@ Run it where nothing else loads the machine; it prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-PROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{REPO / "examples/order_service/schema.sql"}"]
+from examples.order_service.project import run_session, write_project
 
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --host 127.0.0.1 --port {{port}}"
-health = "/health"
-startup_timeout = "30s"
-
+TOML = """
 [tool.perfsuite.pool]
 metrics = "order-service"
 max_idle = 10
 
 [tool.perfsuite.profiling]
 growth_metrics = ["order_service_asyncio_tasks"]
-"""
-
-CONFTEST = """
-import pytest
-from examples.order_service.seed import seed_database
-
-@pytest.fixture(scope="session")
-def perf_seed(perf_mysql):
-    return seed_database(perf_mysql, users=2_000, skus=500, orders=5_000)
 """
 
 TESTS = """
@@ -71,18 +51,9 @@ def test_open(perf_run, perf_phases, perf_seed):
 
 
 def _run(project: Path, profiled: bool) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_HOST": "unix:///nonexistent.sock"}
     keep = "always" if profiled else "never"
-    before = set((project / "reports" / "runs").glob("*.json"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--perf-profile=full",
-         f"--perf-flamegraph={keep}"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    new = sorted(set((project / "reports" / "runs").glob("*.json")) - before)
-    if not new:
-        raise SystemExit(f"no run record:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    entry: dict[str, Any] = json.loads(new[-1].read_text())["tests"][0]
+    done, tests = run_session(project, f"--perf-flamegraph={keep}")
+    entry = tests[0]
     if profiled != bool(entry.get("profiles")):
         raise SystemExit(f"profiled={profiled} but the record says otherwise:\n{done.stdout}")
     (cell,) = [c for c in entry["loads"][0]["cells"] if c["phase"] != "warmup"]
@@ -105,11 +76,8 @@ def main() -> int:
     args = parser.parse_args()
     rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-profiling-bench-") as tmp:
-        project = Path(tmp)
-        (project / "pyproject.toml").write_text(PROJECT)
-        (project / "conftest.py").write_text(CONFTEST)
-        (project / "test_bench.py").write_text(TESTS.format(rate=args.rate, seconds=args.seconds))
-        (project / "reports" / "runs").mkdir(parents=True)
+        tests = TESTS.format(rate=args.rate, seconds=args.seconds)
+        project = write_project(Path(tmp), tests, toml=TOML)
         for i in range(args.pairs):
             for profiled in (i % 2 == 0, i % 2 == 1):
                 rows[profiled].append(_run(project, profiled))

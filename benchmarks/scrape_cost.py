@@ -17,42 +17,21 @@ Run it where nothing else loads the machine; it prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-PROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{REPO / "examples/order_service/schema.sql"}"]
+from examples.order_service.project import run_session, write_project
 
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --port {{port}}"
-health = "/health"
-startup_timeout = "30s"
-
+TOML = """
 [tool.perfsuite.pool]
 check = false
 metrics = "order-service"
 """
 SCRAPED = '\n[tool.perfsuite.metrics]\npin = ["order_service_db_pool_in_use"]\n'
-
-CONFTEST = """
-import pytest
-from examples.order_service.seed import seed_database
-
-@pytest.fixture(scope="session")
-def perf_seed(perf_mysql):
-    return seed_database(perf_mysql, users=2_000, skus=500, orders=5_000)
-"""
 
 TESTS = """
 from perfsuite import Request, Scenario
@@ -68,18 +47,11 @@ def test_open(perf_run, perf_phases, perf_seed):
 """
 
 
-def _run(project: Path, scraped: bool) -> dict[str, float]:
-    (project / "pyproject.toml").write_text(PROJECT + (SCRAPED if scraped else ""))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "DOCKER_HOST": "unix:///nonexistent.sock"}
-    before = set((project / "reports" / "runs").glob("*.json"))
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--perf-profile=full"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    new = sorted(set((project / "reports" / "runs").glob("*.json")) - before)
-    if not new:
-        raise SystemExit(f"no run record:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-    entry: dict[str, Any] = json.loads(new[-1].read_text())["tests"][0]
+def _run(project: Path, tests: str, scraped: bool) -> dict[str, float]:
+    write_project(project, tests, toml=TOML + (SCRAPED if scraped else ""))
+    # No profile either way: only the scraping differs between the two.
+    _, entries = run_session(project, "--perf-flamegraph=never")
+    entry = entries[0]
     if scraped != bool(entry.get("metrics")):
         raise SystemExit(f"scraped={scraped} but the record says otherwise")
     load = entry["loads"][0]
@@ -102,13 +74,11 @@ def main() -> int:
     args = parser.parse_args()
     rows: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-scrape-bench-") as tmp:
+        tests = TESTS.format(rate=args.rate, seconds=args.seconds)
         project = Path(tmp)
-        (project / "conftest.py").write_text(CONFTEST)
-        (project / "test_bench.py").write_text(TESTS.format(rate=args.rate, seconds=args.seconds))
-        (project / "reports" / "runs").mkdir(parents=True)
         for i in range(args.pairs):
             for scraped in (i % 2 == 0, i % 2 == 1):
-                rows[scraped].append(_run(project, scraped))
+                rows[scraped].append(_run(project, tests, scraped))
             print(f"pair {i + 1}: {rows[True][-1]} vs {rows[False][-1]}", flush=True)
     print(f"\n{args.pairs} pairs, {args.rate} req/s for {args.seconds} s:\n")
     print("| number | scraped (median) | not scraped (median) | paired difference (median) |")

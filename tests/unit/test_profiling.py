@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,42 +14,19 @@ from typing import Any
 
 import pytest
 
+from examples.order_service.project import run_session, write_project
 from perfsuite.errors import ProfileError
 from perfsuite.probes.profile import CommandProfiler, PySpyProfiler
 from perfsuite.report.html import build_report
 from perfsuite.store.history import History, history_url
 
-from .conftest import REPO
-
-pytest_plugins = ["pytester"]
-
-PROJECT = f"""
-[tool.perfsuite]
-mysql = "process"
-database = "orders"
-sql = ["{REPO / "examples/order_service/schema.sql"}"]
-
-[tool.perfsuite.service]
-command = "{{python}} -m examples.order_service --host 127.0.0.1 --port {{port}}"
-pass_env = ["ORDER_SERVICE_FAULT"]
-health = "/health"
-startup_timeout = "30s"
-
+TOML = """
 [tool.perfsuite.pool]
 metrics = "order-service"
 max_idle = 10
 
 [tool.perfsuite.profiling]
 growth_metrics = ["order_service_asyncio_tasks"]
-"""
-
-CONFTEST = """
-import pytest
-from examples.order_service.seed import seed_database
-
-@pytest.fixture(scope="session")
-def perf_seed(perf_mysql):
-    return seed_database(perf_mysql, users=500, skus=200, orders=3_000)
 """
 
 TESTS = """
@@ -84,32 +60,15 @@ def test_pay(perf_run, perf_phases, perf_seed):
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    pytester.makepyprojecttoml(PROJECT)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_svc=TESTS)
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    return pytester.path
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "project", TESTS, toml=TOML, users=500, skus=200, orders=3_000)
 
 
 def _run(
     project: Path, *args: str, fault: str = "", python: str = sys.executable, path: str = ""
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-    runs = project / "reports" / "runs"
-    before = set(runs.glob("*.json"))
-    env = {**os.environ, "ORDER_SERVICE_FAULT": fault}
-    if path:
-        env["PATH"] = path
-    done = subprocess.run(
-        [python, "-m", "pytest", "-m", "perf", "-p", "no:cacheprovider", "-rA",
-         "--perf-profile=full", *args],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    new = sorted(set(runs.glob("*.json")) - before)
-    assert new, done.stdout[-3000:] + done.stderr[-2000:]
-    return done, json.loads(new[-1].read_text())["tests"]
+    env = {"PATH": path} if path else None
+    return run_session(project, "-m", "perf", *args, fault=fault, python=python, env=env)
 
 
 def test_a_hot_function_is_named_by_the_flame_graph_and_the_differential(
