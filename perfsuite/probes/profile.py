@@ -112,9 +112,20 @@ class _Subprocess:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._dir = tempfile.mkdtemp(prefix="perfsuite-profile-")
-        self.output = Path(self._dir) / "stacks.txt"
+        self._dir: str | None = None  # made when it begins: nothing to remove before
         self._seconds = 0.0
+
+    @property
+    def output(self) -> Path:
+        """Where the program writes its collapsed stacks."""
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="perfsuite-profile-")
+        return Path(self._dir) / "stacks.txt"
+
+    def _remove(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
     def argv(self, seconds: float) -> list[str]:
         raise NotImplementedError
@@ -131,6 +142,7 @@ class _Subprocess:
                 argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
             )
         except OSError as exc:
+            self._remove()
             raise ProfileError(f"{self.name}: cannot run {argv[0]}: {exc}") from None
 
     def end(self) -> tuple[Stacks, str, Stacks]:
@@ -149,7 +161,7 @@ class _Subprocess:
         try:
             text = self.output.read_text(errors="replace") if self.output.exists() else ""
         finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            self._remove()
         if proc.returncode != 0 and not text:
             raise ProfileError(self.explain(proc.returncode, err.decode(errors="replace")))
         try:
@@ -161,7 +173,7 @@ class _Subprocess:
         if self._proc is not None:
             _stop(self._proc)
             self._proc = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._remove()
 
 
 def _py_spy() -> str:
@@ -342,6 +354,7 @@ class ProfileSchedule:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if not self._began.is_set():
+            self.profiler.cancel()  # nothing to collect; what it holds is released
             if self.error is None and completed:
                 self.error = "the load ended before the profile's window"
             return None

@@ -36,7 +36,8 @@ Stacks = Mapping[tuple[str, ...], float]
 
 
 def parse_collapsed(text: str) -> dict[tuple[str, ...], float]:
-    """Collapsed stacks from their text form; a bad line is a ``ValueError`` naming it."""
+    """Collapsed stacks from their text form; a bad line is a ``ValueError`` naming it.
+    A line of a count alone (samples with no frame: py-spy writes them) is left out."""
     stacks: dict[tuple[str, ...], float] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -49,8 +50,10 @@ def parse_collapsed(text: str) -> dict[tuple[str, ...], float]:
             raise ValueError(
                 f"collapsed stacks, line {number}: no count at the end: {raw!r}"
             ) from None
-        if not path or value < 0:
+        if value < 0 or (not path and raw == line):
             raise ValueError(f"collapsed stacks, line {number}: expected 'a;b;c COUNT': {raw!r}")
+        if not path:  # ' 12': samples with no frame (py-spy: a thread outside Python)
+            continue
         key = tuple(path.split(";"))
         stacks[key] = stacks.get(key, 0.0) + value
     return stacks
