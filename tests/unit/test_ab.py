@@ -187,7 +187,7 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     )  # fmt: skip
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
-    assert "A/B against HEAD~1 (" in out
+    assert "A/B against HEAD~1 (" in out, out[-4000:]
     assert "regression in work: p50 regressed: " in out
     assert "regression in cost: queries_per_request regressed: 1.000 -> 2.000" in out
     assert "paired t over 5 pairs (df 4)" in out
