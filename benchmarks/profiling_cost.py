@@ -33,6 +33,8 @@ metrics = "order-service"
 max_idle = 10
 
 [tool.perfsuite.profiling]
+profiler = "auto"
+growth = true
 growth_metrics = ["order_service_asyncio_tasks"]
 """
 

@@ -143,6 +143,8 @@ def read_pprof(data: bytes, *, sample_type: str | None = None) -> PprofProfile:
             if loc_id not in frames:
                 raise ProfileError(f"pprof profile: a sample names location {loc_id}, not listed")
             path.extend(frames[loc_id])
+        if not path:  # a sample with no location: nothing to draw (pprof skips it too)
+            continue
         key = tuple(path)
         stacks[key] = stacks.get(key, 0.0) + value
     duration = profile.duration_nanos / 1e9 if profile.duration_nanos else None

@@ -49,6 +49,7 @@ __all__ = [
     "Profiling",
     "baseline_profile",
     "encode_profile",
+    "fails_on_growth",
     "hottest_text",
     "judge_load_growth",
     "save_baseline_profile",
@@ -139,6 +140,14 @@ class Profiling:
             )
         except psutil.Error:
             return None
+
+
+def fails_on_growth(name: str, config: ProfilingConfig) -> bool:
+    """Whether a leak of this count fails the test: the named gauges, and sockets left in
+    CLOSE_WAIT. Threads, descriptors and connections are reported only: a pool that fills
+    during the load and stays full (threads, connections to MySQL) grows and stays as a
+    leak does, and the pool check is what tells an idle connection from a leaked one."""
+    return name == "tcp_close_wait" or name.split("{")[0] in config.growth_metrics
 
 
 def judge_load_growth(

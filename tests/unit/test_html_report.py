@@ -68,6 +68,8 @@ command = "{{python}} {Path(__file__).with_name("loadserver.py")} {{port}}"
 health = "/ok"
 [tool.perfsuite.pool]
 check = false
+[tool.perfsuite.profiling]
+profiler = "auto"
 """
 
 BENCH_TEST = """

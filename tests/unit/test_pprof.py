@@ -144,6 +144,7 @@ health = "/health"
 check = false
 [tool.perfsuite.profiling]
 profiler = "pprof"
+growth = true
 growth_metrics = ["go_goroutines"]
 """
 
