@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from examples.order_service.project import run_session, write_project
+from examples.order_service.project import ORDER_QUERY_TEST, run_session, write_project
 
 TOML = """
 [tool.perfsuite.pool]
@@ -36,19 +36,6 @@ max_idle = 10
 profiler = "auto"
 growth = true
 growth_metrics = ["order_service_asyncio_tasks"]
-"""
-
-TESTS = """
-from perfsuite import Request, Scenario
-
-def order(ctx):
-    return ctx.get(f"/orders/{{ctx.pick('order')[0]}}")
-
-def test_open(perf_run, perf_phases, perf_seed):
-    scenario = Scenario(Request(name="order_query", build=order, status={{200}}),
-                        data={{"order": list(perf_seed.orders)}}, seed=1)
-    perf_run(scenario, [perf_phases.warmup(rate=100, duration="2s"),
-                        perf_phases.constant(rate={rate}, duration="{seconds}s")])
 """
 
 
@@ -78,7 +65,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-profiling-bench-") as tmp:
-        tests = TESTS.format(rate=args.rate, seconds=args.seconds)
+        tests = ORDER_QUERY_TEST.format(rate=args.rate, seconds=args.seconds)
         project = write_project(Path(tmp), tests, toml=TOML)
         for i in range(args.pairs):
             for profiled in (i % 2 == 0, i % 2 == 1):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from examples.order_service.project import run_session, write_project
+from examples.order_service.project import ORDER_QUERY_TEST, run_session, write_project
 
 TOML = """
 [tool.perfsuite.pool]
@@ -32,19 +32,6 @@ check = false
 metrics = "order-service"
 """
 SCRAPED = '\n[tool.perfsuite.metrics]\npin = ["order_service_db_pool_in_use"]\n'
-
-TESTS = """
-from perfsuite import Request, Scenario
-
-def order(ctx):
-    return ctx.get(f"/orders/{{ctx.pick('order')[0]}}")
-
-def test_open(perf_run, perf_phases, perf_seed):
-    scenario = Scenario(Request(name="order_query", build=order, status={{200}}),
-                        data={{"order": list(perf_seed.orders)}}, seed=1)
-    perf_run(scenario, [perf_phases.warmup(rate=100, duration="2s"),
-                        perf_phases.constant(rate={rate}, duration="{seconds}s")])
-"""
 
 
 def _run(project: Path, tests: str, scraped: bool) -> dict[str, float]:
@@ -74,7 +61,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-scrape-bench-") as tmp:
-        tests = TESTS.format(rate=args.rate, seconds=args.seconds)
+        tests = ORDER_QUERY_TEST.format(rate=args.rate, seconds=args.seconds)
         project = Path(tmp)
         for i in range(args.pairs):
             for scraped in (i % 2 == 0, i % 2 == 1):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "run_session", "write_project"]
+__all__ = ["ORDER_QUERY_TEST", "REPO", "run_session", "write_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +39,21 @@ from examples.order_service.seed import seed_database
 @pytest.fixture(scope="session")
 def perf_seed(perf_mysql):
     return seed_database(perf_mysql, users={users}, skus={skus}, orders={orders})
+"""
+
+
+# The order query in the open model after a 2 s warm-up: ``.format(rate=, seconds=)``.
+ORDER_QUERY_TEST = """
+from perfsuite import Request, Scenario
+
+def order(ctx):
+    return ctx.get(f"/orders/{{ctx.pick('order')[0]}}")
+
+def test_open(perf_run, perf_phases, perf_seed):
+    scenario = Scenario(Request(name="order_query", build=order, status={{200}}),
+                        data={{"order": list(perf_seed.orders)}}, seed=1)
+    perf_run(scenario, [perf_phases.warmup(rate=100, duration="2s"),
+                        perf_phases.constant(rate={rate}, duration="{seconds}s")])
 """
 
 
