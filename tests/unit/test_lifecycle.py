@@ -180,7 +180,7 @@ def _start(
             "-p",
             "no:hypothesispytest",
             *args,
-        ],  # fmt: skip
+        ],
         cwd=pytester.path,
         env=env,
         sigint_ignored=sigint_ignored,
