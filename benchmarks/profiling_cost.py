@@ -25,18 +25,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from examples.order_service.project import ORDER_QUERY_TEST, run_session, write_project
-
-TOML = """
-[tool.perfsuite.pool]
-metrics = "order-service"
-max_idle = 10
-
-[tool.perfsuite.profiling]
-profiler = "auto"
-growth = true
-growth_metrics = ["order_service_asyncio_tasks"]
-"""
+from examples.order_service.project import (
+    ORDER_QUERY_TEST,
+    PROFILED,
+    run_session,
+    write_project,
+)
 
 
 def _run(project: Path, profiled: bool) -> dict[str, Any]:
@@ -66,7 +60,7 @@ def main() -> int:
     rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-profiling-bench-") as tmp:
         tests = ORDER_QUERY_TEST.format(rate=args.rate, seconds=args.seconds)
-        project = write_project(Path(tmp), tests, toml=TOML)
+        project = write_project(Path(tmp), tests, toml=PROFILED)
         for i in range(args.pairs):
             for profiled in (i % 2 == 0, i % 2 == 1):
                 rows[profiled].append(_run(project, profiled))

@@ -22,7 +22,6 @@ from perfsuite.testitem import (
     EXPECTATIONS_KEY,
     RESOURCES_KEY,
     RESULTS_KEY,
-    SCRAPED_KEY,
     SESSION_KEY,
     WATCHED_KEY,
     WATCHES_KEY,
@@ -143,7 +142,7 @@ def perf_run(
                 phases,
                 stash.get(EXPECTATIONS_KEY, []),
                 pool_check=request.node.get_closest_marker("no_pool_check") is None,
-                keep_profile=perf_session.profiles(request.node),
+                keep_profile=perf_session.takes_profiles(),
             )
         live = _live_line(request.config)
         if loads.exporter is not None:
@@ -168,8 +167,6 @@ def perf_run(
         if watched is not None:  # keyed by the load's place among the test's results
             index = len(results) - 1
             stash.setdefault(WATCHED_KEY, {})[index] = watched
-            if watched.scraped is not None:
-                stash.setdefault(SCRAPED_KEY, {})[index] = watched.scraped
             if watched.cost is not None:
                 stash.setdefault(COST_KEY, {})[index] = watched.cost
         return result

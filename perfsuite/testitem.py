@@ -55,7 +55,6 @@ __all__ = [
     "PROFILES_KEY",
     "RESOURCES_KEY",
     "RESULTS_KEY",
-    "SCRAPED_KEY",
     "SESSION_KEY",
     "VERDICT_KEY",
     "WATCHED_KEY",
@@ -77,7 +76,6 @@ POOL_KEY = pytest.StashKey[PoolVerdict]()
 RESOURCES_KEY = pytest.StashKey[list[ResourceSeries]]()
 AB_KEY = pytest.StashKey[list[Pairs]]()
 COST_KEY = pytest.StashKey[dict[int, RequestCost]]()  # by the load's index in RESULTS_KEY
-SCRAPED_KEY = pytest.StashKey[dict[int, ScrapedLoad]]()  # by the load's index, as COST_KEY
 EXPECTATIONS_KEY = pytest.StashKey[list[Expectation]]()  # the expect markers, parsed
 EXPECT_KEY = pytest.StashKey[list[tuple[int, ExpectVerdict]]]()  # (load index, verdict)
 WATCHED_KEY = pytest.StashKey[dict[int, Watched]]()  # by the load's index, as COST_KEY
@@ -169,7 +167,7 @@ def expect_failures(item: pytest.Item) -> list[str]:
     if not expectations:
         return []
     results = item.stash.get(RESULTS_KEY, [])
-    scraped = item.stash.get(SCRAPED_KEY, {})
+    scraped = _scraped(item)
     url = item.config.stash[SESSION_KEY].config.metrics.prometheus_url
     remote = PrometheusAPI(url) if url else None
     try:
@@ -204,11 +202,13 @@ def growth_failures(item: pytest.Item) -> list[str]:
     for index, watched in sorted(item.stash.get(WATCHED_KEY, {}).items()):
         for verdict in judge_load_growth(results[index], watched, rule, c.growth_metrics):
             verdicts.append((index, verdict))
-    failing = [v.text() for _, v in verdicts if v.leaked and fails_on_growth(v.name, c)]
-    for text in (v.text() for _, v in verdicts if v.leaked and not fails_on_growth(v.name, c)):
-        warnings.warn(
-            PerfsuiteWarning(f"{item.nodeid}: {text} (reported, not failed)"), stacklevel=1
-        )
+    failing = []
+    for _, v in verdicts:
+        if v.leaked and fails_on_growth(v.name, c):
+            failing.append(v.text())
+        elif v.leaked:
+            note = f"{item.nodeid}: {v.text()} (reported, not failed)"
+            warnings.warn(PerfsuiteWarning(note), stacklevel=1)
     if not failing:
         return []
     return ["the service kept what the load gave it:\n  " + "\n  ".join(failing)]
@@ -242,6 +242,12 @@ def keep_profiles(item: pytest.Item, *, failed: bool) -> list[KeptProfile]:
         kept.append(KeptProfile(load=index, path=relative, profile=profile, base=base))
     item.stash[PROFILES_KEY] = kept
     return kept
+
+
+def _scraped(item: pytest.Item) -> dict[int, ScrapedLoad]:
+    """What was scraped during each load of the test, by the load's index."""
+    watched = item.stash.get(WATCHED_KEY, {})
+    return {i: w.scraped for i, w in watched.items() if w.scraped is not None}
 
 
 def _costs(item: pytest.Item) -> dict[int, RequestCost]:
@@ -303,7 +309,7 @@ def _growth_json(v: GrowthVerdict) -> dict[str, Any]:
 
 
 def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:
-    scraped = item.stash.get(SCRAPED_KEY, {})
+    scraped = _scraped(item)
     verdicts = item.stash.get(EXPECT_KEY, [])
     if not scraped and not verdicts:
         return None

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ORDER_QUERY_TEST", "REPO", "run_session", "write_project"]
+__all__ = ["ORDER_QUERY_TEST", "PROFILED", "REPO", "run_session", "write_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,6 +41,18 @@ def perf_seed(perf_mysql):
     return seed_database(perf_mysql, users={users}, skus={skus}, orders={orders})
 """
 
+
+# Its pool's gauges, CPU profiles (py-spy) and the growth check with its task count.
+PROFILED = """
+[tool.perfsuite.pool]
+metrics = "order-service"
+max_idle = 10
+
+[tool.perfsuite.profiling]
+profiler = "auto"
+growth = true
+growth_metrics = ["order_service_asyncio_tasks"]
+"""
 
 # The order query in the open model after a 2 s warm-up: ``.format(rate=, seconds=)``.
 ORDER_QUERY_TEST = """

@@ -151,9 +151,9 @@ class PerfSession:
             f"mysql={choice.provider} ({choice.reason}), service={service}{live}"
         )
 
-    def profiles(self, item: pytest.Item) -> bool:
-        """Whether the service is profiled during this test's loads: unless profiles are
-        never kept (``--perf-flamegraph=never``), as the verdict is not known before."""
+    def takes_profiles(self) -> bool:
+        """Whether the service is profiled during the loads: unless profiles are never
+        kept (``--perf-flamegraph=never``), as a test's verdict is not known before."""
         return self.config.profiling.keep != "never"
 
     def keeps_profile(self, item: pytest.Item, *, failed: bool) -> bool:

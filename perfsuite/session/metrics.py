@@ -10,7 +10,6 @@ scrapes are stamped with when the first phase starts.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -70,9 +69,9 @@ class MetricsWatch:
         """The first scrape (before the load), then once an interval."""
         self._scraper.start()
 
-    def mark(self, t0_ns: int) -> None:
-        """The load's first phase started at ``t0_ns`` (``time.perf_counter_ns()``)."""
-        self._wall_start = time.time() - (time.perf_counter_ns() - t0_ns) / 1e9
+    def mark(self, wall_start: float) -> None:
+        """The load's first phase started at ``wall_start`` (``time.time()``)."""
+        self._wall_start = wall_start
 
     def stop(self, *, last: bool = True) -> ScrapedLoad:
         """The last scrape (after the load; none when ``last`` is false), and everything

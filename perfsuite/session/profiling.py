@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from perfsuite.probes.profile import (
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session.watchers import Watched
 from perfsuite.stats.flame import (
+    FrameShare,
     Stacks,
     format_collapsed,
     hottest,
@@ -81,13 +82,11 @@ class Profiling:
 
     def _profiler(self, service: Service) -> Profiler | None:
         c = self.config
+        if c.profiler == "pprof" or (c.profiler == "auto" and c.pprof_url):
+            return PprofProfiler(c.pprof_url or service.base_url)
         # A container's process too, read from the host: py-spy then needs root here
         # (or CAP_SYS_PTRACE), as it reads the process through /proc.
         pid = service.host_pid()
-        if c.profiler == "none":
-            return None
-        if c.profiler == "pprof" or (c.profiler == "auto" and c.pprof_url):
-            return PprofProfiler(c.pprof_url or service.base_url)
         if c.profiler == "command":
             assert c.command is not None  # the config refuses "command" without one
             return CommandProfiler(c.command, pid)
@@ -106,7 +105,7 @@ class Profiling:
         self, service: Service | None, phases: Sequence[Phase], *, keep: bool
     ) -> ProfileSchedule | None:
         """The profiler of one load and its window (None: none, or nothing to keep)."""
-        if service is None or not keep:
+        if service is None or not keep or self.config.profiler == "none":
             return None
         spans, start = [], 0.0
         for p in phases:
@@ -232,6 +231,14 @@ class KeptProfile:
     path: str  # relative to the reports folder
     profile: CapturedProfile
     base: Stacks | None
+    hottest: list[FrameShare] = field(init=False)  # the 15 with the most self time
+    hotter: list[tuple[str, float]] = field(init=False)  # self share grown, vs the base
+
+    def __post_init__(self) -> None:
+        stacks = self.profile.stacks
+        hotter = [] if self.base is None else self_shift(self.base, stacks, limit=10)
+        object.__setattr__(self, "hottest", hottest(stacks, limit=15))
+        object.__setattr__(self, "hotter", [(n, v) for n, v in hotter if v > 0])
 
 
 def encode_profile(kept: KeptProfile) -> dict[str, Any]:
@@ -248,16 +255,12 @@ def encode_profile(kept: KeptProfile) -> dict[str, Any]:
         "stacks": format_collapsed(prune(p.stacks)),
         "hottest": [
             {"name": f.name, "self": round(f.self_share, 5), "total": round(f.total_share, 5)}
-            for f in hottest(p.stacks, limit=15)
+            for f in kept.hottest
         ],
     }
     if kept.base is not None:
         out["base_stacks"] = format_collapsed(prune(kept.base))
-        out["hotter"] = [
-            {"name": n, "change": round(v, 5)}
-            for n, v in self_shift(kept.base, p.stacks, limit=10)
-            if v > 0
-        ]
+        out["hotter"] = [{"name": n, "change": round(v, 5)} for n, v in kept.hotter]
     if p.goroutines:
         top = sorted(p.goroutines.items(), key=lambda kv: -kv[1])[:5]
         out["goroutines"] = [{"stack": list(s), "count": c} for s, c in top]
@@ -276,10 +279,10 @@ def hottest_text(kept: Sequence[KeptProfile], limit: int = 8) -> str:
         ]
         lines += [
             f"  {f.self_share * 100:5.1f}%  {f.total_share * 100:5.1f}%  {f.name}"
-            for f in hottest(p.stacks, limit=limit)
+            for f in k.hottest[:limit]
         ]
         if k.base is not None:
-            hotter = [(n, v) for n, v in self_shift(k.base, p.stacks, limit=5) if v > 0.005]
+            hotter = [(n, v) for n, v in k.hotter[:5] if v > 0.005]
             lines.append(
                 "hotter than in the baseline's profile: "
                 + (", ".join(f"{n} {v * 100:+.1f} points" for n, v in hotter) or "nothing")

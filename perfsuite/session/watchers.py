@@ -63,7 +63,7 @@ class LoadWatchers:
         if self.meter is not None:  # a meter of the load's cost reads each boundary
             self.meter.plan(t0_ns, [p.duration for p in phases])
         if self.metrics is not None:  # the phases' times, on the scrapes' clock
-            self.metrics.mark(t0_ns)
+            self.metrics.mark(self._wall_start)
         if self.profile is not None:
             self.profile.mark(t0_ns)
 

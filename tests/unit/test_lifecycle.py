@@ -162,25 +162,9 @@ def test_failing_run_leaves_nothing_and_shows_the_service_log(
 def _start(
     pytester: pytest.Pytester, env: dict[str, str], *args: str, sigint_ignored: bool = False
 ) -> subprocess.Popen[str]:
-    """The inner pytest in a process group of its own, as a terminal runs it.
-
-    Without hypothesis's plugin (installed on these machines, used by nothing here):
-    it imports hypothesis when the session's summary is written, which took 1.5 to
-    2 s of the time measured here, none of it perfsuite's.
-    """
+    """The inner pytest in a process group of its own, as a terminal runs it."""
     return start_in_own_group(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-m",
-            "perf",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:hypothesispytest",
-            *args,
-        ],
+        [sys.executable, "-m", "pytest", "-m", "perf", "-p", "no:cacheprovider", *args],
         cwd=pytester.path,
         env=env,
         sigint_ignored=sigint_ignored,

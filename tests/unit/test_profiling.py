@@ -14,22 +14,11 @@ from typing import Any
 
 import pytest
 
-from examples.order_service.project import run_session, write_project
+from examples.order_service.project import PROFILED, run_session, write_project
 from perfsuite.errors import ProfileError
 from perfsuite.probes.profile import CommandProfiler, PySpyProfiler
 from perfsuite.report.html import build_report
 from perfsuite.store.history import History, history_url
-
-TOML = """
-[tool.perfsuite.pool]
-metrics = "order-service"
-max_idle = 10
-
-[tool.perfsuite.profiling]
-profiler = "auto"
-growth = true
-growth_metrics = ["order_service_asyncio_tasks"]
-"""
 
 TESTS = """
 import pytest
@@ -63,7 +52,9 @@ def test_pay(perf_run, perf_phases, perf_seed):
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path / "project", TESTS, toml=TOML, users=500, skus=200, orders=3_000)
+    return write_project(
+        tmp_path / "project", TESTS, toml=PROFILED, users=500, skus=200, orders=3_000
+    )
 
 
 def _run(
