@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from perfsuite.load.corewait import CoreWait
 from perfsuite.load.events import ConnectionEvents, Queued, endpoint_specs
 from perfsuite.load.journey import Journey, User
 from perfsuite.load.options import EngineOptions
@@ -119,8 +120,11 @@ class Driver(ConnectionEvents):
         self.dropped = 0
         self.opened = 0
         self.lag = new_histogram()
-        # The event loop's stalls: how late its timers woke, the worst of each second.
+        # The event loop's stalls: how late its timers woke, the worst of each second,
+        # less the time the machine kept the generator waiting for a core.
         self.stall_ns = 0
+        self.core_wait = CoreWait()
+        self.tick_wait = self.core_wait.ns()
         self.stalls_ms: list[float] = []
         self.tick_expected = 0
         self.stop_reason = ""
@@ -227,9 +231,12 @@ class Driver(ConnectionEvents):
         if gen != self.tick_gen or self.open_phase is None or self.finished:
             return  # a tick chain of an earlier phase
         now = time.perf_counter_ns()
-        self.stall_ns = max(self.stall_ns, now - self.tick_expected)
+        waited, self.tick_wait = self.tick_wait, self.core_wait.ns()
+        waited = self.tick_wait - waited
+        self.stall_ns = max(self.stall_ns, now - self.tick_expected - waited)
         if self.next_ns <= now:
-            self.lag.record_value(min((now - self.next_ns) // 1000, 60_000_000))
+            held = max(0, now - self.next_ns - waited)
+            self.lag.record_value(min(held // 1000, 60_000_000))
         elif self.open_phase.role == "measure":
             # Woken with nothing due: the generator had time to spare.
             self.idle_ticks += 1
