@@ -124,12 +124,15 @@ def _task_count() -> float:
         return 0.0
 
 
-def checksum_order(order_id: int, rounds: int = 4000) -> str:
+def checksum_order(order_id: int, cpu_ms: float = 3.5) -> str:
     """The "hot" fault: needless CPU work on the order query's path (a named function,
-    so that a flame graph has something to point at)."""
+    so that a flame graph has something to point at): hashing for ``cpu_ms`` of this
+    thread's CPU time, so that it costs the same on a fast machine and a slow one."""
     digest = str(order_id).encode()
-    for _ in range(rounds):
-        digest = hashlib.sha256(digest).digest()
+    until = time.thread_time() + cpu_ms / 1000
+    while time.thread_time() < until:
+        for _ in range(50):
+            digest = hashlib.sha256(digest).digest()
     return digest.hex()
 
 

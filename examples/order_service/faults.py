@@ -11,8 +11,8 @@
 - ``taskleak``: each payment callback starts an asyncio task that waits
   forever on a queue nobody writes to (the seed's ``startWorker`` goroutine
   leak): the tasks pile up, one per callback.
-- ``hot``: the order query does needless CPU work (``checksum_order``, about
-  3.5 ms of hashing on this machine) before answering: a flame graph points at it.
+- ``hot``: the order query does needless CPU work (``checksum_order``, 3.5 ms of
+  its thread's CPU time spent hashing) before answering: a flame graph points at it.
 - unset or empty: the correct service.
 """
 

@@ -117,8 +117,9 @@ def flame_svg(title: str, stacks: Stacks, *, unit: str = "samples") -> str:
 
 
 def diff_flame_svg(title: str, base: Stacks, current: Stacks, *, unit: str = "samples") -> str:
-    """The current profile's flame graph coloured by each frame's change in share
-    against ``base``: red hotter, blue colder, white unchanged."""
+    """The current profile's flame graph coloured by each frame's change in self
+    share against ``base``: red hotter, blue colder, white unchanged (a caller that
+    is hotter only through its callees stays white)."""
     change = shift(base, current)
     # Saturate at the largest change, so that the hottest increase is the reddest.
     top = max((abs(v) for v in change.values()), default=0.0) or 1.0
@@ -130,7 +131,7 @@ def diff_flame_svg(title: str, base: Stacks, current: Stacks, *, unit: str = "sa
 
     def note(path: tuple[str, ...]) -> str:
         v = change.get(path)
-        return "" if v is None else f"; {v * 100:+.2f} points of the whole against the base"
+        return "" if v is None else f"; self {v * 100:+.2f} points of the whole against the base"
 
     return _svg(title, current, unit, color, note, "flame-diff")
 

@@ -132,17 +132,21 @@ def hottest(stacks: Stacks, limit: int = 20) -> list[FrameShare]:
 
 
 def shift(base: Stacks, current: Stacks) -> dict[tuple[str, ...], float]:
-    """Each frame in context (a stack prefix): its share of the current profile less
-    its share of the base. Positive: hotter now. Prefixes of either profile."""
+    """Each stack (a frame in its context): its self share of the current profile
+    less its self share of the base. Positive: hotter now.
+
+    Self, not inclusive: a caller's inclusive share grows with its callee's, so an
+    inclusive differential reddens the whole chain down to the hot frame, and which
+    of them is reddest is noise. As flamegraph.pl's differential does, the change
+    belongs to the frame that spent the time.
+    """
     out: dict[tuple[str, ...], float] = {}
     for stacks, sign in ((current, 1.0), (base, -1.0)):
         whole = total(stacks)
         if whole <= 0:
             continue
         for path, value in stacks.items():
-            for depth in range(1, len(path) + 1):
-                key = path[:depth]
-                out[key] = out.get(key, 0.0) + sign * value / whole
+            out[path] = out.get(path, 0.0) + sign * value / whole
     return out
 
 

@@ -69,7 +69,9 @@ def test_the_differential_points_at_what_got_hotter() -> None:
     change = shift(base, hot)
     assert change[("main", "serve", "handle", "checksum")] == pytest.approx(110 / 210)
     assert change[("main", "serve", "handle", "query")] == pytest.approx(60 / 210 - 0.6)
-    assert change[("main",)] == pytest.approx(0.0)
+    # A caller's share grew only through its callee: the change is not its own.
+    assert ("main", "serve", "handle") not in change
+    assert change[("main", "serve", "accept")] == pytest.approx(10 / 210 - 0.1)
     assert self_shift(base, hot, limit=1)[0][0] == "checksum"
     assert merge([base, base])[("main", "serve", "accept")] == 20
 
@@ -105,6 +107,7 @@ def test_the_differential_graph_is_reddest_where_it_got_hotter() -> None:
     assert fills["checksum"] == "rgb(255,0,0)"  # the largest increase: full red
     assert fills["query"].startswith("rgb(")
     assert fills["query"].endswith(",255)")
+    assert fills["handle"] == "rgb(255,255,255)"  # hotter only through checksum: white
 
 
 def test_the_table_of_hottest_functions() -> None:

@@ -99,25 +99,26 @@ def test_a_hot_function_is_named_by_the_flame_graph_and_the_differential(
     page = (project / "index.html").read_text()
     graphs = _flame_graphs(page)
     assert set(graphs) == {"flame", "flame-diff"}
-    assert any(name.startswith("checksum_order") for name in graphs["flame"])
+    assert any(name.startswith("checksum_order") for name, _ in graphs["flame"])
     # The differential: the reddest frame is the hot function.
-    reddest = max(graphs["flame-diff"].items(), key=lambda kv: _redness(kv[1]))
+    reddest = max(graphs["flame-diff"], key=lambda frame: _redness(frame[1]))
     assert reddest[0].startswith("checksum_order"), reddest
     assert '<table class="hottest">' in page
 
 
-def _flame_graphs(page: str) -> dict[str, dict[str, str]]:
-    """Each flame graph of the page (by kind): frame name -> fill."""
-    graphs: dict[str, dict[str, str]] = {}
+def _flame_graphs(page: str) -> dict[str, list[tuple[str, str]]]:
+    """Each flame graph of the page (by kind): its frames' (name, fill). A name may
+    be drawn more than once (the same function in other stacks)."""
+    graphs: dict[str, list[tuple[str, str]]] = {}
     start = 0
     while (at := page.find('<svg class="flame"', start)) >= 0:
         end = page.index("</svg>", at) + len("</svg>")
         svg = ET.fromstring(page[at:end])
-        frames = graphs.setdefault(svg.get("data-kind", ""), {})
+        frames = graphs.setdefault(svg.get("data-kind", ""), [])
         for g in svg.iter("g"):
             title, rect = g.find("title"), g.find("rect")
             if title is not None and rect is not None:
-                frames[(title.text or "").split(":")[0]] = rect.get("fill", "")
+                frames.append(((title.text or "").split(":")[0], rect.get("fill", "")))
         start = end
     return graphs
 
