@@ -18,7 +18,7 @@ from perfsuite.load import LoadResult
 from perfsuite.probes.resources import ResourceSampler
 from perfsuite.probes.statements import StatementProbe, StatementSnapshot
 from perfsuite.provision import MySQLServer, Service
-from perfsuite.stats.cost import RequestCost, phase_cost
+from perfsuite.stats.cost import RequestCost, phase_cost, split_requests
 
 __all__ = ["CostMeter", "CostProbes"]
 
@@ -30,7 +30,8 @@ class CostMeter:
         self.probe = probe
         self.sampler = sampler  # CPU of the service, when the caller does not sample it
         self._before: StatementSnapshot | None = None
-        self._boundaries: list[StatementSnapshot | None] = []  # at each phase's end but the last
+        # At each phase's end but the last, and when read (ns after the load's start).
+        self._boundaries: list[tuple[StatementSnapshot | None, int]] = []
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -46,7 +47,12 @@ class CostMeter:
             for end in ends:
                 if self._quit.wait(max(0.0, (end - time.perf_counter_ns()) / 1e9)):
                     return
-                self._boundaries.append(self._read(first=False))
+                before = time.perf_counter_ns()
+                reading = self._read(first=False)
+                # Read late on a busy machine (by 90 ms in a test, beside CPU hogs): the
+                # time read, not the boundary meant, splits the requests (see _by_phase).
+                at = (before + time.perf_counter_ns()) // 2 - start_ns
+                self._boundaries.append((reading, at))
 
         # A daemon: a reading stuck on a vanished server must not keep the process alive.
         self._thread = threading.Thread(
@@ -114,19 +120,29 @@ class CostMeter:
     def _by_phase(
         self, cost: RequestCost, result: LoadResult, after: StatementSnapshot
     ) -> RequestCost:
-        """The load's cost with each phase's, when every boundary was read."""
-        readings = [self._before, *self._boundaries, after]
+        """The load's cost with each phase's, when every boundary was read.
+
+        A phase's statements are those counted between two readings; its requests,
+        those that ended between the same two moments (from the requests ended in
+        each second), not the phase's own: a reading a tenth of a second late would
+        otherwise give the next phase's first requests' statements to this one.
+        """
+        readings = [self._before, *(b for b, _ in self._boundaries), after]
         if len(readings) != len(result.phases) + 1 or any(r is None for r in readings):
             return cost  # one phase, an interrupted load, or a failed reading
+        journeys = {c.endpoint for c in result.cells if c.journey}
+        per_second: dict[int, int] = {}
+        for sec in result.seconds:
+            if sec.endpoint not in journeys:
+                per_second[sec.t] = per_second.get(sec.t, 0) + sec.requests
+        cuts = [at / 1e9 for _, at in self._boundaries]
+        counts = split_requests(per_second, cuts, cost.requests)
         phases = []
         for i, phase in enumerate(result.phases):
             before, end = readings[i], readings[i + 1]
             assert before is not None
             assert end is not None
-            answered = sum(
-                c.answered for c in result.cells if c.phase == phase.name and not c.journey
-            )
-            part = self.probe.cost(before, end, answered)
+            part = self.probe.cost(before, end, counts[i])
             phases.append(phase_cost(phase.name, phase.role, part))
         return dataclasses.replace(cost, phases=tuple(phases))
 

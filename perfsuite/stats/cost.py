@@ -9,7 +9,8 @@ probe that reads them lives in :mod:`perfsuite.probes.statements`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "PhaseCost",
     "RequestCost",
     "StatementCost",
+    "ended_by",
     "phase_cost",
     "request_cost",
+    "split_requests",
     "statement_delta",
     "status_delta",
 ]
@@ -157,6 +160,24 @@ class PhaseCost:
             "db_ms_per_request": per(self.db_ms),
             "no_index_used": float(self.no_index_used),
         }
+
+
+def ended_by(per_second: Mapping[int, int], at: float) -> float:
+    """Requests ended by ``at`` seconds into the load, from the count that ended in
+    each second (second ``t`` covers ``[t, t + 1)``), straight within a second."""
+    whole = int(at // 1) if at > 0 else 0
+    done = sum(n for t, n in per_second.items() if t < whole)
+    return done + per_second.get(whole, 0) * max(0.0, at - whole) if at > 0 else 0.0
+
+
+def split_requests(per_second: Mapping[int, int], cuts: Sequence[float], total: int) -> list[int]:
+    """``total`` requests split at each of ``cuts`` (seconds into the load) in
+    proportion to the requests that had ended by then: one more than there are cuts."""
+    ended = sum(per_second.values())
+    if not ended:
+        return [total] + [0] * len(cuts)
+    marks = [0, *(round(total * ended_by(per_second, at) / ended) for at in cuts), total]
+    return [max(0, b - a) for a, b in itertools.pairwise(marks)]
 
 
 def phase_cost(phase: str, role: str, cost: RequestCost) -> PhaseCost:

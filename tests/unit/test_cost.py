@@ -11,7 +11,14 @@ import pytest
 from perfsuite import MySQLServer
 from perfsuite.probes.statements import StatementProbe
 from perfsuite.report.html import build_report
-from perfsuite.stats.cost import DigestCounters, request_cost, statement_delta, status_delta
+from perfsuite.stats.cost import (
+    DigestCounters,
+    ended_by,
+    request_cost,
+    split_requests,
+    statement_delta,
+    status_delta,
+)
 from perfsuite.store.history import History, history_url
 
 from .conftest import ORDER_PROJECT, REPO
@@ -60,6 +67,20 @@ def test_no_request_gives_no_number_per_request() -> None:
 
 
 # -- a real MariaDB -----------------------------------------------------------
+
+
+def test_requests_are_split_where_the_boundary_was_read_not_where_it_was_meant() -> None:
+    # 100 requests in second 0 (warm-up), 200 a second after: a boundary meant at
+    # 1.0 s but read at 1.09 s holds 18 of the steady phase's requests before it.
+    per_second = {0: 100, 1: 200, 2: 200, 3: 4}
+    assert ended_by(per_second, 1.09) == pytest.approx(118)
+    assert ended_by(per_second, -0.5) == 0
+    assert ended_by(per_second, 10.0) == 504
+    assert split_requests(per_second, [1.09], 504) == [118, 386]
+    # Answered fewer than ended (timeouts): the split keeps the proportion and the total.
+    assert split_requests(per_second, [1.0], 252) == [50, 202]
+    assert sum(split_requests(per_second, [0.5, 2.5], 431)) == 431
+    assert split_requests({}, [1.0], 0) == [0, 0]
 
 
 def test_a_known_workload_is_counted_exactly(mariadb: MySQLServer, order_data: object) -> None:
@@ -177,7 +198,7 @@ def test_cost_per_request_in_the_record_and_the_table(
     # Over the whole load, exactly; per request over the measured phase (the steady
     # one, warm-up apart), give or take a request at its boundary.
     assert cost["queries"] == 3 * cost["requests"], cost["statements"]
-    assert abs(cost["per_request"]["queries_per_request"] - 3.0) < 0.02
+    assert abs(cost["per_request"]["queries_per_request"] - 3.0) < 0.02, cost["phases"]
     # Each phase read at its boundary: requests in flight across it are a handful.
     warmup, steady = cost["phases"]
     assert (warmup["phase"], warmup["role"], steady["role"]) == ("warmup", "warmup", "measure")
