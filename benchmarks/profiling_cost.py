@@ -1,11 +1,13 @@
 """What profiling the service costs, and whether the growth check cries wolf.
 
-    python benchmarks/profiling_cost.py [--pairs 10] [--seconds 20] [--rate 300]
+    python benchmarks/profiling_cost.py [--pairs 10] [--seconds 12] [--rate 300] [--hz 100]
 
 Pairs of runs of the example order service's order query (open model, after
 a 2 s warm-up; each a fresh session: a throwaway MariaDB and the service),
-one with py-spy sampling the service over its window (``--perf-flamegraph=
-always``) and one without (``never``), in alternating order. Per run: the
+one with py-spy sampling the service (``--hz`` samples a second) over its
+window (``--perf-flamegraph=always``; 10 s in the middle of the phase, at most
+80 % of it: 12 s phases are profiled for 9.6 s) and one without (``never``),
+in alternating order. Per run: the
 answered requests a second, p50, p99, and the service's CPU per request; then
 the medians and the median paired difference. Every run also judges growth
 (threads, descriptors, connections, the asyncio task count): the service has
@@ -54,18 +56,21 @@ def _run(project: Path, profiled: bool) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--rate", type=int, default=300)
+    parser.add_argument("--hz", type=int, default=100)
     args = parser.parse_args()
     rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="perfsuite-profiling-bench-") as tmp:
         tests = ORDER_QUERY_TEST.format(rate=args.rate, seconds=args.seconds)
-        project = write_project(Path(tmp), tests, toml=PROFILED)
+        project = write_project(Path(tmp), tests, toml=f"{PROFILED}rate = {args.hz}\n")
         for i in range(args.pairs):
             for profiled in (i % 2 == 0, i % 2 == 1):
                 rows[profiled].append(_run(project, profiled))
             print(f"pair {i + 1}: {rows[True][-1]} vs {rows[False][-1]}", flush=True)
-    print(f"\n{args.pairs} pairs, {args.rate} req/s for {args.seconds} s:\n")
+    print(
+        f"\n{args.pairs} pairs, {args.rate} req/s for {args.seconds} s, py-spy at {args.hz} Hz:\n"
+    )
     print("| number | profiled (median) | not profiled (median) | paired difference (median) |")
     print("| --- | ---: | ---: | ---: |")
     for key in ("ok_rps", "p50", "p99", "cpu_ms"):
