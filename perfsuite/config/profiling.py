@@ -12,7 +12,7 @@ from perfsuite.errors import ConfigError
 
 __all__ = ["KEEP", "PROFILERS", "profiling_config"]
 
-PROFILERS = ("none", "auto", "py-spy", "pprof", "command")
+PROFILERS = ("auto", "py-spy", "pprof", "command", "none")
 KEEP = ("failed", "always", "never")
 _KEYS = {
     "profiler",
@@ -63,7 +63,7 @@ def profiling_config(table: Any) -> ProfilingConfig:
     seconds = parse_duration(table.get("seconds", "10s"), key=f"{where}.seconds")
     if not 1 <= seconds <= 600:
         raise ConfigError(f"{where}.seconds: expected 1s to 600s, got {seconds:g}s")
-    growth = table.get("growth", False)
+    growth = table.get("growth", True)
     if not isinstance(growth, bool):
         raise ConfigError(f"{where}.growth: expected true or false, got {growth!r}")
     names = table.get("growth_metrics", [])
