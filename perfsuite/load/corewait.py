@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 __all__ = ["CoreWait"]
 
@@ -36,6 +37,19 @@ class CoreWait:
             return int(os.pread(self._fd, 128, 0).split()[1])
         except (OSError, IndexError, ValueError):
             return 0
+
+    def lap(self) -> Callable[[], int]:
+        """A stopwatch of the wait: each call gives the wait (ns) since the one before
+        (the first, since the lap began). One per timer that is judged for lateness."""
+        last = self.ns()
+
+        def since() -> int:
+            nonlocal last
+            now = self.ns()
+            waited, last = now - last, now
+            return waited
+
+        return since
 
     def close(self) -> None:
         if self._fd is not None:

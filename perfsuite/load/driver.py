@@ -124,7 +124,7 @@ class Driver(ConnectionEvents):
         # less the time the machine kept the generator waiting for a core.
         self.stall_ns = 0
         self.core_wait = CoreWait()
-        self.tick_wait = self.core_wait.ns()
+        self.tick_waited = self.core_wait.lap()
         self.stalls_ms: list[float] = []
         self.tick_expected = 0
         self.stop_reason = ""
@@ -231,8 +231,7 @@ class Driver(ConnectionEvents):
         if gen != self.tick_gen or self.open_phase is None or self.finished:
             return  # a tick chain of an earlier phase
         now = time.perf_counter_ns()
-        waited, self.tick_wait = self.tick_wait, self.core_wait.ns()
-        waited = self.tick_wait - waited
+        waited = self.tick_waited()
         self.stall_ns = max(self.stall_ns, now - self.tick_expected - waited)
         if self.next_ns <= now:
             held = max(0, now - self.next_ns - waited)

@@ -85,7 +85,7 @@ class _Engine(Driver):
         self._second = 0
         self._at(self.t0 + _NS, self._tick_second)
         self._sweep_expected = time.perf_counter_ns() + 50_000_000
-        self._sweep_wait = self.core_wait.ns()
+        self._sweep_waited = self.core_wait.lap()
         self.loop.call_later(0.05, self._sweep)
         try:
             await self.done
@@ -104,8 +104,7 @@ class _Engine(Driver):
             return
         now = time.perf_counter_ns()
         # A wake-up late because another process had the cores is not a held-up loop.
-        waited, self._sweep_wait = self._sweep_wait, self.core_wait.ns()
-        held = max(0, now - self._sweep_expected - (self._sweep_wait - waited))
+        held = max(0, now - self._sweep_expected - self._sweep_waited())
         self.lag.record_value(min(held // 1000, 60_000_000))
         self.stall_ns = max(self.stall_ns, held - 1_000_000)
         for conn in list(self.conns):

@@ -165,9 +165,11 @@ class PhaseCost:
 def ended_by(per_second: Mapping[int, int], at: float) -> float:
     """Requests ended by ``at`` seconds into the load, from the count that ended in
     each second (second ``t`` covers ``[t, t + 1)``), straight within a second."""
-    whole = int(at // 1) if at > 0 else 0
+    if at <= 0:
+        return 0.0
+    whole = int(at)
     done = sum(n for t, n in per_second.items() if t < whole)
-    return done + per_second.get(whole, 0) * max(0.0, at - whole) if at > 0 else 0.0
+    return done + per_second.get(whole, 0) * (at - whole)
 
 
 def split_requests(per_second: Mapping[int, int], cuts: Sequence[float], total: int) -> list[int]:
