@@ -7,13 +7,23 @@
 
 Runs the example perf suite's order query test (``tests/perf``) as an A/B
 session against this very commit (``--perf-ab=HEAD``), the candidate slowed
-by the ``slow:<ms>`` fault (each order query sleeps that long in MariaDB),
-the base not (``--perf-ab-env=ORDER_SERVICE_FAULT=``). The fault is set to
-a share of the order query's median, measured first. Every run is a fresh
-session: its own throwaway MariaDB, worktree and services. Prints, per level,
-how often p50 was reported ``regressed``, the median "detects" (the minimum
-detectable effect) and pair correlation, and the seconds per run; the A/A
-row (no fault) counts sessions with any regressed metric.
+by the ``delay:<ms>`` fault (the order query's own statement sleeps in
+MariaDB), the base not (``--perf-ab-env=ORDER_SERVICE_FAULT=``).
+
+The slowdown is calibrated: the order query's median is measured first (a
+plain session), then, on a throwaway MariaDB of our own, the ``SLEEP``
+argument whose *added* time is the level's share of that median (a sleep
+wakes ~0.13 ms late here, 6 % of the median). The ``slow:<ms>`` fault is
+not used: its extra statement adds a round trip (~0.2 ms) on top, so "+10 %"
+measured +16 to +25 %. The table
+also prints the shift each level actually produced (the median of the runs'
+paired estimates), so that a reader sees what was caught, not what was meant.
+
+Every run is a fresh session: its own throwaway MariaDB, worktree and
+services. Prints, per level, how often p50 was reported ``regressed``, the
+median "detects" (the minimum detectable effect) and pair correlation, and the
+seconds per run; the A/A row (no fault) counts sessions with any regressed
+metric.
 
 The whole set takes hours, so each finished run is appended to ``--log`` (a
 JSON line) and a later call goes on from there: the levels are interleaved
@@ -62,6 +72,49 @@ def _median_ms(args: argparse.Namespace, root: Path) -> float:
     return float(statistics.median(values))
 
 
+def _added_ms(cur: Any, sleep_ms: float, rounds: int = 1000) -> float:
+    """The median time ``SLEEP`` in a select list adds to a statement, in ms.
+
+    The plain and the sleeping statement alternate: timed apart, the plain
+    one's median drifted by ±0.1 ms between calls (CPU idle states).
+    """
+    plain: list[int] = []
+    slept: list[int] = []
+    for _ in range(rounds):
+        for sql, args, into in (
+            ("SELECT 1", (), plain),
+            ("SELECT 1, SLEEP(%s)", (sleep_ms / 1000.0,), slept),
+        ):
+            start = time.perf_counter_ns()
+            cur.execute(sql, args)
+            cur.fetchall()
+            into.append(time.perf_counter_ns() - start)
+    return (statistics.median(slept) - statistics.median(plain)) / 1e6
+
+
+def _calibrate(targets_ms: list[float]) -> dict[str, dict[str, float]]:
+    """For each target, the sleep (ms) that adds that much, found on a MariaDB of our own."""
+    from perfsuite.config import MySQLConfig
+    from perfsuite.provision.mysql_process import mysql_process
+
+    found: dict[str, dict[str, float]] = {}
+    with (
+        mysql_process(MySQLConfig(cost=False)) as server,
+        server.connection() as conn,
+        conn.cursor() as cur,
+    ):
+        for target in targets_ms:
+            # Bisection: any sleep wakes ~0.13 ms late here, but SLEEP(0) adds
+            # only 0.03 ms, so the added time is not the sleep plus a constant.
+            low, high = 0.0, target
+            for _ in range(8):
+                sleep = (low + high) / 2
+                low, high = (sleep, high) if _added_ms(cur, sleep) < target else (low, sleep)
+            sleep = (low + high) / 2
+            found[f"{target:.4f}"] = {"sleep_ms": sleep, "added_ms": _added_ms(cur, sleep)}
+    return found
+
+
 def _commit() -> str:
     done = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
@@ -89,8 +142,11 @@ def _schedule(levels: list[float], runs: int, aa_runs: int) -> list[float]:
     return order
 
 
-def _one_run(args: argparse.Namespace, root: Path, level: float, median: float) -> dict[str, Any]:
-    fault = f"slow:{level * median:.4f}" if level else ""
+def _one_run(
+    args: argparse.Namespace, root: Path, level: float, header: dict[str, Any]
+) -> dict[str, Any]:
+    target = f"{level * header['median_ms']:.4f}"
+    fault = f"delay:{header['calibration'][target]['sleep_ms']:.4f}" if level else ""
     start = time.monotonic()
     entry = _session(
         args,
@@ -99,6 +155,8 @@ def _one_run(args: argparse.Namespace, root: Path, level: float, median: float) 
         fault,
     )
     comparisons = entry["comparisons"].get("order_query", [])
+    if not comparisons:  # stopped, or failed before its verdict: not a run of the set
+        raise SystemExit(f"no A/B verdict ({fault or 'A/A'}): {json.dumps(entry)[:2000]}")
     by = {c["metric"]: c for c in comparisons}
     text = by.get("p50", {}).get("text", "")
     return {
@@ -114,8 +172,13 @@ def _one_run(args: argparse.Namespace, root: Path, level: float, median: float) 
             if "pair correlation " in text
             else None
         ),
+        "shift": _shift(text) if " ms, " in text else None,
         "text": text,
     }
+
+
+def _shift(text: str) -> float:
+    return float(text.split(" ms, ")[1].split("%")[0])
 
 
 def _table(header: dict[str, Any], rows: list[dict[str, Any]], levels: list[float]) -> None:
@@ -123,20 +186,29 @@ def _table(header: dict[str, Any], rows: list[dict[str, Any]], levels: list[floa
         f"order query p50 {header['median_ms']:.3f} ms; {header['pairs']} pairs per run, "
         f"profile {header['profile']}"
     )
-    print("| fault | runs | p50 regressed | any metric regressed | detects p50 (median) "
+    print("| fault | runs | measured p50 shift (median) | p50 regressed "
+          "| any metric regressed | detects p50 (median) "
           "| pair correlation p50 (median) | s per run |")  # fmt: skip
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for level in [0.0, *levels]:
         mine = [r for r in rows if r["level"] == level]
         if not mine:
             continue
         mdes = [r["detects"] for r in mine if r["detects"] is not None]
+        # Rows logged before "shift" was kept carry it in their text: "..., +2.4% [...".
+        shifts = [
+            r["shift"] if r.get("shift") is not None else _shift(r["text"])
+            for r in mine
+            if r.get("shift") is not None or " ms, " in r["text"]
+        ]
         corrs = [r["correlation"] for r in mine if r["correlation"] is not None]
         p50 = sum(r["p50"] == "regressed" for r in mine)
         anything = sum("regressed" in r["verdicts"].values() for r in mine)
         name = "none (A/A)" if level == 0 else f"+{level:.0%} ({mine[0]['fault']})"
         print(
-            f"| {name} | {len(mine)} | {p50} | {anything} | "
+            f"| {name} | {len(mine)} | "
+            f"{statistics.median(shifts) if shifts else float('nan'):+.1f} % | "
+            f"{p50} | {anything} | "
             f"{statistics.median(mdes) if mdes else float('nan'):.1f} % | "
             f"{statistics.median(corrs) if corrs else float('nan'):.2f} | "
             f"{statistics.median(r['seconds'] for r in mine):.0f} |",
@@ -161,11 +233,15 @@ def main() -> int:
     rows = [json.loads(line) for line in lines[1:]]
     if header and (header["pairs"], header["profile"]) != (args.pairs, args.profile):
         raise SystemExit(f"{args.log} holds runs of another setting: {header}")
+    if header and "calibration" not in header:
+        raise SystemExit(f"{args.log} is from before the calibrated delay fault: move it away")
     with tempfile.TemporaryDirectory(prefix="perfsuite-ab-bench-") as tmp:
         root = Path(tmp)
         if not header:
+            median = _median_ms(args, root)
             header = {
-                "median_ms": _median_ms(args, root),
+                "median_ms": median,
+                "calibration": _calibrate([round(level * median, 4) for level in levels]),
                 "pairs": args.pairs,
                 "profile": args.profile,
                 "commit": _commit(),
@@ -180,7 +256,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 print(f"stopped after {args.stop_after:g} minutes; run again to go on")
                 break
-            row = _one_run(args, root, level, header["median_ms"])
+            row = _one_run(args, root, level, header)
             rows.append(row)
             with args.log.open("a") as log:
                 log.write(json.dumps(row) + "\n")

@@ -1,6 +1,7 @@
 """The ``perfsuite`` command: outside pytest, for the same configuration.
 
-``perfsuite run URL`` is an ad-hoc load run, like wrk or vegeta;
+``perfsuite run URL`` is an ad-hoc load run, like wrk or vegeta; ``perfsuite
+replay FILE URL`` replays a capture (HAR, access log, GoReplay, JSON lines);
 ``perfsuite info`` prints what a perf run here would use; ``perfsuite mysql``
 starts the throwaway MySQL of the config (schema loaded) and keeps it until
 Ctrl-C, for poking at the service by hand. ``perfsuite report`` writes the
@@ -23,10 +24,13 @@ from typing import Any
 from urllib.parse import quote
 
 from perfsuite import __version__
+from perfsuite.cliargs import add_engine_arguments, engine_options
+from perfsuite.cliargs import headers as cli_headers
 from perfsuite.config import PerfConfig, load_config, parse_duration, read_pyproject
 from perfsuite.errors import ConfigError, Interrupted, PerfsuiteError
 from perfsuite.provision import MySQLServer, choose_provider, open_mysql, probe_docker
 from perfsuite.provision.ownership import owned_tempdir, remove_owned
+from perfsuite.replay.command import add_replay_command, replay_command
 from perfsuite.report.html import build_report
 from perfsuite.secrets import redact
 from perfsuite.signals import run_signals
@@ -103,7 +107,8 @@ def _admin_url(server: MySQLServer) -> str:
 def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     import httpx
 
-    from perfsuite.load import ClosedPhase, EngineOptions, OpenPhase, Request, Scenario
+    from perfsuite.load import ClosedPhase, OpenPhase, Request, Scenario
+    from perfsuite.load.agents import run_agents
     from perfsuite.load.parallel import run_parallel
     from perfsuite.load.progress import LiveLine
 
@@ -111,12 +116,7 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     duration = parse_duration(args.duration, key="--duration")
     if (args.rate is None) == (args.concurrency is None):
         raise ConfigError("give exactly one of --rate (open model) or --concurrency (closed)")
-    headers = {}
-    for header in args.header:
-        key, sep, value = header.partition(":")
-        if not sep:
-            raise ConfigError(f"--header: expected 'Name: value', got {header!r}")
-        headers[key.strip()] = value.strip()
+    headers = cli_headers(args.header)
     try:
         request = httpx.Request(args.method, args.url, headers=headers, content=args.data)
     except (httpx.InvalidURL, ValueError) as exc:
@@ -126,25 +126,26 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         phase = OpenPhase(name="run", duration=duration, start_rate=args.rate, end_rate=args.rate)
     else:
         phase = ClosedPhase(name="run", duration=duration, users=args.concurrency)
-    options = EngineOptions(
-        max_connections=args.connections or config.load.max_connections,
-        timeout=parse_duration(args.timeout, key="--timeout"),
-        verify=config.load.verify and not args.insecure,
-        ca_bundle=args.cacert or config.load.ca_bundle,
-        max_duration=config.load.max_duration,
-        max_requests=config.load.max_requests,
-        allowed_hosts=(*config.load.allowed_hosts, *args.allow_host),
-    )
+    options = engine_options(args, config)
     live = LiveLine(sys.stderr, enabled=not args.quiet)
+    scenario = Scenario(Request(name="request", build=request))
     try:
-        result = run_parallel(
-            args.url,
-            Scenario(Request(name="request", build=request)),
-            [phase],
-            options=options,
-            workers=args.workers,
-            progress=live,
-        )
+        if args.tx:
+            if args.workers != 1:
+                raise ConfigError("give --workers or --tx, not both (--workers N is --tx N*popen)")
+            result = run_agents(
+                args.url,
+                scenario,
+                [phase],
+                args.tx,
+                options=options,
+                progress=live,
+                max_clock_uncertainty=config.load.max_clock_uncertainty,
+            )
+        else:
+            result = run_parallel(
+                args.url, scenario, [phase], options=options, workers=args.workers, progress=live
+            )
     except Interrupted as exc:  # Ctrl-C: what was measured until then, as k6 does
         if exc.result is None:
             raise
@@ -271,28 +272,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="GET")
     run.add_argument("--header", action="append", default=[], help="'Name: value' (repeatable)")
     run.add_argument("--data", default=None, help="request body")
-    run.add_argument("--timeout", default="10s", help="per-request timeout (default 10s)")
-    run.add_argument("--connections", type=int, default=None, help="at most this many")
-    run.add_argument("--cacert", default=None, help="https: verify against these CAs (PEM)")
-    run.add_argument("--insecure", action="store_true", help="https: do not verify the certificate")
-    run.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    run.add_argument(
-        "--allow-host", action="append", default=[], help="a non-loopback host that may get load"
-    )
+    add_engine_arguments(run)
     run.add_argument("--json", default=None, metavar="FILE", help="write the summary as JSON")
-    run.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
     mysql = sub.add_parser("mysql", help="start the configured MySQL until Ctrl-C")
     mysql.add_argument(
         "--timeout", type=float, default=24 * 3600.0, help="stop after this many seconds"
     )
     _add_history_commands(sub)
+    add_replay_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> int:
     """Entry point of the ``perfsuite`` console script."""
     args = build_parser().parse_args(argv)
-    commands = {"info": _info, "mysql": _mysql, "run": _run, "report": _report, "history": _import}
+    commands = {
+        "info": _info,
+        "mysql": _mysql,
+        "run": _run,
+        "replay": lambda args, out: replay_command(args, _config(args), out),
+        "report": _report,
+        "history": _import,
+    }
     with run_signals():
         try:
             return commands[args.command](args, out)

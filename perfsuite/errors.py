@@ -16,6 +16,7 @@ one clear message instead of a traceback from somewhere deep.
     ├── LoadError            the load generator could not do what was asked
     │   └── LoadGeneratorSaturated   the generator, not the service, was the bottleneck
     ├── ProfileError         a profile of the service could not be taken or read
+    ├── CaptureError         a traffic capture (HAR, access log, .gor, JSON lines) is unreadable
     └── StoreError           a stored file is corrupt or of an unknown schema
 
     KeyboardInterrupt
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from perfsuite.load.result import LoadResult
 
 __all__ = [
+    "CaptureError",
     "ConfigError",
     "DockerError",
     "Interrupted",
@@ -90,6 +92,10 @@ class ProfileError(PerfsuiteError):
 
     Said, not failed: a test does not fail because its diagnosis is missing.
     """
+
+
+class CaptureError(PerfsuiteError):
+    """A traffic capture cannot be read; the message names the file, the line and why."""
 
 
 class StoreError(PerfsuiteError):

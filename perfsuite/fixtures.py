@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from perfsuite.config import Profile
-from perfsuite.errors import Interrupted
+from perfsuite.errors import ConfigError, Interrupted
 from perfsuite.load import LoadResult, Phases, Scenario
 from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
@@ -19,6 +19,7 @@ from perfsuite.session.ab import Base, Pairs, prepared_base, run_pairs
 from perfsuite.testitem import (
     AB_KEY,
     COST_KEY,
+    DIFFS_KEY,
     EXPECTATIONS_KEY,
     RESOURCES_KEY,
     RESULTS_KEY,
@@ -32,6 +33,7 @@ __all__ = [
     "perf_mysql",
     "perf_phases",
     "perf_profile",
+    "perf_replay",
     "perf_run",
     "perf_seed",
     "perf_service",
@@ -202,3 +204,104 @@ def perf_run(
         return pairs.candidate[-1]
 
     return run
+
+
+BASE = "base"  # perf_replay(compare=BASE): the A/B session's base build is the reference
+
+
+@pytest.fixture
+def perf_replay(
+    request: pytest.FixtureRequest, perf_session: PerfSession, perf_run: Callable[..., LoadResult]
+) -> Callable[..., LoadResult]:
+    """``perf_replay(capture, *, speed=1, max_gap=None, rate=None, rules=None, target=None,
+    allow_writes_to=None, compare=None, name="replay")``: replay a capture file (or a
+    read one) and return the result, as ``perf_run`` does (SLOs, the gate and the checks
+    apply). ``compare``: a reference URL or ``"recorded"``; the differences go to the
+    run record and ``@pytest.mark.slo(diff_rate=...)`` judges them. In an A/B session,
+    ``compare="base"``: the replay runs once against the candidate, the base build (on
+    its own copy of the database) answering each request twice beside it.
+
+    Writes (``Rules(allow_writes=True)``) go only to our own service on a MySQL that
+    perfsuite started, or to a target named again in ``allow_writes_to``.
+    """
+    from perfsuite.replay import Capture, read_capture
+    from perfsuite.replay.compare import Comparer
+    from perfsuite.replay.normalise import Rules
+    from perfsuite.replay.schedule import Pace, plan_replay, replay_phase
+
+    def replay(
+        capture: Capture | str | Any,
+        *,
+        speed: float = 1.0,
+        max_gap: float | None = None,
+        rate: float | None = None,
+        rules: Rules | None = None,
+        target: str | None = None,
+        allow_writes_to: str | None = None,
+        compare: str | None = None,
+        name: str = "replay",
+    ) -> LoadResult:
+        rules = rules or Rules()
+        if rules.allow_writes:
+            _check_writes(target, allow_writes_to)
+        _check_compare(compare)
+        read = capture if isinstance(capture, Capture) else read_capture(capture)
+        plan = plan_replay(read, rules, Pace(speed=speed, max_gap=max_gap, rate=rate))
+        url = target or request.getfixturevalue("perf_service").base_url
+        with contextlib.ExitStack() as stack:
+            reference = stack.enter_context(_base_url()) if compare == BASE else compare
+            comparer = Comparer(plan, reference, url) if reference is not None else None
+            try:
+                scenario, phase = replay_phase(
+                    plan, url, name=name, on_answer=comparer.told if comparer else None
+                )
+                # In an A/B session a compared replay runs once, against the candidate
+                # (not in pairs of rounds): its URL is given.
+                return perf_run(scenario, phase, target=url if compare == BASE else target)
+            finally:
+                if comparer is not None:
+                    request.node.stash.setdefault(DIFFS_KEY, []).append(comparer.close())
+
+    def _check_compare(compare: str | None) -> None:
+        if compare is None:
+            return
+        if perf_session.config.load.workers > 1:
+            raise ConfigError("perf_replay(compare=...) needs one worker (workers = 1)")
+        ab = perf_session.ab.enabled
+        if compare == BASE and not ab:
+            raise ConfigError(
+                f"perf_replay(compare={BASE!r}) needs an A/B session (--perf-ab or "
+                "--perf-ab-url): the base build answers beside the candidate"
+            )
+        if compare != BASE and ab:
+            raise ConfigError(
+                f"perf_replay(compare={compare!r}) in an A/B session: use compare={BASE!r} "
+                "(the base build is the reference)"
+            )
+
+    @contextlib.contextmanager
+    def _base_url() -> Iterator[str]:
+        """The A/B session's base build, answering beside the candidate for this replay."""
+        base: Base = request.getfixturevalue("perf_ab_base")
+        if base.url is not None:
+            yield base.url
+            return
+        assert base.server is not None
+        with perf_session.provisioning.start_service(
+            base.server, config=base.service, what="the base build's service", track=False
+        ) as service:
+            yield service.base_url
+
+    def _check_writes(target: str | None, allowed: str | None) -> None:
+        if target is None:
+            server = request.getfixturevalue("perf_mysql")
+            if server.provider != "url":
+                return  # our service, on a database we made and will throw away
+            why = "its MySQL is a given URL, not one perfsuite started"
+        else:
+            if allowed == target:
+                return
+            why = f"the target {target} is not named in allow_writes_to"
+        raise ConfigError(f"replay with allow_writes refused: {why}")
+
+    return replay

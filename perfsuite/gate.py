@@ -18,6 +18,7 @@ import numpy as np
 
 from perfsuite.errors import ConfigError, StoreError
 from perfsuite.load.result import LoadResult
+from perfsuite.probes.machine import MachineLoad, busy_reason
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.cost import RequestCost
@@ -87,6 +88,7 @@ class TestVerdict:
     warnings: list[str] = field(default_factory=list)
     confirmed: bool | None = None  # --perf-confirm: did the rerun agree?
     ab_base: str | None = None  # A/B: the base build the comparisons are against
+    machine: list[MachineLoad | None] = field(default_factory=list)  # per load, when compared
 
     def slo_failures(self) -> list[SloResult]:
         """Objectives that were not met."""
@@ -127,6 +129,10 @@ class TestVerdict:
             lines.append(
                 "confirmed by a rerun" if self.confirmed else "not confirmed by a rerun: dropped"
             )
+        for i, m in enumerate(self.machine):
+            if m is not None:
+                where = f" during load {i + 1}" if len(self.machine) > 1 else ""
+                lines.append(f"machine{where}: {m.describe()}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -149,6 +155,15 @@ class _Stored:
         if key not in self._sets:
             self._sets[key] = self.loads[load].blockset(endpoint)
         return self._sets[key]
+
+
+def _unbelieved(c: MetricComparison, busy: str) -> MetricComparison:
+    """A regression measured on a busy machine: its numbers, no verdict. A neighbour
+    slows a run as a slower build would; only a rerun on a quiet machine can tell."""
+    if c.verdict != "regressed":
+        return c
+    method = f"{c.method}; not believed, the machine was busy: {busy}"
+    return dataclasses.replace(c, verdict="inconclusive", method=method)
 
 
 def _cells(runs: Sequence[_Stored]) -> list[tuple[int, str]]:
@@ -228,9 +243,11 @@ class Gate:
         test_id: str,
         results: Sequence[LoadResult],
         costs: Mapping[int, RequestCost] | None = None,
+        machine: Sequence[MachineLoad | None] = (),
     ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
         """Compare each load's endpoints, and its cost per request, with the current
-        level of the same fingerprint."""
+        level of the same fingerprint; a load on a busy machine (``machine``, per load)
+        is not believed when it regresses."""
         runs = self.store.runs(test_id)
         if not runs:
             return {}, [f"no baseline for {test_id} in {self.store.folder}: no verdict"]
@@ -255,7 +272,7 @@ class Gate:
                 warnings.append(f"{what}: not in the baseline: no verdict")
                 continue
             where = endpoint if len(results) == 1 else f"load {i + 1}, {endpoint}"
-            out[where] = compare(
+            found = compare(
                 currents[i].blockset(endpoint),
                 [r.blockset(i, endpoint) for r in level],
                 self.options,
@@ -263,6 +280,12 @@ class Gate:
                 alpha=share,
                 rng=rng,
             )
+            busy = self._busy(machine[i] if i < len(machine) else None)
+            if busy and any(c.verdict == "regressed" for c in found):
+                found = [_unbelieved(c, busy) for c in found]
+                what = f"load {i + 1}" if len(results) > 1 else "the load"
+                warnings.append(f"{what} ran on a busy machine ({busy}): regressions not believed")
+            out[where] = found
         for i, cost in sorted((costs or {}).items()):
             stored = [r.record.cost[i] for r in level if r.record.cost and len(r.record.cost) > i]
             theirs = [c for c in stored if c]
@@ -272,6 +295,12 @@ class Gate:
                     cost.gated(), theirs, alpha=share, tolerances=self.options.tolerances
                 )
         return out, list(dict.fromkeys(warnings))
+
+    def _busy(self, machine: MachineLoad | None) -> str:
+        if machine is None:
+            return ""
+        o = self.options
+        return busy_reason(machine, max_others=o.max_other_cores, max_steal=o.max_steal)
 
     def compare_pairs(
         self, loads: Sequence[Pairs]

@@ -200,5 +200,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "history (default: $PERFSUITE_HISTORY, else [tool.perfsuite] history, else "
         "reports/history.sqlite)",
     )
+    group.addoption(
+        "--perf-tx",
+        dest="perf_tx",
+        metavar="SPEC",
+        action="append",
+        help="send the load from execnet agents, in pytest-xdist's --tx spelling (2*popen, "
+        "ssh=user@host//python=PATH, socket=host:port); may be repeated",
+    )
     parser.addini("perf_profile", "default of --perf-profile", default=None)
+    parser.addini("perf_tx", "default of --perf-tx (one spec a line)", type="linelist")
     parser.addini("perf_mysql", "default of --perf-mysql", default=None)

@@ -16,7 +16,12 @@ import pytest
 
 from perfsuite.errors import ConfigError, PerfsuiteError, PromQLError
 from perfsuite.report.statements import statements_text
-from perfsuite.report.terminal import render_cost_table, render_interrupted, render_table
+from perfsuite.report.terminal import (
+    render_cost_table,
+    render_diff_table,
+    render_interrupted,
+    render_table,
+)
 from perfsuite.session import PerfSession, perf_lock
 from perfsuite.session.metrics import expectations_of
 from perfsuite.session.profiling import hottest_text
@@ -24,6 +29,7 @@ from perfsuite.signals import cleanup_shield, note_interrupt
 from perfsuite.store.runs import encode_cost
 from perfsuite.testitem import (
     COST_KEY,
+    DIFFS_KEY,
     EXPECT_KEY,
     EXPECTATIONS_KEY,
     GROWTH_KEY,
@@ -175,6 +181,10 @@ def pytest_runtest_makereport(
     expected = item.stash.get(EXPECT_KEY, [])
     if report.when == "call" and expected:
         report.sections.append(("perfsuite: metrics", "\n".join(v.report() for _, v in expected)))
+    diffs = item.stash.get(DIFFS_KEY, [])
+    if report.when == "call" and diffs:
+        text = "\n".join(line for d in diffs for line in d.report())
+        report.sections.append(("perfsuite: replayed answers compared", text))
     growth = item.stash.get(GROWTH_KEY, [])
     if report.when == "call" and growth:
         report.sections.append(("perfsuite: growth", "\n".join(v.text() for _, v in growth)))
@@ -219,6 +229,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     color = terminalreporter._tw.hasmarkup
     terminalreporter.write(render_table(session.records.entries, width=width, color=color))
     terminalreporter.write(render_cost_table(session.records.entries, width=width, color=color))
+    terminalreporter.write(render_diff_table(session.records.entries, width=width, color=color))
     with cleanup_shield("writing the run record and the history"):
         written, errors = session.finish()
     for path in written:

@@ -17,9 +17,11 @@ import pytest
 from perfsuite.errors import PerfsuiteWarning
 from perfsuite.gate import TestVerdict
 from perfsuite.load import LoadResult
+from perfsuite.probes.machine import MachineLoad
 from perfsuite.probes.pool import PoolVerdict, PoolWatch
 from perfsuite.probes.prometheus_api import PrometheusAPI
 from perfsuite.probes.resources import ResourceSeries
+from perfsuite.replay.diff import Differences
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
 from perfsuite.session.metrics import (
@@ -48,6 +50,7 @@ from perfsuite.store.runs import encode_pairs, entry_for_test
 __all__ = [
     "AB_KEY",
     "COST_KEY",
+    "DIFFS_KEY",
     "EXPECTATIONS_KEY",
     "EXPECT_KEY",
     "GROWTH_KEY",
@@ -81,6 +84,7 @@ EXPECT_KEY = pytest.StashKey[list[tuple[int, ExpectVerdict]]]()  # (load index, 
 WATCHED_KEY = pytest.StashKey[dict[int, Watched]]()  # by the load's index, as COST_KEY
 GROWTH_KEY = pytest.StashKey[list[tuple[int, GrowthVerdict]]]()  # (load index, verdict)
 PROFILES_KEY = pytest.StashKey[list[KeptProfile]]()
+DIFFS_KEY = pytest.StashKey[list[Differences]]()  # each compared replay's
 
 
 def record_properties(item: pytest.Item) -> None:
@@ -154,6 +158,8 @@ def gate_failures(item: pytest.Item) -> list[str]:
         resources,
         ab=_ab_pairs(item),
         costs=_costs(item),
+        diffs=_diff_counts(item),
+        machine=lambda: _machine(item),
     )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
@@ -292,7 +298,29 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         metrics=_metrics(item, len(results)),
         counts=[{"load": i, **_growth_json(v)} for i, v in item.stash.get(GROWTH_KEY, [])],
         profiles=[encode_profile(k) for k in item.stash.get(PROFILES_KEY, [])],
+        diffs=[d.as_json() for d in item.stash.get(DIFFS_KEY, [])],
+        machine=[m.as_json() if m is not None else None for m in _machine(item)],
     )
+
+
+def _machine(item: pytest.Item) -> list[MachineLoad | None]:
+    """What else the machine ran during each of the test's loads (None: not watched)."""
+    watched = item.stash.get(WATCHED_KEY, {})
+    loads = len(item.stash.get(RESULTS_KEY, []))
+    return [watched[i].machine if i in watched else None for i in range(loads)]
+
+
+def _diff_counts(item: pytest.Item) -> dict[str, tuple[int, int]] | None:
+    """The test's compared replays, summed per endpoint (None: no answer was compared)."""
+    found = item.stash.get(DIFFS_KEY, [])
+    if not found:
+        return None
+    counts: dict[str, tuple[int, int]] = {}
+    for diffs in found:
+        for name, (differ, compared) in diffs.counts().items():
+            was = counts.get(name, (0, 0))
+            counts[name] = (was[0] + differ, was[1] + compared)
+    return counts
 
 
 def _growth_json(v: GrowthVerdict) -> dict[str, Any]:
@@ -313,11 +341,13 @@ def _metrics(item: pytest.Item, loads: int) -> dict[str, Any] | None:
     verdicts = item.stash.get(EXPECT_KEY, [])
     if not scraped and not verdicts:
         return None
-    pins = item.config.stash[SESSION_KEY].config.metrics.pin
+    config = item.config.stash[SESSION_KEY].config.metrics
+    pins = config.pin
     names = recorded_names(item.stash.get(EXPECTATIONS_KEY, []), pins)
     return {
         "loads": [
-            encode_scraped(scraped[i], names) if i in scraped else None for i in range(loads)
+            encode_scraped(scraped[i], names, config.record_series) if i in scraped else None
+            for i in range(loads)
         ],
         "expectations": [encode_verdict(load, v) for load, v in verdicts],
         "pins": list(pins),

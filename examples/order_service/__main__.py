@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -38,6 +39,10 @@ def main() -> None:
         pool_size=args.pool_size,
         faults=faults,
         pool_min_size=None if args.pool_min_size is None else int(args.pool_min_size),
+        # Its traffic as a perfsuite capture (for replay), when asked.
+        record=Path(os.environ["ORDER_SERVICE_RECORD"])
+        if os.environ.get("ORDER_SERVICE_RECORD")
+        else None,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -197,15 +199,27 @@ def _order_items(body: dict[str, Any]) -> dict[int, int]:
     return wanted
 
 
+def _recording(record: Path | None) -> list[Middleware] | None:
+    if record is None:
+        return None
+    # Imported only when asked: it writes with perfsuite's capture writer, and the
+    # service's container image holds the service's own packages, not perfsuite.
+    from examples.order_service.recording import Recording
+
+    return [Middleware(Recording, path=record)]
+
+
 def create_app(
     mysql_url: str,
     *,
     pool_size: int = 10,
     faults: Faults | None = None,
     pool_min_size: int | None = None,
+    record: Path | None = None,
 ) -> Starlette:
     """Build the ASGI app; the pool opens at start-up (with ``pool_min_size``
-    connections, default 2) and closes at shutdown."""
+    connections, default 2) and closes at shutdown; ``record``: a capture file
+    the traffic is written to (see ``recording.py``)."""
     faults = faults or Faults()
     state: dict[str, Pool] = {}
     leaked: set[asyncio.Task[None]] = set()  # "taskleak": held, so never collected
@@ -277,6 +291,8 @@ def create_app(
             except BaseException:
                 await conn.rollback()
                 raise
+        if faults.total and len(wanted) > 3:  # the "total" fault: a cent too much
+            total += 1
         return answer(
             "create_order", 201, {"id": order_id, "status": "created", "total_cents": total}
         )
@@ -351,9 +367,13 @@ def create_app(
                 await cur.fetchall()
             # The "scan" fault: an expression of the id, which no index serves.
             where = "id + 0 = %s" if faults.scan else "id = %s"
+            # The "delay" fault: the statement itself sleeps (once, for the one row).
+            delay = ", SLEEP(%s)" if faults.delay_query_ms else ""
+            args = (faults.delay_query_ms / 1000.0,) if delay else ()
             await cur.execute(
-                f"SELECT id, user_id, status, total_cents, payment_id FROM orders WHERE {where}",
-                (order_id,),
+                "SELECT id, user_id, status, total_cents, payment_id"
+                f"{delay} FROM orders WHERE {where}",
+                (*args, order_id),
             )
             row = await cur.fetchone()
             if row is None:
@@ -362,10 +382,12 @@ def create_app(
                 _items_one_by_one(cur, order_id) if faults.nplus1 else _items(cur, order_id)
             )
         keys = ("id", "user_id", "status", "total_cents", "payment_id")
-        order = dict(zip(keys, row, strict=True))
+        order = dict(zip(keys, row[: len(keys)], strict=True))
         if faults.hot:
             order["checksum"] = checksum_order(order_id)
         order["items"] = [{"sku_id": s, "quantity": q, "price_cents": p} for s, q, p in items]
+        if faults.total and len(items) > 3:
+            order["total_cents"] += 1
         return answer("order_query", 200, order)
 
     async def health(request: Request) -> Response:
@@ -396,4 +418,5 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
+        middleware=_recording(record),
     )

@@ -142,6 +142,10 @@ class LoadConfig:
     max_requests: int = 50_000_000
     max_duration: float = 4 * 3600.0
     workers: int = 1
+    # Load agents on execnet, in pytest-xdist's spelling (``2*popen``, ``ssh=host``);
+    # empty: ``workers`` forked processes.
+    tx: tuple[str, ...] = ()
+    max_clock_uncertainty: float = 0.005  # seconds: an agent's clock known to within this
     allowed_hosts: tuple[str, ...] = ()
 
 
@@ -157,6 +161,9 @@ class BaselineConfig:
     min_blocks: int = 10  # blocks of time (seconds) a run needs to be judged
     tolerances: Mapping[str, float] = field(default_factory=lambda: {"error_rate": 0.001})
     metrics: tuple[str, ...] = ("p50", "p95", "p99", "mean", "error_rate", "rps")
+    # A run on a busier machine is not believed when it regresses.
+    max_other_cores: float = 0.25  # CPU of other processes, in cores
+    max_steal: float = 0.05  # the hypervisor's share of the CPUs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +207,13 @@ class MetricsConfig:
     keep: tuple[str, ...] = ()  # regexes on metric names: only these (default: all)
     drop: tuple[str, ...] = ()  # regexes on metric names: never these
     pin: tuple[str, ...] = ()  # metric names the HTML report draws, expectations or not
+    # Scrape every perf test, not only those with expectations, pins or growth gauges:
+    # measured on the example service (benchmarks/scrape_cost.py, 8 pairs at 500
+    # req/s), a scrape a second cost nothing out of the run-to-run noise.
+    every_test: bool = True
+    # Series per load kept in the run record: those the expectations and pins name
+    # always, then the others (histogram buckets last) up to this many; the rest counted.
+    record_series: int = 200
     # A Prometheus server (its base URL): expectations are sent to its query_range API.
     prometheus_url: str | None = None
 

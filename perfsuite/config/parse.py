@@ -58,6 +58,8 @@ _BASELINE_KEYS = {
     "metrics",
     "min_runs",
     "min_blocks",
+    "max_other_cores",
+    "max_steal",
 }
 _GATE_METRICS = ("p50", "p90", "p95", "p99", "p999", "mean", "error_rate", "rps")
 # The cost per request the gate compares (perfsuite.stats.cost_compare): a tolerance only.
@@ -79,6 +81,8 @@ _LOAD_KEYS = {
     "max_requests",
     "max_duration",
     "workers",
+    "tx",
+    "max_clock_uncertainty",
 }
 _SERVICE_KEYS = {
     "command",
@@ -244,6 +248,8 @@ def _load_config(table: Any, allowed: Any, rootdir: Path) -> LoadConfig:
             f"[tool.perfsuite].allowed_hosts: expected a list of host names, got {allowed!r}"
         )
     defaults = LoadConfig()
+    workers = int_value(table, "workers", where, 1, 1, 256)
+    tx = load_agents(table.get("tx"), f"{where}.tx", workers)
     return LoadConfig(
         max_connections=int_value(
             table, "max_connections", where, defaults.max_connections, 1, 100_000
@@ -260,9 +266,31 @@ def _load_config(table: Any, allowed: Any, rootdir: Path) -> LoadConfig:
         ),
         max_requests=int_value(table, "max_requests", where, defaults.max_requests, 1, 10**12),
         max_duration=parse_duration(table.get("max_duration", "4h"), key=f"{where}.max_duration"),
-        workers=int_value(table, "workers", where, 1, 1, 256),
+        workers=workers,
+        tx=tx,
+        max_clock_uncertainty=parse_duration(
+            table.get("max_clock_uncertainty", "5ms"), key=f"{where}.max_clock_uncertainty"
+        ),
         allowed_hosts=tuple(allowed),
     )
+
+
+def load_agents(value: object, where: str, workers: int = 1) -> tuple[str, ...]:
+    """``tx``: a gateway spec or a list of them (pytest-xdist's spelling), checked."""
+    from perfsuite.load.agents.spec import parse_tx
+
+    if value is None:
+        return ()
+    specs = [value] if isinstance(value, str) else value
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise ConfigError(f"{where}: expected a gateway spec or a list of them, got {value!r}")
+    try:
+        parse_tx(specs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if workers > 1:
+        raise ConfigError(f"{where}: give workers or tx, not both (workers = N is tx = 'N*popen')")
+    return tuple(specs)
 
 
 def _verify(value: object, where: str) -> bool:
@@ -310,7 +338,16 @@ def _baseline_config(table: Any, rootdir: Path, folder: str | None) -> BaselineC
         tolerance=fraction(table.get("tolerance", 0.05), f"{where}.tolerance"),
         tolerances=tolerances,
         metrics=tuple(metrics),
+        max_other_cores=_cores(table, "max_other_cores", where, defaults.max_other_cores),
+        max_steal=fraction(table.get("max_steal", defaults.max_steal), f"{where}.max_steal"),
     )
+
+
+def _cores(table: Mapping[str, Any], key: str, where: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(f"{where}.{key}: expected a number of cores >= 0, got {value!r}")
+    return float(value)
 
 
 def load_config(

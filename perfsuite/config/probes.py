@@ -101,6 +101,8 @@ _METRICS_KEYS = {
     "keep",
     "drop",
     "pin",
+    "every_test",
+    "record_series",
     "prometheus_url",
 }
 _JOB = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -163,6 +165,8 @@ def metrics_config(table: Any) -> MetricsConfig:
         keep=_patterns(table, "keep", where),
         drop=_patterns(table, "drop", where),
         pin=_patterns(table, "pin", where),
+        every_test=_flag(table, "every_test", where),
+        record_series=int_value(table, "record_series", where, 200, 0, 100_000),
         prometheus_url=None
         if prometheus is None
         else _http_url(prometheus, f"{where}.prometheus_url").rstrip("/"),

@@ -18,14 +18,14 @@ import math
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from perfsuite.load.corewait import CoreWait
 from perfsuite.load.events import ConnectionEvents, Queued, endpoint_specs
 from perfsuite.load.journey import Journey, User
 from perfsuite.load.options import EngineOptions
 from perfsuite.load.payloads import Payloads
-from perfsuite.load.phases import OpenPhase, Phase
+from perfsuite.load.phases import Arrival, OpenPhase, Phase, ReplayPhase
 from perfsuite.load.recorder import Recorder, Second, SecondReport
 from perfsuite.load.scenario import Context, Request, Scenario
 from perfsuite.load.transport import Connection
@@ -130,6 +130,18 @@ class Driver(ConnectionEvents):
         self.stop_reason = ""
         self.phase_i = -1
         self.open_phase: OpenPhase | None = None
+        # A replay phase's arrivals: this worker's, read as the schedule goes; those
+        # scheduled but not yet sent wait per endpoint, in order (sends are in order).
+        self.arrivals: Iterator[Arrival] | None = None
+        self.arrival: Arrival | None = None
+        self.replay_waiting: list[deque[Arrival]] = [deque() for _ in range(self.n_ep)]
+        # Each replay phase's reading, started now: its first arrival may wait on a
+        # window of the capture being read (10,000 requests), which is not the run's time.
+        self.primed: dict[int, tuple[Iterator[Arrival], Arrival | None]] = {}
+        for i, phase in enumerate(self.phases):
+            if isinstance(phase, ReplayPhase):
+                arrivals = phase.schedule(options.worker, options.workers)
+                self.primed[i] = (arrivals, next(arrivals, None))
         self.k = 0
         self.k_end = 0
         self.k_step = options.workers  # arrival i is this engine's when i % workers == worker
@@ -171,7 +183,12 @@ class Driver(ConnectionEvents):
         if isinstance(phase, OpenPhase):
             self.open_phase = phase
             self.k, self.k_end = self.opt.worker, phase.expected_requests
-            self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
+            if isinstance(phase, ReplayPhase):
+                self.arrivals, self.arrival = self.primed.pop(index)
+                self._arrived()
+            else:
+                self.arrivals, self.arrival = None, None
+                self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
             self._set_users(0)
             rate = phase.start_rate / self.k_step
             warm = min(self.opt.max_connections, max(4, math.ceil(rate / 200)))
@@ -182,6 +199,7 @@ class Driver(ConnectionEvents):
             self._open_tick(self.tick_gen)
         else:
             self.open_phase = None
+            self.arrivals, self.arrival = None, None
             self.think = phase.think_time
             self._set_users(phase.users)
 
@@ -258,8 +276,12 @@ class Driver(ConnectionEvents):
                 self.stop_reason = f"max_requests ({self.opt.max_requests}) reached"
                 self._finish()
                 return
-            ep = self.mix[self.mix_i]
-            self.mix_i = (self.mix_i + 1) & 8191
+            if self.arrival is not None:  # a replay: the schedule says which endpoint
+                ep = self.arrival.endpoint
+                self.replay_waiting[ep].append(self.arrival)
+            else:
+                ep = self.mix[self.mix_i]
+                self.mix_i = (self.mix_i + 1) & 8191
             intended = self.next_ns
             if self.any_journey:
                 queued = self._start(ep, cell_base, intended, -1)
@@ -281,13 +303,30 @@ class Driver(ConnectionEvents):
                     self.at_limit += 1
             else:
                 self.dropped += 1
+                if self.arrival is not None:
+                    self.replay_waiting[ep].pop()  # never sent: not waiting any more
                 self.rec.dropped(queued[2])
                 if queued[3] is not None:
                     self.rec.dropped(queued[3].cell)
             if measured:
                 self.measured_sends += 1
             self.k += self.k_step
-            self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
+            if self.arrivals is not None:
+                self._next_arrival()
+            else:
+                self.next_ns = self.phase_start_ns + int(phase.offset(self.k) * _NS)
+
+    def _next_arrival(self) -> None:
+        """The replay's next arrival (none left: the phase's schedule is done)."""
+        assert self.arrivals is not None
+        self.arrival = next(self.arrivals, None)
+        self._arrived()
+
+    def _arrived(self) -> None:
+        if self.arrival is None:
+            self.k = self.k_end
+        else:
+            self.next_ns = self.phase_start_ns + int(self.arrival.offset * _NS)
 
     def _next_for(self, conn: Connection) -> None:
         """A connection is free: give it queued work, or a user's next request."""

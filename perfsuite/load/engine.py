@@ -86,6 +86,9 @@ class _Engine(Driver):
         self._at(self.t0 + _NS, self._tick_second)
         self._sweep_expected = time.perf_counter_ns() + 50_000_000
         self._sweep_waited = self.core_wait.lap()
+        n = len(self.journeys)
+        self._counted = [c for c in range(len(self.rec.ended)) if self.journeys[c % n] is None]
+        self.ended_marks: list[tuple[float, int]] = []
         self.loop.call_later(0.05, self._sweep)
         try:
             await self.done
@@ -119,11 +122,20 @@ class _Engine(Driver):
             self._fail_queued(self.backlog.popleft(), TIMEOUT, now)
         self.payloads.top_up()
         self.rec.absorb()  # a few thousand samples at a time: the second's close stays short
+        self._mark_ended(now)
         if self.finished:
             self._maybe_done()
         if not self.done.done():
             self._sweep_expected = time.perf_counter_ns() + 50_000_000
             self.loop.call_later(0.05, self._sweep)
+
+    def _mark_ended(self, now: int) -> None:
+        """Note how many requests (journeys' own apart) had ended by ``now``: what
+        splits a load's database cost at a phase boundary read a little late, finer
+        than the seconds (whose answers bunch where a slow phase hands over)."""
+        if now >= self.t0:
+            ended = self.rec.ended
+            self.ended_marks.append(((now - self.t0) / _NS, sum(ended[c] for c in self._counted)))
 
     def _tick_second(self) -> None:
         if self.done.done():
@@ -170,6 +182,7 @@ class _Engine(Driver):
     def _result(self, starts: list[float], wall: float, cpu: float) -> LoadResult:
         rec = self.rec
         rec.fold(self._second)
+        self._mark_ended(time.perf_counter_ns())
         ran = (self.stopped_ns - self.t0) / _NS if self.interrupted_by else None
         infos = phase_infos(self.phases, starts, ran_for=ran)
         journeys = frozenset(ep for ep, j in enumerate(self.journeys) if j is not None)
@@ -183,6 +196,7 @@ class _Engine(Driver):
             cells=cells,
             seconds=tuple(rec.seconds),
             second_bins=tuple(rec.second_bins),
+            ended=tuple(self.ended_marks),
             late=self.late,
             late_generator=self.late_generator,
             dropped=self.dropped,
@@ -245,6 +259,7 @@ def run_load(
     handle_signals: bool = True,
     on_start: Callable[[int], None] | None = None,
     on_second: Callable[[SecondReport], None] | None = None,
+    ready: Callable[[], int] | None = None,
 ) -> LoadResult:
     """Run ``phases`` of ``scenario`` against ``target`` (blocking) and return the result.
 
@@ -254,6 +269,9 @@ def run_load(
     name (polled every 50 ms: how a parent stops its load workers).
     ``on_start(t0)`` is told when the first phase starts (``time.perf_counter_ns()``);
     ``on_second(report)`` each second as it closes, on the event loop (keep it short).
+    ``ready()``, once the run is built (its requests too, which can take a while),
+    returns the start on ``time.perf_counter_ns()``'s clock: how processes that
+    share a start begin together however long each took to get ready.
     """
     engine = _Engine(
         target, scenario, phases, options or EngineOptions(), progress, start_at_ns, stop,
@@ -269,6 +287,8 @@ def run_load(
 
         signals = stop_signals(on_signal) if handle_signals else contextlib.nullcontext()
         with signals, _frozen_heap():
+            if ready is not None:  # after the collection: a big heap's takes 0.1 s
+                engine.start_at_ns = ready()
             try:
                 result = runner.run(engine.run())
             except OSError as exc:

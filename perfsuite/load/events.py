@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from perfsuite.load.journey import Journey, JourneyRun, Response, Step, User
 from perfsuite.load.options import EngineOptions
 from perfsuite.load.payloads import Payloads
+from perfsuite.load.phases import Arrival
 from perfsuite.load.recorder import CHECK, CLOSED, CONNECT, STATUS, Recorder
 from perfsuite.load.scenario import Check, Context, Request
 from perfsuite.load.transport import Connection, JourneyConnection
@@ -58,6 +59,7 @@ class ConnectionEvents:
     finished: bool
     users_wanted: int
     users_alive: int
+    replay_waiting: list[deque[Arrival]]
     user_state: dict[int, User]
     user_pending: dict[int, Queued]
     opened: int
@@ -96,7 +98,13 @@ class ConnectionEvents:
         conn.cell = cell
         conn.intended = intended
         conn.run = run
-        if run is None:
+        conn.arrival = None
+        waiting = self.replay_waiting[ep]
+        if waiting:  # a replayed request: its own bytes, its answer to its arrival
+            arrival = conn.arrival = waiting.popleft()
+            conn.want_body = arrival.on_answer is not None
+            data = arrival.data if isinstance(arrival.data, bytes) else arrival.data()
+        elif run is None:
             conn.want_body = self.want_body[ep]
             data = self.payloads.get(ep)
         else:
@@ -175,7 +183,9 @@ class ConnectionEvents:
 
     def _fail_queued(self, queued: Queued, kind: int, now: int) -> None:
         """A request that was never sent fails (and its journey with it)."""
-        intended, _, cell, run = queued
+        intended, ep, cell, run = queued
+        if self.replay_waiting[ep]:  # the replayed request it was: the oldest waiting
+            self.replay_waiting[ep].popleft()
         self.rec.failed(cell, kind, (now - intended) // 1000)
         if run is not None:
             self._journey_end(run, kind, now)
@@ -235,6 +245,17 @@ class ConnectionEvents:
         """-1 for a success, else the error kind; a journey's step also extracts."""
         spec = self.specs[conn.endpoint]
         assert spec is not None
+        arrival = conn.arrival
+        if arrival is not None:  # a replayed request: judged against what was recorded
+            conn.arrival = None
+            if arrival.on_answer is not None:
+                try:
+                    arrival.on_answer(status, conn.take_body())
+                except Exception as exc:  # a replay's hook (ids, diffs): counted, not fatal
+                    self._note(self.check_exceptions, f"{spec.name}: {_reason(exc)}")
+                    return CHECK
+            ok = status == arrival.expect if arrival.expect is not None else status < 400
+            return -1 if ok else STATUS
         if not spec.accepts(status):
             return STATUS
         body = conn.take_body() if conn.want_body else b""

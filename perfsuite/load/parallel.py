@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
 import numpy as np
@@ -30,14 +31,18 @@ from perfsuite.load.result import Cell, LoadResult
 from perfsuite.load.scenario import Scenario
 from perfsuite.signals import die_with_parent, ignore_stop_signals, stop_signals
 from perfsuite.stats.blocks import merge_blocks
+from perfsuite.stats.cost import merge_ended
 from perfsuite.stats.hdr import BINS, decode, dense_percentiles, encode, merge
 
-__all__ = ["run_parallel", "split_phases"]
+__all__ = ["merge_parts", "run_parallel", "split_phases", "split_users", "to_wire"]
 
 
-def split_phases(phases: Sequence[Phase], workers: int, index: int) -> list[Phase]:
+def split_phases(
+    phases: Sequence[Phase], workers: int, index: int, weights: Sequence[int] = ()
+) -> list[Phase]:
     """Worker ``index``'s share: open phases whole (it takes every ``workers``-th
-    arrival, see ``EngineOptions.worker``), users dealt out."""
+    arrival, see ``EngineOptions.worker``), users dealt out: evenly, or one each
+    and the rest in proportion to ``weights`` (each agent's cores)."""
     share: list[Phase] = []
     for phase in phases:
         if isinstance(phase, OpenPhase):
@@ -48,12 +53,26 @@ def split_phases(phases: Sequence[Phase], workers: int, index: int) -> list[Phas
                     f"phase {phase.name!r}: {phase.users} users cannot be split over "
                     f"{workers} workers"
                 )
-            users = phase.users // workers + (1 if index < phase.users % workers else 0)
+            users = split_users(phase.users, list(weights) or [1] * workers)[index]
             share.append(replace(phase, users=users))
     return share
 
 
-def _to_wire(result: LoadResult) -> dict[str, Any]:
+def split_users(users: int, weights: Sequence[int]) -> list[int]:
+    """``users`` (at least one per weight) dealt one each, then the rest in
+    proportion to ``weights`` (largest remainders first, ties to the first)."""
+    n = len(weights)
+    rest, total = users - n, sum(weights)
+    exact = [rest * w / total for w in weights]
+    counts = [int(x) for x in exact]
+    order = sorted(range(n), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: rest - sum(counts)]:
+        counts[i] += 1
+    return [1 + c for c in counts]
+
+
+def to_wire(result: LoadResult) -> dict[str, Any]:
+    """A worker's result as it crosses to its parent (histograms encoded)."""
     return {
         "result": replace(result, cells=(), seconds=(), second_bins=()),
         "cells": [
@@ -82,7 +101,8 @@ def _worker(
     scenario: Scenario,
     phases: list[Phase],
     options: EngineOptions,
-    start_at_ns: int,
+    start: Synchronized[int],
+    go: EventType,
     progress: Callable[[Progress], None] | None,
     parent: int,
     stop_signal: Synchronized[int],
@@ -100,6 +120,11 @@ def _worker(
     def second(report: SecondReport) -> None:  # to the parent's exporter, as it closes
         conn.send(("second", replace(report, worker=options.worker)))
 
+    def ready() -> int:  # built (its requests too): the parent sets the one start
+        conn.send(("prepared", None))
+        go.wait()
+        return int(start.value)
+
     try:
         result = run_load(
             target,
@@ -107,18 +132,33 @@ def _worker(
             phases,
             options=options,
             progress=progress,
-            start_at_ns=start_at_ns,
+            ready=ready,
             stop=stop,
             handle_signals=False,
             on_second=second if live else None,
         )
-        conn.send(("ok", _to_wire(result)))
+        conn.send(("ok", to_wire(result)))
     except Interrupted as exc:  # stopped by the parent: what it measured so far
-        conn.send(("ok", _to_wire(exc.result)) if exc.result else ("error", str(exc)))
+        conn.send(("ok", to_wire(exc.result)) if exc.result else ("error", str(exc)))
     except BaseException as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _prepared(pipes: list[Connection], errors: list[str]) -> bool:
+    """Wait for every worker's word that its run is built; False (``errors`` says
+    why) when one failed or died first."""
+    for pipe in pipes:
+        try:
+            status, payload = pipe.recv()
+        except EOFError:
+            errors.append("a worker died before its load began")
+            return False
+        if status != "prepared":
+            errors.append(str(payload))
+            return False
+    return True
 
 
 def _collect(
@@ -155,7 +195,8 @@ def _collect(
     parts.extend(results[i] for i in sorted(results))
 
 
-def _merge(parts: list[dict[str, Any]]) -> LoadResult:
+def merge_parts(parts: list[dict[str, Any]]) -> LoadResult:
+    """The workers' results (:func:`to_wire`'s, in the workers' order) as one load."""
     first: LoadResult = parts[0]["result"]
     cells = []
     for i, row in enumerate(parts[0]["cells"]):
@@ -197,6 +238,7 @@ def _merge(parts: list[dict[str, Any]]) -> LoadResult:
         cells=tuple(cells),
         seconds=tuple(seconds),
         second_bins=tuple(second_bins),
+        ended=merge_ended([r.ended for r in results]),
         late=sum(r.late for r in results),
         late_generator=sum(r.late_generator for r in results),
         dropped=sum(r.dropped for r in results),
@@ -304,9 +346,8 @@ def run_parallel(
     # fork: the scenario holds the user's functions, which need not be picklable.
     ctx = multiprocessing.get_context("fork")
     stop_signal = ctx.Value("i", 0, lock=False)
-    start = time.perf_counter_ns() + 300_000_000  # time for every worker to be ready
-    if on_start is not None:
-        on_start(start)
+    start = ctx.Value("q", 0, lock=False)
+    go = ctx.Event()
     procs, pipes = [], []
     for index in range(workers):
         parent, child = ctx.Pipe(duplex=False)
@@ -325,6 +366,7 @@ def run_parallel(
                 split_phases(phases, workers, index),
                 replace(per_worker, worker=index, workers=workers),
                 start,
+                go,
                 scaled,
                 os.getpid(),
                 stop_signal,
@@ -345,9 +387,18 @@ def run_parallel(
     finished = False
     try:
         with stop_signals(on_signal):
-            _collect(pipes, parts, errors, on_second)
+            if _prepared(pipes, errors):
+                # Every worker has built its run: one start, a moment ahead, for all.
+                start.value = time.perf_counter_ns() + 50_000_000
+                if on_start is not None:
+                    on_start(start.value)
+                go.set()
+                _collect(pipes, parts, errors, on_second)
         finished = True
     finally:
+        if not go.is_set():  # a worker failed to get ready: the others are let go, stopped
+            stop_signal.value = signal.SIGTERM
+            go.set()
         for proc in procs:
             # A worker that has sent its result exits at once; after a second
             # Ctrl-C nothing is waited for.
@@ -357,7 +408,7 @@ def run_parallel(
                 proc.join()
     if errors:
         raise LoadError(f"load worker failed: {errors[0]}")
-    result = _merge(parts)
+    result = merge_parts(parts)
     if stop_signal.value:
         raise Interrupted(signal.Signals(stop_signal.value).name, result)
     return result

@@ -7,14 +7,14 @@ send times of its requests, in closed form, so the schedule never drifts.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from perfsuite.config import Profile, parse_duration
 from perfsuite.errors import ConfigError
 
-__all__ = ["ClosedPhase", "OpenPhase", "Phase", "Phases", "Role"]
+__all__ = ["Arrival", "ClosedPhase", "OpenPhase", "Phase", "Phases", "ReplayPhase", "Role"]
 
 Role = Literal["warmup", "measure", "cooldown"]
 _ROLES = ("warmup", "measure", "cooldown")
@@ -58,6 +58,49 @@ class OpenPhase:
         if self.start_rate == self.end_rate:
             return f"{self.start_rate:g} req/s for {self.duration:g}s"
         return f"{self.start_rate:g}->{self.end_rate:g} req/s over {self.duration:g}s"
+
+
+@dataclass(slots=True)
+class Arrival:
+    """One arrival of a given schedule: when, at which endpoint, and what is sent.
+
+    ``data`` is built when the request is sent, if it is a function (a replayed
+    request whose ids are learned from earlier answers). ``expect`` is the status
+    it should get (a recorded one; None: any below 400). ``on_answer`` is told the
+    status and body of its answer (not of a failure).
+    """
+
+    offset: float  # seconds from the phase's start
+    endpoint: int
+    data: bytes | Callable[[], bytes]
+    expect: int | None = None
+    on_answer: Callable[[int, bytes], None] | None = None
+
+
+# (worker, workers) -> that worker's arrivals (every workers-th one), in time order.
+Schedule = Callable[[int, int], Iterator[Arrival]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplayPhase(OpenPhase):
+    """An open phase whose arrivals are given (a replayed capture), not drawn at a rate.
+
+    Its rates are the schedule's mean, for what reads them (the results' target
+    rate, how many connections to open at first).
+    """
+
+    schedule: Schedule
+    requests: int
+    source: str = "a given schedule"
+
+    @property
+    def expected_requests(self) -> int:
+        """How many requests the schedule holds."""
+        return self.requests
+
+    def describe(self) -> str:
+        """``"traffic.jsonl: 1200 requests over 60s"``."""
+        return f"{self.source}: {self.requests} requests over {self.duration:g}s"
 
 
 @dataclass(frozen=True, kw_only=True)

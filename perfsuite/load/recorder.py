@@ -110,6 +110,7 @@ class Recorder:
         self.requests = [0] * cells  # scheduled, whether sent or not
         self.clamped = 0
         self._lat = [array("q") for _ in range(cells)]  # every request that ended
+        self.ended = [0] * cells  # requests ended so far, per cell (as of the last absorb)
         self._ok = [array("q") for _ in range(cells)]  # the successes among them
         self._svc = [array("q") for _ in range(cells)]  # those that were sent
         # The current second's bin counts per cell, made when a cell first has samples.
@@ -169,6 +170,7 @@ class Recorder:
             if acc is None:
                 acc = self._acc[cell] = _Counts()
             values = np.frombuffer(buf, dtype=np.int64)
+            self.ended[cell] += len(buf)
             self.clamped += acc.lat.add(values)
             acc.ok.add(np.frombuffer(self._ok[cell], dtype=np.int64))
             acc.svc.add(np.frombuffer(self._svc[cell], dtype=np.int64))

@@ -135,6 +135,8 @@ class LoadResult:
     check_exceptions: Mapping[str, int] = field(default_factory=dict)  # "name: Error: text" -> n
     connect_failures: Mapping[str, int] = field(default_factory=dict)  # why connects failed
     second_bins: tuple[SecondBins, ...] = field(default=(), repr=False)  # per-second latency bins
+    # (seconds from the start, requests ended by then): every 50 ms, journeys' own apart.
+    ended: tuple[tuple[float, int], ...] = field(default=(), repr=False)
 
     def __repr__(self) -> str:
         m = self.measured()

@@ -39,6 +39,7 @@ class Connection(asyncio.Protocol):
     """One TCP connection; the engine sets the request fields before ``send``."""
 
     __slots__ = (
+        "arrival",
         "body",
         "busy",
         "cell",
@@ -82,6 +83,7 @@ class Connection(asyncio.Protocol):
         self.deadline = 0
         self.want_body = False
         self.run: Any = None  # the journey run whose step is in flight (events.py)
+        self.arrival: Any = None  # the given arrival in flight (a replayed request)
         self.head = False  # the request in flight is a HEAD
         self.body: list[bytes] = []
         self.kept = 0  # body bytes kept for the check

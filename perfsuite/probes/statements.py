@@ -46,7 +46,7 @@ HOW_TO_ENABLE = (
 class StatementSnapshot:
     """The digests of one schema and the server's counters at one moment."""
 
-    at: float
+    at: int  # when the digests were read (time.perf_counter_ns(), their query's middle)
     digests: dict[str, DigestCounters]
     status: dict[str, int]
     own_statements: int = 0  # the probe's statements up to and including the status read
@@ -129,8 +129,10 @@ class StatementProbe:
         with self._lock, self._conn.cursor() as cur:
             try:
                 # The digests first: at a phase boundary they are what must be on time.
+                sent = time.perf_counter_ns()
                 self._execute(cur, _DIGESTS, (self.database,))
                 rows = cur.fetchall()
+                at = (sent + time.perf_counter_ns()) // 2
                 self._execute(cur, _STATUS)
                 status = {str(k): int(v) for k, v in cur.fetchall()}
                 own = self._issued
@@ -153,9 +155,7 @@ class StatementProbe:
                 sort_merge_passes=int(row[10]),
                 errors=int(row[11]),
             )
-        return StatementSnapshot(
-            at=time.monotonic(), digests=digests, status=status, own_statements=own
-        )
+        return StatementSnapshot(at=at, digests=digests, status=status, own_statements=own)
 
     def cost(
         self,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from perfsuite.errors import StoreError
+from perfsuite.report.diffs import diffs_html
 from perfsuite.report.flame import profile_html
 from perfsuite.report.latest import test_charts
 from perfsuite.report.rows import rows
@@ -224,6 +225,7 @@ def _test_section(
             which = f", load {i + 1}" if len(costs) > 1 else ""
             parts.append(f"<h3>Cost per request and top statements{which}</h3>")
             parts.append(statements_html(cost))
+        parts.append(diffs_html(entry))
         parts.append(profile_html(entry))
     parts.append("</section>")
     return "".join(parts), charts

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from perfsuite.report.rows import rows
+from perfsuite.report.rows import diff_rows, rows
 
 __all__ = ["render_markdown"]
 
@@ -88,7 +88,27 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
             f"{r.pool} |"
         )
     lines += _cost_table(entries)
+    lines += _diff_table(entries)
     return "\n".join(lines) + "\n"
+
+
+def _diff_table(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Each compared replay's endpoints: answers that differ from the reference's."""
+    out = [
+        f"| `{r.test}` | {r.endpoint} | {r.differing:,} | {r.compared:,} | {r.rate:.2%} | "
+        f"{r.fields} |"
+        for r in diff_rows(entries)
+    ]
+    if not out:
+        return []
+    return [
+        "",
+        "Replayed answers compared",
+        "",
+        "| test | endpoint | differ | compared | rate | fields that differ |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+        *out,
+    ]
 
 
 def _cost_table(entries: Sequence[dict[str, Any]]) -> list[str]:

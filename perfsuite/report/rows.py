@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Row", "rows", "worst_verdict"]
+__all__ = ["DiffRow", "Row", "diff_rows", "rows", "worst_verdict"]
 
 _ORDER = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
 
@@ -34,6 +34,38 @@ class Row:
         """The test's own name (no path), marked when it was interrupted."""
         name = self.test.rsplit("::", 1)[-1]
         return f"{name} (interrupted)" if self.interrupted else name
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffRow:
+    """A compared replay's endpoint: answers that differ from the reference's."""
+
+    test: str
+    endpoint: str
+    differing: int
+    compared: int
+    fields: str  # the fields that differ, most often first (noise left out)
+
+    @property
+    def rate(self) -> float:
+        """The share of compared answers that differ."""
+        return self.differing / self.compared if self.compared else 0.0
+
+
+def diff_rows(entries: Iterable[Mapping[str, Any]]) -> Iterator[DiffRow]:
+    """A row per endpoint of each compared replay (``diffs`` of the entries)."""
+    for entry in entries:
+        for diffs in entry.get("diffs") or []:
+            for endpoint, d in sorted(diffs.items()):
+                top = sorted(d["fields"].items(), key=lambda x: (-x[1], x[0]))[:3]
+                named = [f"{name} ({n})" for name, n in top]
+                yield DiffRow(
+                    test=entry["id"].rsplit("::", 1)[-1],
+                    endpoint=endpoint,
+                    differing=d["differing"],
+                    compared=d["compared"],
+                    fields=", ".join(named) or "-",
+                )
 
 
 def _measured(load: Mapping[str, Any], endpoint: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from perfsuite.report.rows import rows, worst_verdict
+from perfsuite.report.rows import diff_rows, rows, worst_verdict
 
 __all__ = ["render_cost_table", "render_interrupted", "render_table"]
 
@@ -104,6 +104,22 @@ def render_cost_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
                 _per(per.get("cpu_ms_per_request"), 3),
                 f"[{_STYLE[verdict]}]{verdict}" if verdict in _STYLE else verdict,
             )
+    return _text(table, width=width, color=color) if table.row_count else ""
+
+
+def render_diff_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) -> str:
+    """Each compared replay's endpoints: how many answers differ, and where; empty when
+    no replay was compared."""
+    table = Table(title="perfsuite: replayed answers compared", title_justify="left")
+    for name in ("test", "endpoint", "differ", "compared", "rate", "fields that differ"):
+        numeric = name in ("differ", "compared", "rate")
+        table.add_column(name, justify="right" if numeric else "left")
+    for r in diff_rows(entries):
+        style = "red" if r.differing else "green"
+        table.add_row(
+            r.test, r.endpoint, f"[{style}]{r.differing:,}", f"{r.compared:,}", f"{r.rate:.2%}",
+            r.fields,
+        )  # fmt: skip
     return _text(table, width=width, color=color) if table.row_count else ""
 
 

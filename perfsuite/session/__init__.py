@@ -19,6 +19,7 @@ import pytest
 
 from perfsuite import __version__
 from perfsuite.config import PerfConfig, load_config, read_pyproject
+from perfsuite.config.parse import load_agents
 from perfsuite.errors import ConfigError, PerfsuiteError
 from perfsuite.provision import DockerStatus, ProviderChoice, probe_docker
 from perfsuite.session.ab import ABOptions
@@ -86,6 +87,12 @@ class PerfSession:
             baseline_dir=config.getoption("perf_baseline_dir", default=None),
             cost=False if config.getoption("perf_no_cost", default=False) else None,
         )
+        tx = config.getoption("perf_tx", default=None) or config.getini("perf_tx")
+        if tx:  # over [tool.perfsuite.load]'s workers and tx
+            load = dataclasses.replace(
+                self.config.load, tx=load_agents(list(tx), "--perf-tx"), workers=1
+            )
+            self.config = dataclasses.replace(self.config, load=load)
         keep = config.getoption("perf_flamegraph", default=None)
         if keep is not None:
             profiling = dataclasses.replace(self.config.profiling, keep=keep)

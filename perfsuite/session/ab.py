@@ -8,6 +8,10 @@ the same phases and the same scenario seed, in an order drawn by a seeded
 generator, each pair on freshly started processes, so that a process's
 placement (its memory layout, its core, its neighbours) is drawn again for
 every pair instead of being reported as a regression.
+
+A pair in which the load generator saturated (the machine, not a build, was
+measured) is run again, at most once per five pairs; past that the test
+fails as any saturated load does.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfsuite.config import PerfConfig, ServiceConfig
-from perfsuite.errors import ConfigError, ServiceError
+from perfsuite.errors import ConfigError, LoadGeneratorSaturated, PerfsuiteWarning, ServiceError
 from perfsuite.load import LoadResult
 from perfsuite.provision import MySQLServer
 from perfsuite.provision.databases import copied_database
@@ -81,6 +86,8 @@ class Pairs:
     # Each round's cost per request, when the digests could be read (None: not measured).
     base_cost: list[RequestCost | None] = field(default_factory=list)
     candidate_cost: list[RequestCost | None] = field(default_factory=list)
+    # Pairs run again because the generator saturated in one of their rounds: why.
+    redone: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -136,30 +143,19 @@ def run_pairs(
     pairs = Pairs(base_label=base.label)
     if partial is not None:
         partial.append(pairs)
-    for _ in range(options.pairs):
+    redos = max(1, options.pairs // 5)
+    while len(pairs.base) < options.pairs:
         order = list(SIDES)
         rng.shuffle(order)
-        with contextlib.ExitStack() as stack:
-            urls: dict[str, str] = {}
-            meters: dict[str, CostMeter | None] = {}
-            for side in order:
-                if side == "base" and base.url is not None:
-                    urls[side] = base.url
-                    meters[side] = None  # its database is not ours to read
-                    continue
-                server = base.server if side == "base" else candidate_server
-                assert server is not None
-                service = stack.enter_context(
-                    provisioning.start_service(
-                        server,
-                        config=base.service if side == "base" else None,
-                        what=f"the {side} build's service",
-                        track=False,
-                    )
-                )
-                urls[side] = service.base_url
-                meters[side] = costs.meter(server, service, sample_cpu=True) if costs else None
-            done = {side: _round(run_one, urls[side], meters[side]) for side in order}
+        try:
+            done = _pair(order, base, provisioning, candidate_server, run_one, costs)
+        except LoadGeneratorSaturated as exc:
+            if len(pairs.redone) >= redos:
+                raise
+            why = str(exc).splitlines()[0]
+            pairs.redone.append(why)
+            warnings.warn(PerfsuiteWarning(f"A/B: a pair run again: {why}"), stacklevel=2)
+            continue
         for side in order:
             _refuse_a_failing_build(side, base.label, done[side][0])
         # Only whole pairs count: a round whose partner never ran is no pair.
@@ -169,6 +165,38 @@ def run_pairs(
         pairs.candidate_cost.append(done["candidate"][1])
         pairs.order.append(order[0])
     return pairs
+
+
+def _pair(
+    order: list[str],
+    base: Base,
+    provisioning: Provisioning,
+    candidate_server: MySQLServer,
+    run_one: Callable[[str], LoadResult],
+    costs: CostProbes | None,
+) -> dict[str, tuple[LoadResult, RequestCost | None]]:
+    """One pair of rounds, in ``order``, on freshly started services of both builds."""
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        meters: dict[str, CostMeter | None] = {}
+        for side in order:
+            if side == "base" and base.url is not None:
+                urls[side] = base.url
+                meters[side] = None  # its database is not ours to read
+                continue
+            server = base.server if side == "base" else candidate_server
+            assert server is not None
+            service = stack.enter_context(
+                provisioning.start_service(
+                    server,
+                    config=base.service if side == "base" else None,
+                    what=f"the {side} build's service",
+                    track=False,
+                )
+            )
+            urls[side] = service.base_url
+            meters[side] = costs.meter(server, service, sample_cpu=True) if costs else None
+        return {side: _round(run_one, urls[side], meters[side]) for side in order}
 
 
 def _round(

@@ -47,11 +47,10 @@ class CostMeter:
             for end in ends:
                 if self._quit.wait(max(0.0, (end - time.perf_counter_ns()) / 1e9)):
                     return
-                before = time.perf_counter_ns()
                 reading = self._read(first=False)
                 # Read late on a busy machine (by 90 ms in a test, beside CPU hogs): the
                 # time read, not the boundary meant, splits the requests (see _by_phase).
-                at = (before + time.perf_counter_ns()) // 2 - start_ns
+                at = (reading.at if reading is not None else time.perf_counter_ns()) - start_ns
                 self._boundaries.append((reading, at))
 
         # A daemon: a reading stuck on a vanished server must not keep the process alive.
@@ -136,7 +135,7 @@ class CostMeter:
             if sec.endpoint not in journeys:
                 per_second[sec.t] = per_second.get(sec.t, 0) + sec.requests
         cuts = [at / 1e9 for _, at in self._boundaries]
-        counts = split_requests(per_second, cuts, cost.requests)
+        counts = split_requests(per_second, cuts, cost.requests, result.ended)
         phases = []
         for i, phase in enumerate(result.phases):
             before, end = readings[i], readings[i + 1]

@@ -12,6 +12,7 @@ from perfsuite.config import PerfConfig
 from perfsuite.errors import ConfigError
 from perfsuite.gate import FAIL_ON, Gate, TestVerdict, confirm, judged_of, objectives_for
 from perfsuite.load import LoadResult
+from perfsuite.probes.machine import MachineLoad
 from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session.ab import Pairs
 from perfsuite.stats.compare import CompareOptions
@@ -22,6 +23,7 @@ from perfsuite.stats.slo import (
     Objective,
     SloResult,
     evaluate_cost,
+    evaluate_diffs,
     evaluate_resources,
 )
 from perfsuite.stats.trend import theil_sen
@@ -67,6 +69,8 @@ class Judging:
                     tolerances=b.tolerances,
                     min_runs=b.min_runs,
                     min_blocks=b.min_blocks,
+                    max_other_cores=b.max_other_cores,
+                    max_steal=b.max_steal,
                 ),
                 fingerprint=fingerprint(
                     profile=self.config.profile.name, provider=self._provider()
@@ -85,9 +89,13 @@ class Judging:
         resources: Sequence[ResourceSeries] = (),
         ab: Sequence[Pairs] = (),
         costs: Mapping[int, RequestCost] | None = None,
+        diffs: Mapping[str, tuple[int, int]] | None = None,
+        machine: Callable[[], Sequence[MachineLoad | None]] = tuple,
     ) -> TestVerdict:
         """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
-        if asked), then saving."""
+        if asked), then saving. ``diffs``: a replay's comparisons of answers, per
+        endpoint (answers that differ, answers compared); ``machine``: what else the
+        machine ran during each load (read again after a rerun)."""
         if marks and not results:
             raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
         gate = self.gate()
@@ -97,6 +105,7 @@ class Judging:
         verdict.slo += self._judge_resources(objectives, resources, verdict)
         costs = costs or {}
         verdict.slo += _judge_cost(objectives, list(costs.values()))
+        verdict.slo += _judge_diffs(objectives, diffs)
         judged = None
         if ab:
             verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
@@ -104,12 +113,14 @@ class Judging:
         elif (self.compare or self.save_baseline) and results:
             # Saving without --perf-compare still compares, quietly: the stored run
             # says what it was, and a step is not mixed into the level it left.
-            comparisons, warnings = gate.compare(test_id, results, costs)
+            verdict.machine = list(machine())
+            comparisons, warnings = gate.compare(test_id, results, costs, verdict.machine)
             judged = judged_of(comparisons)
             if self.compare:
                 verdict.comparisons, verdict.warnings = comparisons, warnings
                 if self.confirm and verdict.regressions():
-                    again, _ = gate.compare(test_id, *rerun())
+                    rerun_results, rerun_costs = rerun()
+                    again, _ = gate.compare(test_id, rerun_results, rerun_costs, machine())
                     verdict.confirmed = confirm(verdict, again)
         if self.save_baseline and results:
             gate.save(
@@ -153,3 +164,14 @@ def _judge_cost(objectives: list[Objective], costs: Sequence[RequestCost]) -> li
             "(performance_schema; see the warning above) and a load against the service"
         )
     return evaluate_cost(wanted, [(c.endpoints, c.metrics()) for c in costs])
+
+
+def _judge_diffs(
+    objectives: list[Objective], diffs: Mapping[str, tuple[int, int]] | None
+) -> list[SloResult]:
+    wanted = [o for o in objectives if o.metric == "diff_rate"]
+    if wanted and diffs is None:
+        raise ConfigError(
+            "diff_rate needs a replay that compares answers: perf_replay(..., compare=...)"
+        )
+    return evaluate_diffs(wanted, diffs or {})

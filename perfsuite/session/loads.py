@@ -13,7 +13,9 @@ import httpx
 from perfsuite.config import PerfConfig
 from perfsuite.errors import LoadGeneratorSaturated, PerfsuiteWarning
 from perfsuite.load import EngineOptions, LoadResult, Phase, Progress, Scenario
+from perfsuite.load.agents import run_agents
 from perfsuite.load.parallel import run_parallel
+from perfsuite.probes.machine import MachineSampler
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
@@ -120,16 +122,30 @@ class Loads:
                 watchers.began(t0, flat)
 
         exporter = self.exporter
-        result = run_parallel(
-            target,
-            scenario,
-            flat,
-            options=self.engine_options(),
-            workers=self.config.load.workers,
-            progress=progress,
-            on_start=on_start,
-            on_second=exporter.second if exporter is not None else None,
-        )
+        load = self.config.load
+        if load.tx:  # agents on execnet
+            result = run_agents(
+                target,
+                scenario,
+                flat,
+                load.tx,
+                options=self.engine_options(),
+                progress=progress,
+                on_start=on_start,
+                on_second=exporter.second if exporter is not None else None,
+                max_clock_uncertainty=load.max_clock_uncertainty,
+            )
+        else:
+            result = run_parallel(
+                target,
+                scenario,
+                flat,
+                options=self.engine_options(),
+                workers=load.workers,
+                progress=progress,
+                on_start=on_start,
+                on_second=exporter.second if exporter is not None else None,
+            )
         if result.saturated:
             raise LoadGeneratorSaturated(
                 f"load generator saturated: {result.saturation_reason}\n{result.describe()}"
@@ -169,6 +185,18 @@ class Loads:
                 self.config.service.port if self.config.service is not None else None,
             ),
             settle=self.config.profiling.settle,
+            machine=MachineSampler(local=self._all_local()),
+        )
+
+    def _all_local(self) -> bool:
+        """Are the service and its database processes of ours (descendants of this one)?
+        Then what the rest of the machine ran is a neighbour's."""
+        service = self._provisioning.service
+        server = self._provisioning.mysql_server
+        return (
+            service is not None
+            and service.pid is not None
+            and (server is None or server.provider == "process")
         )
 
     def pool_watch(self, *, disabled: bool) -> PoolWatch | None:

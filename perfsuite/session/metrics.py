@@ -28,6 +28,7 @@ from perfsuite.stats.promql import (
     Evaluator,
     Expectation,
     ExpectVerdict,
+    Labels,
     judge,
     judge_values,
     selected_names,
@@ -89,15 +90,13 @@ def scraper_for(
 ) -> Scraper | None:
     """A scraper for one load, or None when there is nothing to scrape.
 
-    Only a test with expectations, or a configuration with pins or gauges
-    judged for growth (``also``), is scraped: a scrape is not free (the
-    generator's process parses it, the service answers it), and the tests
-    that ask nothing of the metrics measure as before. The database's status
-    is read only when a name asks for it, as its reads count among the
-    server's own statements.
+    Every test is scraped unless ``every_test`` is off; then only a test with
+    expectations, or a configuration with pins or gauges judged for growth
+    (``also``). The database's status is read only when a name asks for it,
+    as its reads count among the server's own statements.
     """
     names = recorded_names(expectations, config.pin + also)
-    if not names:
+    if not names and not config.every_test:
         return None
     targets: list[ScrapeTarget | Source] = []
     if config.service and service_metrics_url is not None:
@@ -267,16 +266,29 @@ def unreachable(loads: Iterable[ScrapedLoad]) -> list[str]:
     return sorted(set(lines))
 
 
-def encode_scraped(scraped: ScrapedLoad, names: set[str]) -> dict[str, Any]:
-    """JSON-ready: the series of ``names`` (those the expectations select, and the
-    pins; times in seconds from the first phase), how many were scraped in all, and
-    what failed. The rest are left out: a database's status alone is 500 series a
-    second."""
+def encode_scraped(scraped: ScrapedLoad, names: set[str], limit: int) -> dict[str, Any]:
+    """JSON-ready: the series of one load (times in seconds from the first phase), how
+    many were scraped in all, and what failed.
+
+    The series of ``names`` (those the expectations select, and the pins) are
+    always kept; the others fill up to ``limit`` series, histogram buckets last
+    (they are the many), and the rest are only counted: a database's status
+    alone is 500 series a second.
+    """
     s = scraped.scraped
     origin = scraped.wall_start if scraped.wall_start is not None else 0.0
+
+    def order(labels: Labels) -> tuple[bool, bool, Labels]:
+        name = dict(labels).get(NAME, "")
+        return name not in names, name.endswith("_bucket"), labels
+
+    chosen = sorted(s.points, key=order)
+    named = sum(dict(labels).get(NAME) in names for labels in chosen)
+    kept = chosen[: max(limit, named)]
     return {
         "scrapes": s.scrapes,
         "scraped_series": len(s.points),
+        "recorded_series": len(kept),
         "failed": dict(s.failed),
         "errors": {job: list(errors) for job, errors in s.failures.items()},
         "dropped_series": s.dropped_series,
@@ -285,11 +297,10 @@ def encode_scraped(scraped: ScrapedLoad, names: set[str]) -> dict[str, Any]:
         "series": [
             {
                 "labels": dict(labels),
-                "t": [round(t - origin, 3) for t in times],
-                "v": [_finite(v) for v in values],
+                "t": [round(t - origin, 3) for t in s.points[labels][0]],
+                "v": [_finite(v) for v in s.points[labels][1]],
             }
-            for labels, (times, values) in s.points.items()
-            if dict(labels).get(NAME) in names
+            for labels in kept
         ],
     }
 

@@ -1,8 +1,8 @@
 """What watches the service during one load, started before it and stopped after it.
 
-The pool, its CPU and memory, the per-request cost, the scraped metrics, a
-CPU profile over a window of the load, and the counts that leak (threads,
-descriptors, connections). Each is optional; :class:`LoadWatchers` starts
+What else the machine ran, the pool, its CPU and memory, the per-request
+cost, the scraped metrics, a CPU profile over a window of the load, and the
+counts that leak (threads, descriptors, connections). Each is optional; :class:`LoadWatchers` starts
 those there are, tells them when the load's first phase began, and stops
 them all (also on Ctrl-C, when the profile is dropped and nothing waits).
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from perfsuite.load import LoadResult, Phase
 from perfsuite.probes.growth import CountSampler, CountSeries
+from perfsuite.probes.machine import MachineLoad, MachineSampler
 from perfsuite.probes.pool import PoolWatch
 from perfsuite.probes.profile import CapturedProfile, ProfileSchedule
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler, ResourceSeries
@@ -34,6 +35,7 @@ class Watched:
     profile: CapturedProfile | None = None
     profile_error: str | None = None
     counts: CountSeries | None = None
+    machine: MachineLoad | None = None  # what else the machine ran meanwhile
     wall_start: float | None = None  # when the first phase began (time.time())
     wall_end: float | None = None  # when the load ended
 
@@ -48,12 +50,14 @@ class LoadWatchers:
     metrics: MetricsWatch | None = None
     profile: ProfileSchedule | None = None
     counts: CountSampler | None = None
+    machine: MachineSampler | None = None
     settle: float = 0.0  # s of counts after the load: its level after
     _wall_start: float | None = None
 
     def start(self) -> None:
         """Start each watcher (the counts and scrapes take their first sample now)."""
-        for watcher in (self.pool, self.meter, self.sampler, self.metrics, self.counts):
+        watchers = (self.machine, self.pool, self.meter, self.sampler, self.metrics, self.counts)
+        for watcher in watchers:
             if watcher is not None:
                 watcher.start()
 
@@ -86,6 +90,8 @@ class LoadWatchers:
         return done
 
     def _stop_samplers(self, done: Watched, result: LoadResult | None) -> None:
+        if self.machine is not None:
+            done.machine = self.machine.stop()
         if self.sampler is not None:
             done.series = self.sampler.stop()
         if self.pool is not None:

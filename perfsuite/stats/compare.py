@@ -86,6 +86,10 @@ class CompareOptions:
     min_pooled_df: int = 4  # degrees of freedom for the folder's pooled estimate
     min_blocks: int = 10  # blocks of time a run needs to be judged
     max_pooled_blocks: int = 60
+    # A run whose machine was busier than this is not believed when it regresses
+    # (perfsuite.probes.machine): cores used by other processes, the hypervisor's share.
+    max_other_cores: float = 0.25
+    max_steal: float = 0.05
 
     def tolerance_of(self, metric: str) -> float:
         """The practical tolerance of a metric (absolute for the error rate)."""

@@ -9,6 +9,7 @@ probe that reads them lives in :mod:`perfsuite.probes.statements`.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ __all__ = [
     "RequestCost",
     "StatementCost",
     "ended_by",
+    "ended_on_curve",
+    "merge_ended",
     "phase_cost",
     "request_cost",
     "split_requests",
@@ -172,13 +175,50 @@ def ended_by(per_second: Mapping[int, int], at: float) -> float:
     return done + per_second.get(whole, 0) * (at - whole)
 
 
-def split_requests(per_second: Mapping[int, int], cuts: Sequence[float], total: int) -> list[int]:
+def ended_on_curve(curve: Sequence[tuple[float, int]], at: float) -> float:
+    """Requests ended by ``at`` seconds into the load, from the cumulative counts
+    ``curve`` (seconds, ended by then; ascending), straight between two of them
+    (and from none at the start: a starved generator's first count can be late)."""
+    if at <= 0 or not curve:
+        return 0.0
+    times = [t for t, _ in curve]
+    i = bisect.bisect_right(times, at)
+    if i == len(curve):
+        return float(curve[-1][1])
+    (t0, n0), (t1, n1) = (0.0, 0) if i == 0 else curve[i - 1], curve[i]
+    return n0 + (n1 - n0) * (at - t0) / (t1 - t0) if t1 > t0 else float(n1)
+
+
+def merge_ended(curves: Sequence[Sequence[tuple[float, int]]]) -> tuple[tuple[float, int], ...]:
+    """Several processes' ended-request curves (one clock, one start) as one: at
+    every time any of them has, the sum of each one's count by then."""
+    times = sorted({t for curve in curves for t, _ in curve})
+    return tuple(
+        (t, round(sum(ended_on_curve(curve, t) for curve in curves if curve))) for t in times
+    )
+
+
+def split_requests(
+    per_second: Mapping[int, int],
+    cuts: Sequence[float],
+    total: int,
+    curve: Sequence[tuple[float, int]] = (),
+) -> list[int]:
     """``total`` requests split at each of ``cuts`` (seconds into the load) in
-    proportion to the requests that had ended by then: one more than there are cuts."""
-    ended = sum(per_second.values())
+    proportion to the requests that had ended by then: one more than there are cuts.
+
+    ``curve``, when the engine kept one (ended requests every 50 ms), places each
+    cut; else the seconds do, straight within a second.
+    """
+    if curve:
+        ended = float(curve[-1][1])
+        by = [ended_on_curve(curve, at) for at in cuts]
+    else:
+        ended = float(sum(per_second.values()))
+        by = [ended_by(per_second, at) for at in cuts]
     if not ended:
         return [total] + [0] * len(cuts)
-    marks = [0, *(round(total * ended_by(per_second, at) / ended) for at in cuts), total]
+    marks = [0, *(round(total * n / ended) for n in by), total]
     return [max(0, b - a) for a, b in itertools.pairwise(marks)]
 
 

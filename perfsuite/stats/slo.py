@@ -12,7 +12,9 @@ interval (block bootstrap) says how sure that value is. Cost objectives
 (``queries_per_request=4``, ``rows_examined_per_request=50``,
 ``no_index_used=0``, ``cpu_per_request="2ms"``, ``db_time_per_request="1ms"``)
 bound what the service's requests cost (:mod:`perfsuite.stats.cost`); they
-are counts over the load, with no interval.
+are counts over the load, with no interval. ``diff_rate="0.1%"`` bounds the
+share of a replay's answers that differ from the reference's (a Clopper-Pearson
+interval on the count).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "SloResult",
     "evaluate",
     "evaluate_cost",
+    "evaluate_diffs",
     "evaluate_resources",
     "parse_slo",
 ]
@@ -57,6 +60,7 @@ _COST_TIMES = ("db_time_per_request", "cpu_per_request")
 KNOWN = (
     *LATENCY_METRICS,
     "error_rate",
+    "diff_rate",
     "min_rps",
     *RESOURCE_METRICS,
     *COST_METRICS,
@@ -84,14 +88,16 @@ class Objective:
             return "the service during the load"
         if self.metric in COST_METRICS:
             return f"each load of {self.endpoint}" if self.endpoint else "each load"
+        if self.metric == "diff_rate":
+            return f"the answers of {self.endpoint or 'all endpoints'} compared"
         endpoint = self.endpoint or "all endpoints"
         phase = f"phase {self.phase}" if self.phase else "all measured phases"
         return f"{endpoint}, {phase}"
 
     def format(self, value: float) -> str:
         """A value of this metric with its unit."""
-        if self.metric in ("error_rate", *RESOURCE_METRICS):
-            return f"{value:.3%}" if self.metric == "error_rate" else f"{value:.1%}"
+        if self.metric in ("error_rate", "diff_rate", *RESOURCE_METRICS):
+            return f"{value:.1%}" if self.metric in RESOURCE_METRICS else f"{value:.3%}"
         if self.metric == "rps":
             return f"{value:,.1f} req/s"
         if self.metric in COST_METRICS and self.metric not in _COST_TIMES:
@@ -165,7 +171,9 @@ def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objec
             metric, limit, bound = key, _latency(raw, key, where), "max"
         elif key in COST_METRICS:
             metric, limit, bound = key, _count(raw, key, where), "max"
-        elif key in ("error_rate", *RESOURCE_METRICS):
+        elif key in ("error_rate", "diff_rate", *RESOURCE_METRICS):
+            if key == "diff_rate" and selectors["phase"]:
+                raise ConfigError(f"{where} diff_rate: answers are compared per replay")
             metric, limit, bound = key, _rate(raw, key, where), "max"
         else:
             metric, limit, bound = "rps", _rps(raw, key, where), "min"
@@ -228,8 +236,8 @@ def evaluate(
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
-        if o.metric in RESOURCE_METRICS or o.metric in COST_METRICS:
-            continue  # judged on the resource series or the cost: evaluate_resources, _cost
+        if o.metric in (*RESOURCE_METRICS, *COST_METRICS, "diff_rate"):
+            continue  # judged elsewhere: evaluate_resources, _cost, _diffs
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
         short = 0
@@ -299,5 +307,31 @@ def evaluate_cost(
         measured = max(values) if values else math.nan
         passed = not math.isnan(measured) and measured <= o.limit
         low, high = (min(values), max(values)) if len(values) > 1 else (math.nan, math.nan)
+        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+    return results
+
+
+def evaluate_diffs(
+    objectives: list[Objective], counts: Mapping[str, tuple[int, int]]
+) -> list[SloResult]:
+    """``diff_rate`` on a replay's comparisons: per endpoint, (answers that differ,
+    answers compared); an objective without an endpoint is judged on them all."""
+    from scipy.stats import beta  # only a replay that compares answers needs it
+
+    results = []
+    for o in objectives:
+        if o.metric != "diff_rate":
+            continue
+        chosen = [c for e, c in counts.items() if o.endpoint is None or e == o.endpoint]
+        differ, compared = sum(d for d, _ in chosen), sum(n for _, n in chosen)
+        measured = differ / compared if compared else math.nan
+        low = high = math.nan
+        if compared:
+            # Clopper-Pearson: exact for a count, also at 0 of n.
+            low = float(beta.ppf(0.025, differ, compared - differ + 1)) if differ else 0.0
+            high = (
+                float(beta.ppf(0.975, differ + 1, compared - differ)) if differ < compared else 1.0
+            )
+        passed = not math.isnan(measured) and measured <= o.limit
         results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
     return results

@@ -24,8 +24,12 @@
                             "samples", "text"}],
                 "profiles": [{"load", "file", "profiler", "unit", "start", "seconds",
                               "samples", "hottest": [{"name", "self", "total"}],
-                              "hotter": [{"name", "change"}], "goroutines": [...]}]}]}
+                              "hotter": [{"name", "change"}], "goroutines": [...]}],
+                "machine": [{"seconds", "cores", "others_cores", "steal"} | null]}]}
 
+``machine`` (optional, one per load): what else the machine ran meanwhile:
+CPU cores used by processes not of the session (null when the service or its
+database is not a local process of ours), and the hypervisor's steal share.
 ``cost`` is what each load cost the service's database (statement digests
 of its schema, server counters) and CPU, in total and per answered request;
 absent when the server's performance_schema could not give it.
@@ -145,6 +149,8 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
                         ("candidate", pairs.candidate_cost),
                     )
                 },
+                # Pairs run again, and why (the generator saturated in one of their rounds).
+                "redone": list(pairs.redone),
             }
         )
     return {"base": loads[0].base_label, "pairs": len(loads[0].base), "loads": out}
@@ -204,11 +210,19 @@ def entry_for_test(
     metrics: Mapping[str, Any] | None = None,
     counts: Sequence[Mapping[str, Any]] = (),
     profiles: Sequence[Mapping[str, Any]] = (),
+    diffs: Sequence[Mapping[str, Any]] = (),
+    machine: Sequence[Mapping[str, Any] | None] = (),
 ) -> dict[str, Any]:
     """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`; ``metrics``:
     the scraped series per load and the expectations' verdicts; ``counts``: the growth
-    verdicts; ``profiles``: the kept profiles' files and hottest functions)."""
+    verdicts; ``profiles``: the kept profiles' files and hottest functions; ``diffs``:
+    each compared replay's differences per endpoint; ``machine``: what else the
+    machine ran during each load, null where not watched)."""
     extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
+    if any(m is not None for m in machine):
+        extra["machine"] = [dict(m) if m is not None else None for m in machine]
+    if diffs:
+        extra["diffs"] = [dict(d) for d in diffs]
     if metrics:
         extra["metrics"] = dict(metrics)
     if counts:

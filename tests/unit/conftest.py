@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -385,3 +386,36 @@ def prometheus_api(url: str, path: str, **params: Any) -> Any:
     body = response.json()
     assert body["status"] == "success", body
     return body["data"]
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+)
+
+
+@contextlib.contextmanager
+def chromium(binary: str, user_dir: Path) -> Iterator[str]:
+    """Debian's Chromium, headless, with the DevTools endpoint it announces."""
+    proc = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={user_dir}",
+         "about:blank"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        endpoint = None
+        while endpoint is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line and proc.poll() is not None:
+                break
+            match = re.search(r"DevTools listening on (ws://\S+)", line)
+            endpoint = match.group(1) if match else None
+        assert endpoint, f"chromium did not start (exit {proc.poll()})"
+        yield endpoint
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -155,6 +155,7 @@ def test_metrics_section(tmp_path: Path) -> None:
     )
     assert not default.targets
     assert default.prometheus_url is None
+    assert (default.every_test, default.record_series) == (True, 200)
     metrics = load_config(
         tmp_path,
         {
@@ -168,6 +169,8 @@ def test_metrics_section(tmp_path: Path) -> None:
                 "pin": ["order_service_db_pool_in_use"],
                 "prometheus_url": "http://127.0.0.1:9090/",
                 "database": False,
+                "every_test": False,
+                "record_series": 0,
             }
         },
     ).metrics
@@ -178,6 +181,7 @@ def test_metrics_section(tmp_path: Path) -> None:
     assert metrics.drop == ("_created$",)
     assert metrics.pin == ("order_service_db_pool_in_use",)
     assert metrics.prometheus_url == "http://127.0.0.1:9090"
+    assert (metrics.every_test, metrics.record_series) == (False, 0)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +197,8 @@ def test_metrics_section(tmp_path: Path) -> None:
         ({"drop": "x"}, r"drop: expected a list of strings"),
         ({"max_series": 0}, r"max_series: expected an integer in \[1, 1000000\]"),
         ({"database": "yes"}, r"database: expected true or false"),
+        ({"every_test": 1}, r"every_test: expected true or false"),
+        ({"record_series": -1}, r"record_series: expected an integer in \[0, 100000\]"),
         ({"prometheus_url": "localhost:9090"}, r"prometheus_url: expected an http://"),
     ],
 )

@@ -14,6 +14,8 @@ from perfsuite.report.html import build_report
 from perfsuite.stats.cost import (
     DigestCounters,
     ended_by,
+    ended_on_curve,
+    merge_ended,
     request_cost,
     split_requests,
     statement_delta,
@@ -81,6 +83,27 @@ def test_requests_are_split_where_the_boundary_was_read_not_where_it_was_meant()
     assert split_requests(per_second, [1.0], 252) == [50, 202]
     assert sum(split_requests(per_second, [0.5, 2.5], 431)) == 431
     assert split_requests({}, [1.0], 0) == [0, 0]
+
+
+def test_the_engines_50_ms_counts_place_a_cut_where_answers_bunch() -> None:
+    # A slow warm-up's last 20 answers arrive in the first 50 ms of second 1, then
+    # 200/s: the seconds alone put 100 + 200 * 0.04 = 108 before a cut at 1.04 s,
+    # the 50 ms counts (80 by 1.0 s, 100 + 2 by 1.05 s) put about 100.
+    per_second = {0: 80, 1: 220}
+    curve = [(0.5, 40), (1.0, 80), (1.05, 110), (1.5, 200), (2.0, 300)]
+    assert ended_by(per_second, 1.04) == pytest.approx(88.8)
+    assert ended_on_curve(curve, 1.04) == pytest.approx(104)
+    assert split_requests(per_second, [1.04], 300, curve) == [104, 196]
+    assert ended_on_curve(curve, 0.0) == 0
+    assert ended_on_curve(curve, 0.25) == 20  # from none at the start to the first count
+    assert ended_on_curve(curve, 9.0) == 300
+    # Two workers on one clock: the sum of each one's count at every time either has.
+    other = [(0.25, 10), (1.25, 60)]
+    merged = merge_ended([curve, other])
+    assert [t for t, _ in merged] == [0.25, 0.5, 1.0, 1.05, 1.25, 1.5, 2.0]
+    assert dict(merged)[1.0] == round(80 + 10 + 50 * 0.75)  # the other: straight between
+    assert merged[-1] == (2.0, 360)
+    assert merge_ended([(), curve]) == tuple(curve)
 
 
 def test_a_known_workload_is_counted_exactly(mariadb: MySQLServer, order_data: object) -> None:
@@ -195,17 +218,20 @@ def test_cost_per_request_in_the_record_and_the_table(
         for c in record["tests"][0]["loads"][0]["cells"]
     )
     assert cost["requests"] == answered > 100
-    # Over the whole load, exactly; per request over the measured phase (the steady
-    # one, warm-up apart), give or take a request at its boundary.
-    assert cost["queries"] == 3 * cost["requests"], cost["statements"]
+    # Over the whole load, all but the increments the server's digest counters can
+    # miss under concurrent load (no lock: 0 to 5 of 2,700 measured, never more);
+    # per request over the measured phase (the steady one, warm-up apart), give or
+    # take a request at its boundary.
+    missed = 3 * cost["requests"] - cost["queries"]
+    assert 0 <= missed <= 0.005 * 3 * cost["requests"], cost["statements"]
     assert abs(cost["per_request"]["queries_per_request"] - 3.0) < 0.02, cost["phases"]
-    # Each phase read at its boundary: requests in flight across it are a handful.
+    # Each phase read at its boundary: requests in flight across it are a few.
     warmup, steady = cost["phases"]
     assert (warmup["phase"], warmup["role"], steady["role"]) == ("warmup", "warmup", "measure")
     assert warmup["requests"] + steady["requests"] == cost["requests"]
-    for phase in (warmup, steady):  # two requests' statements either way, at most
+    for phase in (warmup, steady):  # three requests' statements either way, at most
         counted = phase["per_request"]["queries_per_request"] * phase["requests"]
-        assert abs(counted - 3 * phase["requests"]) <= 6, phase
+        assert abs(counted - 3 * phase["requests"]) <= 9 + missed, (phase, missed)
     assert cost["per_request"]["rows_examined_per_request"] > 0
     assert cost["per_request"]["cpu_ms_per_request"] > 0
     assert cost["per_request"]["no_index_used"] == 0
@@ -304,13 +330,15 @@ def test_the_faults_are_caught_by_cost_objectives(
         # the ids query sent one row per item, and each item cost a query.
         (ids,) = [s for s in cost["statements"] if "quantity" not in s["text"]
                   and "`order_items`" in s["text"]]  # fmt: skip
-        assert cost["queries"] == 2 * cost["requests"] + ids["rows_sent"]
+        # Give or take what the digests missed (``rows_sent`` is a digest counter too).
+        wanted = 2 * cost["requests"] + ids["rows_sent"]
+        assert abs(cost["queries"] - wanted) <= 0.005 * wanted, (cost["queries"], wanted)
         assert 3.0 < per["queries_per_request"] < 5.0
     elif fault == "scan":
         assert per["rows_examined_per_request"] > 100 * 3  # 300 orders read, not 1
-        assert per["no_index_used"] == cost["requests"]
+        assert 0.995 * cost["requests"] <= per["no_index_used"] <= cost["requests"]
     else:
-        assert per["queries_per_request"] == 2.0
+        assert 1.99 <= per["queries_per_request"] <= 2.0
         assert per["no_index_used"] == 0
         assert per["rows_examined_per_request"] < 5
 

@@ -160,15 +160,16 @@ def test_expectations_pass_fail_and_say_why_they_cannot_be_judged(
     assert html.count('data-kind="pinned"') == 3
     assert "app_requests_total (scraped)" in html
     (ok_load,) = tests["test_ok"]["metrics"]["loads"]
-    # Its record keeps the series its expectations select (and the pins), not the 500
-    # others of the database's status.
+    # Its record keeps the series its expectations select (and the pins), then others
+    # up to record_series (200), not all the 500 of the database's status.
     recorded = {s["labels"]["__name__"] for s in ok_load["series"]}
-    assert recorded == {
+    assert {
         "app_requests_total",
         "app_pool_waiting",
         "mysql_global_status_threads_connected",
-    }
-    assert ok_load["scraped_series"] > 100
+    } <= recorded
+    assert len(ok_load["series"]) == ok_load["recorded_series"] == 200
+    assert ok_load["scraped_series"] > 200  # the others counted
 
 
 def test_a_bad_expression_fails_at_start_up(
@@ -196,11 +197,15 @@ def test_a_bad_expression_fails_at_start_up(
     )
 
 
-def test_only_tests_that_ask_are_scraped(mariadb: MySQLServer) -> None:
+def test_every_test_is_scraped_unless_turned_off(mariadb: MySQLServer) -> None:
     config = MetricsConfig()
     url = "http://127.0.0.1:1/metrics"
-    assert scraper_for(config, [], service_metrics_url=url, server=mariadb) is None
-    pinned = MetricsConfig(pin=("app_pool_waiting",), targets={"exporter": url})
+    scraper = scraper_for(config, [], service_metrics_url=url, server=mariadb)
+    assert scraper is not None
+    assert [t.job for t in scraper.targets] == ["service"]  # the database only when named
+    off = MetricsConfig(every_test=False)
+    assert scraper_for(off, [], service_metrics_url=url, server=mariadb) is None
+    pinned = MetricsConfig(pin=("app_pool_waiting",), targets={"exporter": url}, every_test=False)
     scraper = scraper_for(pinned, [], service_metrics_url=url, server=mariadb)
     assert scraper is not None
     assert [t.job for t in scraper.targets] == ["service", "exporter"]

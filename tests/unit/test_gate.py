@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from perfsuite import ConfigError
-from perfsuite.stats.slo import parse_slo
+from perfsuite.stats.slo import evaluate_diffs, parse_slo
 from perfsuite.store.baselines import file_name
 
 pytest_plugins = ["pytester"]
@@ -201,6 +201,7 @@ def test_bad_options_and_objectives(project: pytest.Pytester) -> None:
         ({"min_rps": "many"}, "positive number of req/s"),
         ({"p42": "1ms"}, "unknown objective 'p42'"),
         ({"endpoint": "x"}, "no objective given"),
+        ({"diff_rate": "1%", "phase": "steady"}, "answers are compared per replay"),
     ],
 )
 def test_slo_parsing_is_strict(values: dict[str, object], message: str) -> None:
@@ -230,6 +231,20 @@ def test_slo_units() -> None:
         "error_rate": 0.001,
         "rps": 950.0,
     }
+
+
+def test_diff_rate_is_judged_on_the_counts_with_an_exact_interval() -> None:
+    objectives = parse_slo({"diff_rate": "1%"}) + parse_slo({"diff_rate": "1%", "endpoint": "b"})
+    overall, only_b = evaluate_diffs(objectives, {"a": (0, 200), "b": (2, 100)})
+    assert (overall.measured, overall.passed) == (2 / 300, True)
+    assert (only_b.measured, only_b.passed) == (0.02, False)
+    # Clopper-Pearson for 2 of 100: 0.24 % to 7.04 %.
+    assert (round(only_b.low, 4), round(only_b.high, 4)) == (0.0024, 0.0704)
+    (none,) = evaluate_diffs(parse_slo({"diff_rate": "1%"}), {"a": (0, 0)})
+    assert not none.passed  # nothing compared meets no objective
+    assert "diff_rate of the answers of b compared: 2.000% (95 % CI 0.243% to 7.038%)" in (
+        only_b.describe()
+    )
 
 
 def test_file_names(tmp_path: Path) -> None:

@@ -11,14 +11,10 @@ and the change point names the commit that slowed the service down.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,7 @@ import pytest
 
 from perfsuite.store.history import History, history_url
 
-from .conftest import debian_binary, quiet_machine
+from .conftest import chromium, debian_binary, quiet_machine
 
 FAST_US, SLOW_US = 1000, 4000  # capacity 1,000 then 250 req/s
 RUNS, SLOW_FROM = 7, 4  # commits 0-3 fast, 4-6 slow
@@ -76,13 +72,6 @@ BENCH_TEST = """
 def test_encode(benchmark):
     benchmark(lambda: ",".join(str(i) for i in range(200)))
 """
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-)
 
 
 def _git(root: Path, *args: str) -> str:
@@ -171,31 +160,6 @@ def chromium_binary() -> str:
     """Debian's Chromium. Module-scoped and asked for first, so that a skip comes
     before the project's seven perf runs."""
     return debian_binary("chromium", "the HTML report's test renders the page in it")
-
-
-@contextlib.contextmanager
-def chromium(binary: str, user_dir: Path) -> Iterator[str]:
-    """Debian's Chromium, headless, with the DevTools endpoint it announces."""
-    proc = subprocess.Popen(
-        [binary, *CHROMIUM_FLAGS, "--remote-debugging-port=0", f"--user-data-dir={user_dir}",
-         "about:blank"],
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 60
-        endpoint = None
-        while endpoint is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line and proc.poll() is not None:
-                break
-            match = re.search(r"DevTools listening on (ws://\S+)", line)
-            endpoint = match.group(1) if match else None
-        assert endpoint, f"chromium did not start (exit {proc.poll()})"
-        yield endpoint
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def test_report_renders_in_chromium_and_names_the_regressing_commit(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from examples.order_service.faults import Faults, parse_faults
 from examples.order_service.seed import Dataset, generate
 from perfsuite.provision import MySQLServer, Service
+from perfsuite.replay import read_capture
 
 from .conftest import ServiceFactory
 
@@ -146,8 +149,9 @@ def test_leak_fault_keeps_connections_in_use(order_service_factory: ServiceFacto
 
 
 @pytest.mark.exclusive  # it times requests
+@pytest.mark.parametrize("fault", ["slow:80", "delay:80"])
 def test_slow_fault_adds_the_delay(
-    order_service_factory: ServiceFactory, client: httpx.Client
+    order_service_factory: ServiceFactory, client: httpx.Client, fault: str
 ) -> None:
     def mean_query_seconds(c: httpx.Client) -> float:
         start = time.perf_counter()
@@ -157,7 +161,7 @@ def test_slow_fault_adds_the_delay(
 
     normal = mean_query_seconds(client)
     with (
-        order_service_factory(ORDER_SERVICE_FAULT="slow:80") as slow_service,
+        order_service_factory(ORDER_SERVICE_FAULT=fault) as slow_service,
         httpx.Client(base_url=slow_service.base_url, timeout=10.0) as slow_client,
     ):
         slow = mean_query_seconds(slow_client)
@@ -174,7 +178,8 @@ def test_fault_parsing() -> None:
     assert parse_faults(None) == Faults()
     assert parse_faults("leak") == Faults(leak=True)
     assert parse_faults("slow:25, leak") == Faults(leak=True, slow_query_ms=25.0)
-    for bad in ("slow:", "slow:-5", "crash"):
+    assert parse_faults("delay:0.25") == Faults(delay_query_ms=0.25)
+    for bad in ("slow:", "slow:-5", "delay:x", "delay:nan", "delay", "crash"):
         with pytest.raises(ValueError, match="ORDER_SERVICE_FAULT"):
             parse_faults(bad)
 
@@ -230,3 +235,29 @@ def test_seed_command_loads_a_database(mariadb: MySQLServer) -> None:
         "(SELECT COUNT(*) FROM orders)"
     )
     assert counts == [(30, 10, 5)]
+
+
+def test_the_service_records_its_traffic_as_a_capture(
+    order_service_factory: ServiceFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / "traffic.jsonl"
+    body = {"user_id": 3, "items": [{"sku_id": 1, "quantity": 2}]}
+    with (
+        order_service_factory(ORDER_SERVICE_RECORD=str(path)) as service,
+        httpx.Client(base_url=service.base_url, timeout=10.0) as c,
+    ):
+        created = c.post("/orders", json=body, headers={"Authorization": "Bearer x"})
+        read = c.get(f"/orders/{created.json()['id']}?fields=all")
+        assert c.get("/metrics").status_code == 200  # a scrape, not traffic
+    capture = read_capture(path)
+    assert capture.format == "jsonl"
+    post, get = list(capture)
+    assert (post.method, post.target, json.loads(post.body or b"")) == ("POST", "/orders", body)
+    assert post.header("authorization") == "Bearer x"  # kept: masked only in reports
+    assert post.response is not None
+    assert post.response.status == 201
+    assert json.loads(post.response.body or b"") == created.json()
+    assert (get.method, get.target) == ("GET", f"/orders/{created.json()['id']}?fields=all")
+    assert get.response is not None
+    assert json.loads(get.response.body or b"") == read.json()
+    assert 0 <= get.offset < 10

@@ -16,7 +16,8 @@ import pytest
 
 from perfsuite import ConfigError, Request, Scenario
 from perfsuite.load import ClosedPhase, OpenPhase
-from perfsuite.load.parallel import run_parallel, split_phases
+from perfsuite.load.parallel import run_parallel, split_phases, split_users
+from perfsuite.load.scenario import Context
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.hdr import decode, encode, merge, new_histogram, record_many
 
@@ -38,6 +39,15 @@ def test_split_phases() -> None:
     assert sorted(s[1].users for s in shares) == [2, 2, 3]
     with pytest.raises(ConfigError, match="2 users cannot be split over 3 workers"):
         split_phases([ClosedPhase(name="c", duration=1, users=2)], 3, 0)
+    # Agents of different sizes: one user each, the rest by their cores.
+    weighted = [split_phases(phases, 2, i, [6, 2])[1].users for i in range(2)]
+    assert weighted == [5, 2]
+    assert split_users(100, [4, 2]) == [66, 34]
+    assert split_users(3, [8, 1, 1]) == [1, 1, 1]
+    for users in range(3, 40):  # evenly as before when the agents are alike
+        assert split_users(users, [1, 1, 1]) == [
+            users // 3 + (1 if i < users % 3 else 0) for i in range(3)
+        ]
 
 
 def test_two_workers_add_up(server: Server) -> None:
@@ -51,6 +61,7 @@ def test_two_workers_add_up(server: Server) -> None:
     assert server.stats()["count"] == 2000
     assert result.phases[0].target_rate == 1000
     assert sum(s.requests for s in result.seconds) == 2000
+    assert result.ended[-1][1] == 2000  # the workers' counts of ended requests, added
     blocks = result.blockset()
     assert int(blocks.requests.sum()) == 2000
     assert int(blocks.counts.sum()) == 2000
@@ -64,6 +75,30 @@ def test_two_workers_add_up(server: Server) -> None:
     # one request every millisecond, not two at once every two.
     gaps = np.diff(sorted(server.arrivals()))
     assert float(np.mean(gaps < 0.0003)) < 0.25  # in lockstep, half of them would be
+
+
+def slow_build(ctx: Context) -> httpx.Request:
+    """A builder that takes 0.2 ms: 4,096 requests built ahead take about a second."""
+    until = time.perf_counter() + 0.0002
+    while time.perf_counter() < until:
+        pass
+    return ctx.get("/ok")
+
+
+def test_workers_start_together_once_built(server: Server) -> None:
+    """Each worker builds its requests ahead before the start is set: none is late
+    at the start however long that takes (it was set 0.3 s ahead, before they
+    forked, and their first sends left up to a second late)."""
+    scenario = Scenario(Request(name="slow", build=slow_build))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=100, end_rate=100)]
+    starts: list[int] = []
+    began = time.perf_counter_ns()
+    result = run_parallel(server.url, scenario, phases, workers=2, on_start=starts.append)
+    assert starts[0] - began > 500_000_000  # set once both had built (> 0.5 s here)
+    assert result.measured().requests == 100
+    # Before: about half of them late (by up to the build's second). Now none, but
+    # for a send or two that a busy machine delays.
+    assert result.late <= 5, result.describe()
 
 
 def test_histogram_merge_is_exact() -> None:

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from perfsuite.probes.scrape import Scraper, ScrapeTarget
+from perfsuite.session.metrics import ScrapedLoad, encode_scraped
 from perfsuite.stats.promql import Evaluator, parse
 
 
@@ -170,3 +171,30 @@ def test_the_thread_scrapes_until_stopped(text: _Text) -> None:
     assert times == sorted(times)
     threading.Event().wait(0.2)
     assert scraper.scraped.scrapes == count  # nothing after the stop
+
+
+def test_the_record_keeps_the_named_series_then_fills_up_to_its_limit(text: _Text) -> None:
+    text.body = (
+        "# TYPE lat histogram\n"
+        + "".join(f'lat_bucket{{le="{le}"}} {i}\n' for i, le in enumerate(["0.1", "1", "+Inf"]))
+        + "lat_sum 3\nlat_count 2\n"
+        + "".join(f"gauge_{c} 1\n" for c in "abcd")
+        + "watched 7\n"
+    )
+    scraper = Scraper([ScrapeTarget(job="svc", url=text.url)])
+    scraper.scrape_once()
+    scraped = ScrapedLoad(scraped=scraper.scraped, wall_start=None)
+
+    def names(limit: int, named: set[str]) -> list[str]:
+        record = encode_scraped(scraped, named, limit)
+        assert record["scraped_series"] == 10
+        assert record["recorded_series"] == len(record["series"])
+        return [s["labels"]["__name__"] for s in record["series"]]
+
+    # The named first, always (past the limit too); histogram buckets last.
+    assert names(0, {"watched"}) == ["watched"]
+    assert names(3, {"watched"}) == ["watched", "gauge_a", "gauge_b"]
+    assert names(10, set()) == [
+        "gauge_a", "gauge_b", "gauge_c", "gauge_d", "lat_count", "lat_sum", "watched",
+        "lat_bucket", "lat_bucket", "lat_bucket",
+    ]  # fmt: skip

@@ -1,0 +1,253 @@
+"""One load over several execnet agents: clocks, a shared start, exact merging.
+
+Every agent gets the whole schedule and sends its share (arrival i goes to
+agent i mod N, users split), starting at one instant translated to its own
+clock; their histograms and counters are merged as one generator's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import execnet
+
+from perfsuite.errors import ConfigError, Interrupted, LoadError
+from perfsuite.load.agents import remote
+from perfsuite.load.agents.clock import ClockOffset, estimate_offset
+from perfsuite.load.agents.spec import parse_tx
+from perfsuite.load.options import EngineOptions, Progress
+from perfsuite.load.parallel import merge_parts, split_phases
+from perfsuite.load.phases import Phase
+from perfsuite.load.recorder import SecondReport
+from perfsuite.load.result import LoadResult
+from perfsuite.load.safety import check_target
+from perfsuite.load.scenario import Scenario
+from perfsuite.signals import stop_signals
+
+__all__ = ["Agent", "run_agents"]
+
+PINGS = 16  # round trips per agent: the fastest bounds its clock's offset
+START_AHEAD_S = 0.3  # from the last clock reading to the shared start (agents ready)
+_ENDED = object()  # a channel closed (execnet's end marker in the receive queue)
+
+
+@dataclass
+class Agent:
+    """One gateway and what is known of it."""
+
+    index: int
+    spec: str
+    gateway: Any  # execnet.Gateway
+    channel: Any  # execnet.Channel
+    pid: int = 0
+    host: str = ""
+    cores: int = 1  # the cores it may run on: its share of a closed model's users
+    clock: ClockOffset | None = None
+
+    @property
+    def name(self) -> str:
+        """How a message names it."""
+        return f"agent {self.index} ({self.spec}, pid {self.pid} on {self.host or '?'})"
+
+
+def _check_picklable(scenario: Scenario) -> None:
+    """A clear error naming what in the scenario cannot be sent to an agent."""
+    try:
+        pickle.dumps(scenario)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ConfigError(
+            f"the scenario cannot be sent to load agents: {exc}. Agents import the "
+            "scenario's functions by name: define each one at the top level of a module "
+            "(not a lambda, a closure or a function inside another)"
+        ) from exc
+
+
+def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec]) -> list[Agent]:
+    agents = []
+    for index, spec in enumerate(specs):
+        try:
+            gateway = group.makegateway(spec)
+        except Exception as exc:  # execnet's many ways to fail, translated here
+            raise LoadError(f"cannot start load agent {index} ({spec}): {exc!r}") from exc
+        channel = gateway.remote_exec(remote)
+        parent = os.getpid() if spec.popen else 0
+        channel.send(("hello", list(sys.path) if spec.popen else [], parent))
+        agents.append(Agent(index=index, spec=str(spec), gateway=gateway, channel=channel))
+    for agent in agents:
+        kind, agent.pid, agent.host, agent.cores = _receive(agent, "starting", timeout=60)
+        assert kind == "ready", kind
+    return agents
+
+
+def _prepare(
+    agents: Sequence[Agent],
+    target: str,
+    scenario: Scenario,
+    phases: Sequence[Phase],
+    options: EngineOptions,
+    *,
+    live: bool,
+    progress: bool = False,
+) -> None:
+    """Send each agent its share of the load; return once every one has built it."""
+    n = len(agents)
+    for agent in agents:
+        # Each its own seed, as forked workers have.
+        own = Scenario(*scenario.items, data=scenario.data, seed=scenario.seed + agent.index)
+        payload = (
+            target,
+            own,
+            split_phases(phases, n, agent.index, [a.cores for a in agents]),
+            replace(options, worker=agent.index, workers=n),
+            live,
+            progress and agent.index == 0,  # one agent's line, scaled: as forked workers
+        )
+        agent.channel.send(("run", pickle.dumps(payload)))
+    for agent in agents:
+        _expect(agent, "prepared")
+
+
+def _receive(agent: Agent, doing: str, timeout: float = 120) -> Any:
+    """The agent's next message; a lost agent or one that does not answer is a
+    :class:`LoadError` that names it and what it was doing."""
+    try:
+        return agent.channel.receive(timeout=timeout)
+    except (EOFError, OSError, execnet.RemoteError, execnet.TimeoutError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, execnet.TimeoutError) else "its channel"
+        raise LoadError(f"{agent.name} lost while {doing} ({reason}: {exc})") from exc
+
+
+def _expect(agent: Agent, kind: str) -> None:
+    """The agent's next message, which must be ``kind`` (else its error, raised)."""
+    got = _receive(agent, "building its run")
+    if got[0] != kind:
+        raise LoadError(f"{agent.name} failed: {got[1] if len(got) > 1 else got}")
+
+
+def _clocks(agents: Sequence[Agent], max_uncertainty_ns: int) -> None:
+    for agent in agents:
+        trips = []
+        for _ in range(PINGS):
+            sent = time.perf_counter_ns()
+            agent.channel.send(("ping",))
+            read = _receive(agent, "its clock was read", timeout=30)
+            trips.append((sent, int(read), time.perf_counter_ns()))
+        agent.clock = estimate_offset(trips)
+        if agent.clock.uncertainty_ns > max_uncertainty_ns:
+            raise LoadError(
+                f"{agent.name}: its clock cannot be told to within "
+                f"{max_uncertainty_ns / 1e6:.1f} ms: {agent.clock.describe()}; a start "
+                "shared by all agents would not be one (raise max_clock_uncertainty "
+                "or use a closer agent)"
+            )
+
+
+def run_agents(
+    target: str,
+    scenario: Scenario,
+    phases: Sequence[Phase],
+    tx: Sequence[str],
+    *,
+    options: EngineOptions | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_second: Callable[[SecondReport], None] | None = None,
+    max_clock_uncertainty: float = 0.005,
+) -> LoadResult:
+    """``phases`` of ``scenario`` against ``target`` from the agents of ``tx``
+    (pytest-xdist's spelling: ``2*popen``, ``ssh=host//python=...``), as one load.
+
+    ``on_start(t0)``: the shared start on this process's ``time.perf_counter_ns()``
+    clock. Ctrl-C or SIGTERM stops every agent, which sends back what it measured
+    (:class:`~perfsuite.errors.Interrupted` carries it).
+    """
+    options = options or EngineOptions()
+    check_target(target, options.allowed_hosts)  # before anything starts anywhere
+    specs = parse_tx(tx)
+    _check_picklable(scenario)  # said before any agent starts
+    n = len(specs)
+    per_agent = replace(options, max_connections=max(1, options.max_connections // n))
+    group = execnet.Group()
+    stop: list[str] = []
+    try:
+        agents = _connect(group, specs)
+        _prepare(
+            agents,
+            target,
+            scenario,
+            phases,
+            per_agent,
+            live=on_second is not None,
+            progress=progress is not None,
+        )
+        _clocks(agents, int(max_clock_uncertainty * 1e9))
+        start = time.perf_counter_ns() + int(START_AHEAD_S * 1e9)
+        if on_start is not None:
+            on_start(start)
+        for agent in agents:
+            assert agent.clock is not None
+            agent.channel.send(("go", start + agent.clock.offset_ns))
+        with stop_signals(stop.append):
+            parts = _gather(agents, start, on_second, stop, progress)
+    finally:
+        with contextlib.suppress(Exception):
+            group.terminate(timeout=5.0)
+    result = merge_parts(parts)
+    if stop:
+        raise Interrupted(stop[0], result)
+    return result
+
+
+def _gather(
+    agents: Sequence[Agent],
+    start: int,
+    on_second: Callable[[SecondReport], None] | None,
+    stop: list[str],
+    progress: Callable[[Progress], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Each agent's result, in the agents' order; their seconds to ``on_second``."""
+    inbox: queue.Queue[tuple[Any, Any]] = execnet.MultiChannel(
+        [a.channel for a in agents]
+    ).make_receive_queue(endmarker=_ENDED)
+    by_channel = {id(a.channel): a for a in agents}
+    results: dict[int, dict[str, Any]] = {}
+    told = False
+    while len(results) < len(agents):
+        if stop and not told:
+            told = True
+            for agent in agents:
+                if agent.index not in results:
+                    with contextlib.suppress(Exception):
+                        agent.channel.send(("stop", stop[0]))
+        try:
+            channel, item = inbox.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        agent = by_channel[id(channel)]
+        if item is _ENDED:
+            if agent.index in results:
+                continue
+            at = (time.perf_counter_ns() - start) / 1e9
+            raise LoadError(f"{agent.name} lost at t = {at:.1f} s (its channel closed)")
+        kind, payload = item
+        if kind == "second":
+            if on_second is not None:
+                on_second(pickle.loads(payload))
+        elif kind == "progress":
+            if progress is not None:  # the first agent's, for all of them
+                line: Progress = pickle.loads(payload)
+                n = len(agents)
+                progress(replace(line, rps=line.rps * n, errors=line.errors * n))
+        elif kind == "ok":
+            results[agent.index] = pickle.loads(payload)
+        else:
+            raise LoadError(f"{agent.name} failed: {payload}")
+    return [results[i] for i in sorted(results)]

@@ -1,0 +1,371 @@
+"""Load from several execnet agents: clocks, one shared start, exact merging,
+an agent lost, Ctrl-C (popen gateways: processes on this machine)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+
+from perfsuite import Request, Scenario
+from perfsuite.errors import ConfigError, LoadError
+from perfsuite.load import EngineOptions, OpenPhase, Progress
+from perfsuite.load.agents import estimate_offset, parse_tx, run_agents
+from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare
+
+from .conftest import REPO, Server, free_port, signal_and_wait, start_in_own_group
+
+# Agents are load: two processes beside the other xdist worker's perf runs would
+# saturate their generators (the gate's inner runs were flagged so, in CI).
+pytestmark = pytest.mark.exclusive
+
+
+def _agents_left() -> list[psutil.Process]:
+    """This process's children but the module's HTTP server."""
+    left = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+            if "loadserver.py" not in " ".join(proc.cmdline()):
+                left.append(proc)
+    return left
+
+
+def test_the_spelling_is_pytest_xdists() -> None:
+    assert [s.popen for s in parse_tx(["3*popen"])] == [True] * 3
+    (ssh,) = parse_tx(["ssh=-p 2222 root@127.0.0.1//python=/usr/bin/python3"])
+    assert (ssh.ssh, ssh.python) == ("-p 2222 root@127.0.0.1", "/usr/bin/python3")
+    assert parse_tx(["socket=127.0.0.1:8888"])[0].socket == "127.0.0.1:8888"
+    with pytest.raises(ConfigError, match="expected popen, ssh="):
+        parse_tx(["vagrant"])
+    with pytest.raises(ConfigError, match="must be >= 1"):
+        parse_tx(["0*popen"])
+    with pytest.raises(ConfigError, match="no gateway"):
+        parse_tx([])
+
+
+def test_the_offset_is_within_its_bound_whatever_the_paths() -> None:
+    """Round trips whose two legs differ (heavy-tailed, one leg often much slower,
+    a queue now and then), not the estimator's symmetric model: the error never
+    exceeds the uncertainty it states, and one fast trip is enough to make it small."""
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for _ in range(5_000):
+        true_offset = int(rng.integers(-(10**12), 10**12))
+        trips = []
+        t = int(rng.integers(0, 10**15))
+        for _ in range(16):
+            out = int(rng.pareto(1.5) * 50_000) + 20_000  # ns: 20 us and a heavy tail
+            back = int(rng.pareto(1.2) * 200_000) + 20_000  # the slower leg
+            if rng.random() < 0.1:
+                back += int(rng.exponential(5e6))  # a queue behind other traffic
+            trips.append((t, t + out + true_offset, t + out + back))
+            t += out + back + int(rng.integers(0, 10**6))
+        clock = estimate_offset(trips)
+        error = abs(clock.offset_ns - true_offset)
+        assert error <= clock.uncertainty_ns, (clock, true_offset)
+        worst = max(worst, error / clock.uncertainty_ns)
+    assert worst > 0.5  # the bound is not loose by construction: asymmetry reaches it
+    with pytest.raises(ValueError, match="no round trip"):
+        estimate_offset([])
+
+
+def test_agents_on_this_machine_share_its_clock(server: Server) -> None:
+    """popen agents read the same CLOCK_MONOTONIC: the true offset is 0, and the
+    estimate is within its stated uncertainty of it (a real measurement)."""
+    import execnet
+
+    group = execnet.Group()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
+    try:
+        agents = _connect(group, parse_tx(["2*popen"]))
+        _prepare(agents, server.url, scenario, phases, EngineOptions(), live=False)
+        _clocks(agents, 5_000_000)
+        for agent in agents:
+            assert agent.clock is not None
+            assert agent.pid != os.getpid()
+            assert abs(agent.clock.offset_ns) <= agent.clock.uncertainty_ns, agent.clock
+            assert agent.clock.uncertainty_ns < 5_000_000
+    finally:
+        group.terminate(timeout=5)
+    assert not _agents_left()
+
+
+def test_two_agents_make_one_load(server: Server) -> None:
+    server.reset()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=2.0, start_rate=1000, end_rate=1000)]
+    starts: list[int] = []
+    lines: list[Progress] = []
+    result = run_agents(
+        server.url, scenario, phases, ["2*popen"], on_start=starts.append, progress=lines.append
+    )
+    m = result.measured()
+    assert m.requests == m.latency.count == 2000  # the union is the one schedule
+    assert server.stats()["count"] == 2000
+    assert result.ended[-1][1] == 2000
+    assert starts
+    assert starts[0] < time.perf_counter_ns()
+    # The live line: the first agent's seconds, scaled by the two agents.
+    assert lines
+    assert all(line.rps % 2 == 0 for line in lines)
+    assert max(line.rps for line in lines) > 500
+    # Arrival i is agent i mod 2's: one request every millisecond, not two at once.
+    gaps = np.diff(sorted(server.arrivals()))
+    assert float(np.mean(gaps < 0.0003)) < 0.25, np.percentile(gaps, [10, 50, 90])
+    assert not _agents_left()
+
+
+def test_a_scenario_that_cannot_be_sent_is_named(server: Server) -> None:
+    scenario = Scenario(Request(name="l", build=lambda ctx: ctx.get("/ok")))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
+    with pytest.raises(ConfigError, match=r"lambda.*top level of a module"):
+        run_agents(server.url, scenario, phases, ["popen"])
+    with pytest.raises(ConfigError, match="loopback"):
+        run_agents("http://192.0.2.1:80", scenario, phases, ["popen"])
+    assert not _agents_left()
+
+
+_BUILT = [0]
+
+
+def dying(ctx: object) -> httpx.Request:
+    """The first agent to build its 200th request after the 4,096 it builds ahead
+    (a second into the load, whenever that begins) dies as if killed."""
+    flag = Path(os.environ["AGENT_DIES_FLAG"])
+    _BUILT[0] += 1
+    if _BUILT[0] == 4096 + 200:
+        try:
+            os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return httpx.Request("GET", os.environ["AGENT_TARGET"] + "/ok")
+
+
+def test_an_agent_lost_fails_the_load_and_leaves_nothing(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_DIES_FLAG", str(tmp_path / "died"))
+    monkeypatch.setenv("AGENT_TARGET", server.url)
+    scenario = Scenario(Request(name="d", build=dying))
+    phases = [OpenPhase(name="p", duration=20.0, start_rate=200, end_rate=200)]
+    began = time.monotonic()
+    with pytest.raises(LoadError, match=r"agent \d \(popen, pid \d+ on .*\) lost at t = "):
+        run_agents(server.url, scenario, phases, ["2*popen"])
+    assert time.monotonic() - began < 15  # not the phase's 20 s
+    assert (tmp_path / "died").exists()
+    assert not _agents_left()
+
+
+AGENTS_RUN = """
+import sys, httpx
+from perfsuite import Request, Scenario
+from perfsuite.errors import Interrupted
+from perfsuite.load import EngineOptions, OpenPhase
+from perfsuite.load.agents import run_agents
+scenario = Scenario(Request(name="ok", build=httpx.Request("GET", sys.argv[1] + "/ok")))
+phases = [OpenPhase(name="p", duration=60.0, start_rate=200, end_rate=200)]
+try:
+    run_agents(sys.argv[1], scenario, phases, ["2*popen"])
+except Interrupted as exc:
+    print("interrupted", exc.result.measured().requests, flush=True)
+    sys.exit(2)
+"""
+
+
+def test_ctrl_c_stops_every_agent_with_what_they_measured(server: Server, tmp_path: Path) -> None:
+    script = tmp_path / "agents_run.py"
+    script.write_text(AGENTS_RUN)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = start_in_own_group([sys.executable, str(script), server.url], cwd=tmp_path, env=env)
+    time.sleep(4)  # the agents started and sending
+    agents = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(agents) >= 2
+    output, seconds = signal_and_wait(proc, signal.SIGINT, group=True)
+    assert proc.returncode == 2, output
+    assert seconds < 5, output
+    requests = int(output.split("interrupted")[1].split()[0])
+    assert 200 < requests < 200 * 10, output  # what both sent before the stop
+    assert not [pid for pid in agents if psutil.pid_exists(pid)]
+
+
+USER_TESTS = """
+import contextlib
+import json
+import os
+import pytest
+from perfsuite import Request, Scenario
+
+def get_ok(ctx):
+    return ctx.get("/ok")
+
+@pytest.mark.perf
+def test_agents(perf_run, perf_phases):
+    scenario = Scenario(Request(name="ok", build=get_ok))
+    result = perf_run(scenario, perf_phases.constant(5000, "2m"), target=os.environ["TARGET"])
+    print("REQUESTS", result.measured().requests, "ENDED", result.ended[-1][1])
+"""
+
+
+@pytest.mark.usefixtures("target_env")
+@pytest.mark.parametrize("where", ["option", "pyproject"])
+def test_a_perf_test_loads_from_agents(pytester: pytest.Pytester, where: str) -> None:
+    """``--perf-tx 2*popen`` or ``tx = "2*popen"``: the test's own function is
+    imported by each agent, and the load is one (smoke: 500 req/s for 1.2 s)."""
+    pytester.makepyfile(test_user=USER_TESTS)
+    args = ["-m", "perf", "-s", "--perf-profile=smoke", "-p", "no:cacheprovider"]
+    if where == "option":
+        args.append("--perf-tx=2*popen")
+    else:
+        pytester.makepyprojecttoml('[tool.perfsuite.load]\ntx = "2*popen"\n')
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*REQUESTS 600 ENDED 600*"])
+
+
+def test_agents_config_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml('[tool.perfsuite.load]\ntx = ["2*popen"]\nworkers = 2\n')
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-m", "perf", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*give workers or tx, not both*"])
+    pytester.makepyprojecttoml('[tool.perfsuite.load]\ntx = "vagrant"\n')
+    result = pytester.runpytest_subprocess("-m", "perf", "-p", "no:cacheprovider")
+    result.stderr.fnmatch_lines(["*[[]tool.perfsuite.load[]].tx: load agents 'vagrant'*"])
+
+
+def test_cli_run_from_agents(server: Server, tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    done = subprocess.run(
+        [shutil.which("perfsuite") or "perfsuite", "run", server.url + "/ok", "--rate", "400",
+         "--duration", "2s", "--tx", "2*popen", "--json", str(out), "-q"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(out.read_text())["requests"] == 800
+    both = subprocess.run(
+        [shutil.which("perfsuite") or "perfsuite", "run", server.url + "/ok", "--rate", "10",
+         "--duration", "1s", "--tx", "popen", "--workers", "2"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert both.returncode != 0
+    assert "give --workers or --tx, not both" in both.stdout + both.stderr
+
+
+LONG_TESTS = """
+import os
+import pytest
+from perfsuite import Request, Scenario
+
+def get_ok(ctx):
+    return ctx.get("/ok")
+
+@pytest.mark.perf
+def test_long(perf_run, perf_phases):
+    perf_run(Scenario(Request(name="ok", build=get_ok)), perf_phases.constant(200, "60s"),
+             target=os.environ["TARGET"])
+"""
+
+
+def test_ctrl_c_in_a_perf_session_with_agents(server: Server, tmp_path: Path) -> None:
+    """As a terminal sends it: SIGINT to pytest's process group while two agents
+    send; pytest ends interrupted (2) within seconds and no agent is left."""
+    (tmp_path / "test_long.py").write_text(LONG_TESTS)
+    (tmp_path / "pyproject.toml").write_text('[tool.perfsuite.load]\ntx = "2*popen"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TARGET": server.url,
+           "DOCKER_HOST": "unix:///nonexistent/docker.sock"}  # fmt: skip
+    argv = [sys.executable, "-m", "pytest", "-m", "perf", "-p", "no:cacheprovider",
+            "--perf-profile=full", "-q"]  # fmt: skip
+    proc = start_in_own_group(argv, cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 60
+    agents: list[int] = []
+    while time.monotonic() < deadline and len(agents) < 2:
+        time.sleep(0.5)
+        agents = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    time.sleep(2)  # sending
+    output, seconds = signal_and_wait(proc, signal.SIGINT, group=True)
+    assert proc.returncode == 2, output
+    assert seconds < 10, output
+    assert "interrupted" in output
+    assert not [pid for pid in agents if psutil.pid_exists(pid)]
+
+
+@pytest.fixture
+def ssh_agent(tmp_path: Path) -> Iterator[str]:
+    """An OpenSSH server the test starts on a free loopback port, with a host key
+    and a client key it makes: the spec of an agent reached through it."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not os.path.exists(sshd) or os.geteuid() != 0:
+        pytest.skip("needs Debian's openssh-server (sshd) and root (.ci/run installs it)")
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)],
+            check=True,
+        )
+    (tmp_path / "authorized_keys").write_text((tmp_path / "client_key.pub").read_text())
+    port = free_port()
+    (tmp_path / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp_path / 'host_key'}\n"
+        f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+    )
+    (tmp_path / "ssh_config").write_text(
+        f"Host perfagent\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+        f"  IdentityFile {tmp_path / 'client_key'}\n  StrictHostKeyChecking no\n"
+        "  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n"
+    )
+    os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(tmp_path / "sshd_config")])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None, "sshd exited"
+            assert time.monotonic() < deadline, "sshd did not listen"
+            time.sleep(0.05)
+        yield f"ssh=perfagent//ssh_config={tmp_path / 'ssh_config'}//python={sys.executable}"
+    finally:
+        sessions = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()
+        proc.wait(timeout=10)
+        for child in sessions:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+
+
+def test_agents_over_ssh(server: Server, ssh_agent: str) -> None:
+    """Two agents reached through a real sshd: their clocks measured, one load
+    merged, and their sessions gone once it is over."""
+    server.reset()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=400, end_rate=400)]
+    result = run_agents(server.url, scenario, phases, [f"2*{ssh_agent}"])
+    assert result.measured().requests == 400
+    assert server.stats()["count"] == 400
+    assert not result.saturated
+
+    def agents() -> list[psutil.Process]:  # the sshd's sessions' processes, not the sshd's
+        return [p for p in _agents_left() if p.name() != "sshd"]
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and agents():
+        time.sleep(0.1)
+    assert not agents()
