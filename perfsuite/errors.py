@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from perfsuite.load.result import LoadResult
 
 __all__ = [
+    "AgentLost",
     "CaptureError",
     "ConfigError",
     "DockerError",
@@ -81,6 +82,15 @@ class ServiceError(ProvisionError):
 
 class LoadError(PerfsuiteError):
     """The load generator could not run as asked (file descriptors, target)."""
+
+
+class AgentLost(LoadError):
+    """A load agent died or was cut off mid-run; ``result`` is what the others measured
+    until they were stopped (None when none had started)."""
+
+    def __init__(self, message: str, result: LoadResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class LoadGeneratorSaturated(LoadError):

@@ -21,9 +21,10 @@ import psutil
 import pytest
 
 from perfsuite import Request, Scenario
-from perfsuite.errors import ConfigError, LoadError
+from perfsuite.errors import AgentLost, ConfigError, LoadError
 from perfsuite.load import EngineOptions, OpenPhase, Progress
 from perfsuite.load.agents import estimate_offset, parse_tx, run_agents
+from perfsuite.load.agents.bundle import make_bundle
 from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare
 
 from .conftest import REPO, Server, free_port, signal_and_wait, start_in_own_group
@@ -91,7 +92,7 @@ def test_agents_on_this_machine_share_its_clock(server: Server) -> None:
     scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
     phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
     try:
-        agents = _connect(group, parse_tx(["2*popen"]))
+        agents = _connect(group, parse_tx(["2*popen"]), make_bundle())
         _prepare(agents, server.url, scenario, phases, EngineOptions(), live=False)
         _clocks(agents, 5_000_000)
         for agent in agents:
@@ -101,6 +102,84 @@ def test_agents_on_this_machine_share_its_clock(server: Server) -> None:
             assert agent.clock.uncertainty_ns < 5_000_000
     finally:
         group.terminate(timeout=5)
+    assert not _agents_left()
+
+
+SHIPPED = """
+import os
+import httpx
+
+def build(ctx):
+    return httpx.Request("GET", os.environ["AGENT_TARGET"] + "/ok")
+
+def shipped(status, body):
+    # True only on an agent that imported this module from the code it was sent.
+    return __file__.startswith(os.environ["PERFSUITE_AGENT_CACHE"])
+"""
+
+
+def _other_host_python() -> str:
+    """Debian's python3 with this interpreter's dependencies but not perfsuite (a
+    folder on PYTHONPATH: its .pth files, the editable install's, are not read):
+    an agent host with perfsuite's dependencies installed and nothing else."""
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("needs Debian's python3 (a second interpreter) for another host's")
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+    ).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        pytest.skip(f"Debian's python3 is {version}, not this interpreter's version")
+    return python
+
+
+def test_the_code_is_shipped_and_cached_on_an_agent_without_it(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agents on an interpreter that lacks perfsuite and the scenario's module get
+    both from the coordinator, keep them in a cache keyed by their hash, and run
+    them; a second load sends nothing."""
+    import sysconfig
+
+    python = _other_host_python()
+    project, cache = tmp_path / "project", tmp_path / "cache"
+    project.mkdir()
+    name = f"shipped_{os.getpid()}"
+    (project / f"{name}.py").write_text(SHIPPED)
+    monkeypatch.syspath_prepend(str(project))
+    module = __import__(name)
+    monkeypatch.setenv("AGENT_TARGET", server.url)
+    deps = sysconfig.get_paths()["purelib"]
+    spec = f"2*popen//python={python}//env:PYTHONPATH={deps}//env:PERFSUITE_AGENT_CACHE={cache}"
+    scenario = Scenario(Request(name="s", build=module.build, check=module.shipped))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=200, end_rate=200)]
+    server.reset()
+    first = run_agents(server.url, scenario, phases, [spec])
+    assert first.measured().requests == first.measured().ok == 200  # every check passed
+    (folder,) = [p for p in cache.iterdir()]  # one bundle, no half-written one left
+    assert folder.name == make_bundle().digest
+    assert (folder / "perfsuite" / "load" / "engine.py").exists()
+    assert (folder / f"{name}.py").read_text() == SHIPPED
+    written = (folder / ".complete").read_text()
+    second = run_agents(server.url, scenario, phases, [spec])
+    assert second.measured().ok == 200
+    assert (folder / ".complete").read_text() == written  # taken from the cache
+    assert server.stats()["count"] == 400
+    assert not _agents_left()
+
+
+def test_an_agent_without_the_dependencies_is_told_what_it_needs(
+    server: Server, tmp_path: Path
+) -> None:
+    python = _other_host_python()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
+    spec = f"popen//python={python}//env:PERFSUITE_AGENT_CACHE={tmp_path / 'cache'}"
+    with pytest.raises(LoadError) as caught:
+        run_agents(server.url, scenario, phases, [spec])
+    text = str(caught.value)
+    assert "cannot run perfsuite: ModuleNotFoundError: No module named" in text, text
+    assert "perfsuite's dependencies installed" in text
     assert not _agents_left()
 
 
@@ -165,10 +244,15 @@ def test_an_agent_lost_fails_the_load_and_leaves_nothing(
     scenario = Scenario(Request(name="d", build=dying))
     phases = [OpenPhase(name="p", duration=20.0, start_rate=200, end_rate=200)]
     began = time.monotonic()
-    with pytest.raises(LoadError, match=r"agent \d \(popen, pid \d+ on .*\) lost at t = "):
+    with pytest.raises(AgentLost, match=r"agent \d \(popen, pid \d+ on .*\) lost at t = ") as lost:
         run_agents(server.url, scenario, phases, ["2*popen"])
     assert time.monotonic() - began < 15  # not the phase's 20 s
     assert (tmp_path / "died").exists()
+    # The other agent was stopped and sent back what it measured: kept, and said.
+    assert lost.value.result is not None
+    kept = lost.value.result.measured().requests
+    assert kept > 0
+    assert f"the other agents sent {kept} requests" in str(lost.value)
     assert not _agents_left()
 
 
@@ -365,6 +449,50 @@ def test_agents_over_ssh(server: Server, ssh_agent: str) -> None:
     def agents() -> list[psutil.Process]:  # the sshd's sessions' processes, not the sshd's
         return [p for p in _agents_left() if p.name() != "sshd"]
 
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and agents():
+        time.sleep(0.1)
+    assert not agents()
+
+
+def test_an_ssh_agent_cut_off_mid_run(server: Server, ssh_agent: str) -> None:
+    """One agent's ssh connection is cut (its sshd session killed) while both send:
+    the load fails naming it within seconds, the other's measurements are kept,
+    and no agent is left running on the "remote" side."""
+    import threading
+
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phases = [OpenPhase(name="p", duration=30.0, start_rate=200, end_rate=200)]
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_agents(server.url, scenario, phases, [f"2*{ssh_agent}"])
+        except BaseException as exc:  # what the test looks at
+            outcome.append(exc)
+
+    def agents() -> list[psutil.Process]:  # the agents' Pythons, under sshd sessions
+        return [p for p in _agents_left() if p.name() != "sshd" and "python" in p.name()]
+
+    thread = threading.Thread(target=run, daemon=True)
+    server.reset()
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.stats()["count"] < 400:
+        time.sleep(0.1)  # both agents sending
+    assert len(agents()) == 2, _agents_left()
+    (daemon,) = [p for p in psutil.Process().children() if p.name() == "sshd"]
+    session = daemon.children()[0]  # one agent's connection, its sshd processes
+    cut = time.monotonic()
+    for proc in [session, *session.children(recursive=True)]:
+        if proc.name() == "sshd":  # the connection gone, as a cable pulled
+            proc.kill()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert time.monotonic() - cut < 15  # not the phase's 30 s
+    (exc,) = outcome
+    assert isinstance(exc, AgentLost), repr(exc)
+    assert "lost at t = " in str(exc)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and agents():
         time.sleep(0.1)

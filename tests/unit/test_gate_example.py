@@ -80,8 +80,20 @@ def _verdicts(stdout: str, root: Path) -> str:
     """What the gate said (for a failure's message): the comparisons, and the saved runs'."""
     start = stdout.find("baseline comparison, order_query:")
     saved = [
-        (run["judged"], run["confirmed"])
+        (run["judged"], run["confirmed"], _latencies(run))
         for path in (root / "baselines").glob("*.json")
         for run in json.loads(path.read_text())["runs"]
     ]
-    return f"{stdout[start : start + 3000]}\nsaved runs (judged, confirmed): {saved}"
+    return f"{stdout[start : start + 3000]}\nsaved runs (judged, confirmed, p50/p99): {saved}"
+
+
+def _latencies(run: dict[str, object]) -> list[str]:
+    """Each measured cell's p50/p99 (ms) of a saved run: which runs made the noise."""
+    loads = run["loads"]
+    assert isinstance(loads, list)
+    return [
+        f"{c['summary']['p50']:.2f}/{c['summary']['p99']:.2f}"
+        for load in loads
+        for c in load["cells"]
+        if c["phase"] != "warmup"
+    ]

@@ -19,8 +19,9 @@ from typing import Any
 
 import execnet
 
-from perfsuite.errors import ConfigError, Interrupted, LoadError
+from perfsuite.errors import AgentLost, ConfigError, Interrupted, LoadError
 from perfsuite.load.agents import remote
+from perfsuite.load.agents.bundle import Bundle, make_bundle
 from perfsuite.load.agents.clock import ClockOffset, estimate_offset
 from perfsuite.load.agents.spec import parse_tx
 from perfsuite.load.options import EngineOptions, Progress
@@ -36,7 +37,13 @@ __all__ = ["Agent", "run_agents"]
 
 PINGS = 16  # round trips per agent: the fastest bounds its clock's offset
 START_AHEAD_S = 0.3  # from the last clock reading to the shared start (agents ready)
+LOST_GRACE_S = 10.0  # once one agent is lost, how long the others get to send theirs
 _ENDED = object()  # a channel closed (execnet's end marker in the receive queue)
+_NEEDS = (
+    "An agent needs Python 3.11+ with perfsuite's dependencies installed (perfsuite "
+    "itself and the project's modules are sent to it): `python3 -m pip install "
+    "perfsuite` there installs both, and the shipped code is the one that runs"
+)
 
 
 @dataclass
@@ -51,6 +58,8 @@ class Agent:
     host: str = ""
     cores: int = 1  # the cores it may run on: its share of a closed model's users
     clock: ClockOffset | None = None
+    sent: bool = False  # the code was sent to it (else its cache held it)
+    folder: str = ""  # where the agent keeps the code it runs
 
     @property
     def name(self) -> str:
@@ -70,7 +79,7 @@ def _check_picklable(scenario: Scenario) -> None:
         ) from exc
 
 
-def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec]) -> list[Agent]:
+def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec], bundle: Bundle) -> list[Agent]:
     agents = []
     for index, spec in enumerate(specs):
         try:
@@ -79,11 +88,22 @@ def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec]) -> list[Agent
             raise LoadError(f"cannot start load agent {index} ({spec}): {exc!r}") from exc
         channel = gateway.remote_exec(remote)
         parent = os.getpid() if spec.popen else 0
-        channel.send(("hello", list(sys.path) if spec.popen else [], parent))
+        # A process of this very interpreter also has its imports (after the shipped
+        # code); another interpreter, even here, is treated as another host's.
+        path = list(sys.path) if spec.popen and not spec.python else []
+        channel.send(("hello", path, parent, bundle.digest))
         agents.append(Agent(index=index, spec=str(spec), gateway=gateway, channel=channel))
+    for agent in agents:  # each asks for the code unless its cache holds it
+        (answer,) = _receive(agent, "starting", timeout=60)
+        agent.sent = answer == "send"
+        if agent.sent:
+            agent.channel.send(("files", bundle.files))
     for agent in agents:
-        kind, agent.pid, agent.host, agent.cores = _receive(agent, "starting", timeout=60)
-        assert kind == "ready", kind
+        got = _receive(agent, "receiving perfsuite's code", timeout=120)
+        if got[0] == "missing":
+            raise LoadError(f"{agent.name} cannot run perfsuite: {got[1]} (Python {got[2]}). "
+                            f"{_NEEDS}")  # fmt: skip
+        _, agent.pid, agent.host, agent.cores, agent.folder = got
     return agents
 
 
@@ -173,12 +193,13 @@ def run_agents(
     check_target(target, options.allowed_hosts)  # before anything starts anywhere
     specs = parse_tx(tx)
     _check_picklable(scenario)  # said before any agent starts
+    bundle = make_bundle()
     n = len(specs)
     per_agent = replace(options, max_connections=max(1, options.max_connections // n))
     group = execnet.Group()
     stop: list[str] = []
     try:
-        agents = _connect(group, specs)
+        agents = _connect(group, specs, bundle)
         _prepare(
             agents,
             target,
@@ -213,30 +234,37 @@ def _gather(
     stop: list[str],
     progress: Callable[[Progress], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each agent's result, in the agents' order; their seconds to ``on_second``."""
+    """Each agent's result, in the agents' order; their seconds to ``on_second``.
+
+    An agent lost mid-run stops the others, which send back what they measured:
+    :class:`AgentLost` carries it (merged) with the lost agent's name.
+    """
     inbox: queue.Queue[tuple[Any, Any]] = execnet.MultiChannel(
         [a.channel for a in agents]
     ).make_receive_queue(endmarker=_ENDED)
     by_channel = {id(a.channel): a for a in agents}
     results: dict[int, dict[str, Any]] = {}
+    lost: list[tuple[Agent, str]] = []
     told = False
-    while len(results) < len(agents):
-        if stop and not told:
+    deadline = float("inf")  # once an agent is lost: how long the others get to answer
+    while len(results) + len(lost) < len(agents) and time.monotonic() < deadline:
+        if (stop or lost) and not told:
             told = True
             for agent in agents:
                 if agent.index not in results:
                     with contextlib.suppress(Exception):
-                        agent.channel.send(("stop", stop[0]))
+                        agent.channel.send(("stop", stop[0] if stop else "SIGTERM"))
         try:
             channel, item = inbox.get(timeout=0.1)
         except queue.Empty:
             continue
         agent = by_channel[id(channel)]
         if item is _ENDED:
-            if agent.index in results:
-                continue
-            at = (time.perf_counter_ns() - start) / 1e9
-            raise LoadError(f"{agent.name} lost at t = {at:.1f} s (its channel closed)")
+            if agent.index not in results and all(a is not agent for a, _ in lost):
+                at = (time.perf_counter_ns() - start) / 1e9
+                lost.append((agent, f"{agent.name} lost at t = {at:.1f} s (its channel closed)"))
+                deadline = min(deadline, time.monotonic() + LOST_GRACE_S)
+            continue
         kind, payload = item
         if kind == "second":
             if on_second is not None:
@@ -250,4 +278,8 @@ def _gather(
             results[agent.index] = pickle.loads(payload)
         else:
             raise LoadError(f"{agent.name} failed: {payload}")
+    if lost:
+        kept = merge_parts([results[i] for i in sorted(results)]) if results else None
+        sent = f"; the other agents sent {kept.measured().requests} requests" if kept else ""
+        raise AgentLost(lost[0][1] + sent, kept)
     return [results[i] for i in sorted(results)]

@@ -2,15 +2,19 @@
 ``remote_exec``, so it stands alone: everything it needs is imported inside).
 
 The conversation, each message a tuple: the coordinator sends ``("hello",
-sys_path, parent_pid)``, the agent answers ``("ready", pid, host, cores)``; then
-``("run", pickled)`` with the target, the scenario and the agent's phases and
-options, answered by ``("prepared",)`` once it is unpickled (its modules
-imported) and its run built; then ``("ping",)`` any number of times, each
-answered by the agent's ``time.perf_counter_ns()``; then ``("go", start)``, the
-start on the agent's own clock. While it runs it sends ``("second", pickled)``
-as seconds close and ``("progress", pickled)`` each second (when asked), and
-stops early on ``("stop", signal_name)``; it ends with ``("ok", pickled)`` (what
-:func:`perfsuite.load.parallel.to_wire` makes) or ``("error", text)``.
+sys_path, parent_pid, digest)``; the agent answers ``("cached",)`` when its cache
+holds that bundle (:mod:`perfsuite.load.agents.bundle`), else ``("send",)``,
+answered by ``("files", {path: bytes})``; then ``("ready", pid, host, cores,
+folder)`` (or ``("missing", error, python)`` when a dependency is not installed
+there). Then ``("run", pickled)`` with the target, the scenario and the agent's
+phases and options, answered by ``("prepared",)`` once it is unpickled (its
+modules imported) and its run built; then ``("ping",)`` any number of times,
+each answered by the agent's ``time.perf_counter_ns()``; then ``("go", start)``,
+the start on the agent's own clock. While it runs it sends ``("second",
+pickled)`` as seconds close and ``("progress", pickled)`` each second (when
+asked), and stops early on ``("stop", signal_name)``; it ends with ``("ok",
+pickled)`` (what :func:`perfsuite.load.parallel.to_wire` makes) or ``("error",
+text)``.
 """
 
 from __future__ import annotations
@@ -27,19 +31,25 @@ def serve(channel: Any) -> None:
     import threading
     import time
 
-    kind, path, parent = channel.receive()
+    kind, path, parent, digest = channel.receive()
     assert kind == "hello", kind
-    for entry in reversed(path):  # the coordinator's imports: the scenario's module
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    from perfsuite.signals import die_with_parent, ignore_stop_signals
+    shipped = unpack(channel, digest)
+    # The shipped code first; a popen agent also has the coordinator's imports, after it.
+    sys.path.insert(0, shipped)
+    sys.path.extend(entry for entry in path if entry not in sys.path)
+    try:
+        from perfsuite.signals import die_with_parent, ignore_stop_signals
+    except ImportError as exc:  # a dependency missing on this host: said, not a hang
+        channel.send(("missing", f"{type(exc).__name__}: {exc}", sys.version.split()[0]))
+        return
 
     # Ctrl-C reaches the whole process group: the coordinator alone decides, and
     # says "stop", so that every agent sends back what it measured.
     ignore_stop_signals()
     if parent:
         die_with_parent(parent)
-    channel.send(("ready", os.getpid(), socket.gethostname(), len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0))
+    channel.send(("ready", os.getpid(), socket.gethostname(), cores, shipped))
     message = channel.receive()
     assert message[0] == "run", message[0]
 
@@ -101,6 +111,50 @@ def serve(channel: Any) -> None:
         channel.send(("ok", pickle.dumps(to_wire(result))))
     except BaseException as exc:  # reported to the coordinator, which raises it
         channel.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def unpack(channel: Any, digest: str) -> str:
+    """The folder of the coordinator's code on this host: from the cache when it holds
+    ``digest``, else asked for (``("send",)``, answered by ``("files", {path: bytes})``)
+    and written there. Written whole to a folder of its own, then renamed into place:
+    two agents of one host may race, and neither sees a half-written bundle."""
+    import os
+    import shutil
+    import time
+    from pathlib import Path
+
+    base = os.environ.get("PERFSUITE_AGENT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "perfsuite", "agents"
+    )
+    home = Path(base)
+    folder = home / digest
+    if (folder / ".complete").exists():
+        channel.send(("cached",))
+        os.utime(folder)  # used: the pruning below keeps it
+        return str(folder)
+    channel.send(("send",))
+    kind, files = channel.receive()
+    assert kind == "files", kind
+    home.mkdir(parents=True, exist_ok=True)
+    partial = home / f".{digest}.{os.getpid()}"
+    for rel, data in files.items():
+        path = partial / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (partial / ".complete").write_text(str(time.time()))
+    try:
+        partial.rename(folder)
+    except OSError:  # another agent of this host wrote the same bundle first
+        shutil.rmtree(partial, ignore_errors=True)
+    # Keep the ten bundles used last: each code change makes one (about 1 MB).
+    old = sorted(
+        (p for p in home.iterdir() if not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for stale in old[10:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return str(folder)
 
 
 if __name__ == "__channelexec__":
