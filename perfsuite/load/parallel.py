@@ -34,7 +34,7 @@ from perfsuite.stats.blocks import merge_blocks
 from perfsuite.stats.cost import merge_ended
 from perfsuite.stats.hdr import BINS, decode, dense_percentiles, encode, merge
 
-__all__ = ["merge_parts", "run_parallel", "split_phases", "split_users", "to_wire"]
+__all__ = ["merge_parts", "run_parallel", "run_share", "split_phases", "split_users", "to_wire"]
 
 
 def split_phases(
@@ -126,6 +126,37 @@ def _worker(
         return int(start.value)
 
     try:
+        conn.send(
+            run_share(
+                target,
+                scenario,
+                phases,
+                options,
+                ready=ready,
+                stop=stop,
+                on_second=second if live else None,
+                progress=progress,
+            )
+        )
+    finally:
+        conn.close()
+
+
+def run_share(
+    target: str,
+    scenario: Scenario,
+    phases: Sequence[Phase],
+    options: EngineOptions,
+    *,
+    ready: Callable[[], int],
+    stop: Callable[[], str | None],
+    on_second: Callable[[SecondReport], None] | None,
+    progress: Callable[[Progress], None] | None,
+) -> tuple[str, Any]:
+    """One forked worker's or load agent's share of a load, as its message to the
+    parent: ``("ok", wire form)`` (also what it measured until told to stop) or
+    ``("error", why)``, which the parent raises."""
+    try:
         result = run_load(
             target,
             scenario,
@@ -135,15 +166,15 @@ def _worker(
             ready=ready,
             stop=stop,
             handle_signals=False,
-            on_second=second if live else None,
+            on_second=on_second,
         )
-        conn.send(("ok", to_wire(result)))
     except Interrupted as exc:  # stopped by the parent: what it measured so far
-        conn.send(("ok", to_wire(exc.result)) if exc.result else ("error", str(exc)))
+        if exc.result is None:
+            return ("error", str(exc))
+        result = exc.result
     except BaseException as exc:  # reported to the parent, which raises it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+        return ("error", f"{type(exc).__name__}: {exc}")
+    return ("ok", to_wire(result))
 
 
 def _prepared(pipes: list[Connection], errors: list[str]) -> bool:

@@ -53,9 +53,7 @@ def serve(channel: Any) -> None:
     message = channel.receive()
     assert message[0] == "run", message[0]
 
-    from perfsuite.errors import Interrupted
-    from perfsuite.load.engine import run_load
-    from perfsuite.load.parallel import to_wire
+    from perfsuite.load.parallel import run_share
 
     stopped: list[str] = []
 
@@ -92,23 +90,17 @@ def serve(channel: Any) -> None:
         def progressed(report: object) -> None:  # the first agent's, for the live line
             channel.send(("progress", pickle.dumps(report)))
 
-        try:
-            result = run_load(
-                target,
-                scenario,
-                phases,
-                options=options,
-                ready=ready,
-                stop=lambda: stopped[0] if stopped else None,
-                handle_signals=False,
-                on_second=second if live else None,
-                progress=progressed if progress else None,
-            )
-        except Interrupted as exc:  # stopped by the coordinator: what it measured so far
-            if exc.result is None:
-                raise
-            result = exc.result
-        channel.send(("ok", pickle.dumps(to_wire(result))))
+        kind, payload = run_share(
+            target,
+            scenario,
+            phases,
+            options,
+            ready=ready,
+            stop=lambda: stopped[0] if stopped else None,
+            on_second=second if live else None,
+            progress=progressed if progress else None,
+        )
+        channel.send((kind, pickle.dumps(payload) if kind == "ok" else payload))
     except BaseException as exc:  # reported to the coordinator, which raises it
         channel.send(("error", f"{type(exc).__name__}: {exc}"))
 
