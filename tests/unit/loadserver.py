@@ -9,12 +9,14 @@ first one since the reset are all answered at b), /early (a 103 Early Hints
 before the answer), /twice (the answer, then the same again unasked),
 /eof/<text> (a body without length, ended by closing), /stats (requests
 seen, max concurrency, first and last arrival, TLS server names asked for),
-/arrivals (their times), /reset; a journey: /create (an order: its id and
+/arrivals (their times), /peers (each arrival's time and client address),
+/reset; a journey: /create (an order: its id and
 amount in JSON, its session in a cookie), /pay/<id>/<amount> (200 only with
 that order's amount and session cookie, else 409), /order/<id>.
 HEAD gets the headers of a GET (with its Content-Length) and no body.
 Every 1,000th answer on a connection says Connection: close, as nginx does.
-With ``--tls PEM`` (certificate chain and key) it speaks HTTPS.
+With ``--tls PEM`` (certificate chain and key) it speaks HTTPS; ``--host ADDR``
+listens there instead of 127.0.0.1 (an address of a network namespace).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class State:
         self.last = 0.0
         self.paths: dict[str, int] = {}
         self.arrivals: list[float] = []  # monotonic arrival times, the first 100,000
+        self.peers: list[tuple[float, str]] = []  # the same, with the client's address
         self.sni: dict[str, int] = {}  # TLS: server names asked for, and how often
         self.orders: dict[int, int] = {}  # /create: order -> amount
         self.paid: dict[int, bool] = {}  # /pay: order -> paid with its own amount and session
@@ -63,6 +66,7 @@ def _response(status: int, body: bytes, close: bool) -> bytes:
 class Handler(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.peer = str((transport.get_extra_info("peername") or ("?",))[0])
         self.buf = b""
         self.served = 0
 
@@ -85,11 +89,14 @@ class Handler(asyncio.Protocol):
             asyncio.get_running_loop().create_task(self.handle(path, method, cookie))
 
     async def handle(self, path: str, method: str = "GET", cookie: str = "") -> None:
-        if path in ("/stats", "/reset", "/arrivals"):
+        if path in ("/stats", "/reset", "/arrivals", "/peers"):
             if path == "/reset":
                 STATE.reset()
-            data = {k: v for k, v in vars(STATE).items() if k not in ("arrivals", "orders")}
-            body = json.dumps(STATE.arrivals if path == "/arrivals" else data).encode()
+            data = {
+                k: v for k, v in vars(STATE).items() if k not in ("arrivals", "orders", "peers")
+            }
+            lists = {"/arrivals": STATE.arrivals, "/peers": STATE.peers}
+            body = json.dumps(lists.get(path, data)).encode()
             self.transport.write(_response(200, body, False))
             return
         now = time.monotonic()
@@ -98,6 +105,7 @@ class Handler(asyncio.Protocol):
         STATE.last = now
         if len(STATE.arrivals) < 100_000:
             STATE.arrivals.append(now)
+            STATE.peers.append((now, self.peer))
         STATE.inflight += 1
         STATE.max_inflight = max(STATE.max_inflight, STATE.inflight)
         try:
@@ -175,17 +183,18 @@ def _tls(cert: str) -> ssl.SSLContext:
     return context
 
 
-async def main(port: int, cert: str | None) -> None:
+async def main(port: int, cert: str | None, host: str = "127.0.0.1") -> None:
     tls = _tls(cert) if cert else None
-    server = await asyncio.get_running_loop().create_server(Handler, "127.0.0.1", port, ssl=tls)
+    server = await asyncio.get_running_loop().create_server(Handler, host, port, ssl=tls)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    # loadserver.py [PORT] [--tls CHAIN_AND_KEY.pem]
+    # loadserver.py [PORT] [--tls CHAIN_AND_KEY.pem] [--host ADDR]
     args = sys.argv[1:]
     pem = args[args.index("--tls") + 1] if "--tls" in args else None
+    host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
     numbers = [a for a in args if a.isdigit()]
-    asyncio.run(main(int(numbers[0]) if numbers else 0, pem))
+    asyncio.run(main(int(numbers[0]) if numbers else 0, pem, host))

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from perfsuite.load.agents.bundle import make_bundle
 from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare
 
 from .conftest import REPO, Server, free_port, signal_and_wait, start_in_own_group
+from .sshd import client_config, make_keys, server_config, sshd_or_skip, wait_listening
 
 # Agents are load: two processes beside the other xdist worker's perf runs would
 # saturate their generators (the gate's inner runs were flagged so, in CI).
@@ -393,39 +393,15 @@ def test_ctrl_c_in_a_perf_session_with_agents(server: Server, tmp_path: Path) ->
 def ssh_agent(tmp_path: Path) -> Iterator[str]:
     """An OpenSSH server the test starts on a free loopback port, with a host key
     and a client key it makes: the spec of an agent reached through it."""
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not os.path.exists(sshd) or os.geteuid() != 0:
-        pytest.skip("needs Debian's openssh-server (sshd) and root (.ci/run installs it)")
-    for name in ("host_key", "client_key"):
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)],
-            check=True,
-        )
-    (tmp_path / "authorized_keys").write_text((tmp_path / "client_key.pub").read_text())
+    sshd = sshd_or_skip()
+    make_keys(tmp_path)
     port = free_port()
-    (tmp_path / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {tmp_path / 'host_key'}\n"
-        f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
-        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-    )
-    (tmp_path / "ssh_config").write_text(
-        f"Host perfagent\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
-        f"  IdentityFile {tmp_path / 'client_key'}\n  StrictHostKeyChecking no\n"
-        "  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n"
-    )
-    os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(tmp_path / "sshd_config")])
+    config = server_config(tmp_path, "local", "127.0.0.1", port)
+    client = client_config(tmp_path, {"perfagent": ("127.0.0.1", port)})
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)])
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, "sshd exited"
-            assert time.monotonic() < deadline, "sshd did not listen"
-            time.sleep(0.05)
-        yield f"ssh=perfagent//ssh_config={tmp_path / 'ssh_config'}//python={sys.executable}"
+        wait_listening("127.0.0.1", port, proc)
+        yield f"ssh=perfagent//ssh_config={client}//python={sys.executable}"
     finally:
         sessions = psutil.Process(proc.pid).children(recursive=True)
         proc.terminate()
