@@ -55,15 +55,22 @@ def free_port() -> int:
 
 
 def start_nginx(
-    workdir: Path, *, tls: bool = False, worker_connections: int = 4096
+    workdir: Path,
+    *,
+    tls: bool = False,
+    worker_connections: int = 4096,
+    host: str = "127.0.0.1",
+    wrap: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], str] | None:
+    """nginx on a free port of ``host`` (``wrap``: a command it runs under, as
+    ``ip netns exec NS``), pinned to the server's CPU; None when it is missing."""
     nginx = shutil.which("nginx") or (
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
     if nginx is None:
         return None
     port = free_port()
-    listen, certs = f"127.0.0.1:{port} backlog=65535", ""
+    listen, certs = f"{host}:{port} backlog=65535", ""
     if tls:
         import trustme
 
@@ -95,15 +102,15 @@ def start_nginx(
         )
     )
     proc = subprocess.Popen(
-        ["taskset", "-c", str(SERVER_CPU), nginx, "-c", str(conf), "-p", str(workdir)],
+        [*wrap, "taskset", "-c", str(SERVER_CPU), nginx, "-c", str(conf), "-p", str(workdir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            scheme, host = ("https", "localhost") if tls else ("http", "127.0.0.1")
-            return proc, f"{scheme}://{host}:{port}"
+            socket.create_connection((host, port), timeout=0.1).close()
+            scheme, name = ("https", "localhost") if tls else ("http", host)
+            return proc, f"{scheme}://{name}:{port}"
         except OSError:
             time.sleep(0.05)
     proc.kill()
