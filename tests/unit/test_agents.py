@@ -150,7 +150,8 @@ def test_the_code_is_shipped_and_cached_on_an_agent_without_it(
     module = __import__(name)
     monkeypatch.setenv("AGENT_TARGET", server.url)
     deps = sysconfig.get_paths()["purelib"]
-    spec = f"2*popen//python={python}//env:PYTHONPATH={deps}//env:PERFSUITE_AGENT_CACHE={cache}"
+    # (execnet's env: keys are set once the interpreter runs: too late for its path)
+    spec = f"2*popen//python=env PYTHONPATH={deps} {python}//env:PERFSUITE_AGENT_CACHE={cache}"
     scenario = Scenario(Request(name="s", build=module.build, check=module.shipped))
     phases = [OpenPhase(name="p", duration=1.0, start_rate=200, end_rate=200)]
     server.reset()
