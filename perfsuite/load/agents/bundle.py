@@ -39,11 +39,6 @@ class Bundle:
     digest: str  # sha256 of the paths and contents, in order
     files: dict[str, bytes]
 
-    @property
-    def size(self) -> int:
-        """Bytes of source."""
-        return sum(len(b) for b in self.files.values())
-
 
 def make_bundle() -> Bundle:
     """perfsuite's package and every project module imported so far."""

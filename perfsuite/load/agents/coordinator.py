@@ -58,8 +58,6 @@ class Agent:
     host: str = ""
     cores: int = 1  # the cores it may run on: its share of a closed model's users
     clock: ClockOffset | None = None
-    sent: bool = False  # the code was sent to it (else its cache held it)
-    folder: str = ""  # where the agent keeps the code it runs
 
     @property
     def name(self) -> str:
@@ -95,15 +93,14 @@ def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec], bundle: Bundl
         agents.append(Agent(index=index, spec=str(spec), gateway=gateway, channel=channel))
     for agent in agents:  # each asks for the code unless its cache holds it
         (answer,) = _receive(agent, "starting", timeout=60)
-        agent.sent = answer == "send"
-        if agent.sent:
+        if answer == "send":
             agent.channel.send(("files", bundle.files))
     for agent in agents:
         got = _receive(agent, "receiving perfsuite's code", timeout=120)
         if got[0] == "missing":
             raise LoadError(f"{agent.name} cannot run perfsuite: {got[1]} (Python {got[2]}). "
                             f"{_NEEDS}")  # fmt: skip
-        _, agent.pid, agent.host, agent.cores, agent.folder = got
+        _, agent.pid, agent.host, agent.cores = got
     return agents
 
 
@@ -244,7 +241,7 @@ def _gather(
     ).make_receive_queue(endmarker=_ENDED)
     by_channel = {id(a.channel): a for a in agents}
     results: dict[int, dict[str, Any]] = {}
-    lost: list[tuple[Agent, str]] = []
+    lost: list[str] = []  # why each lost agent was (execnet ends a channel once)
     told = False
     deadline = float("inf")  # once an agent is lost: how long the others get to answer
     while len(results) + len(lost) < len(agents) and time.monotonic() < deadline:
@@ -260,9 +257,9 @@ def _gather(
             continue
         agent = by_channel[id(channel)]
         if item is _ENDED:
-            if agent.index not in results and all(a is not agent for a, _ in lost):
+            if agent.index not in results:
                 at = (time.perf_counter_ns() - start) / 1e9
-                lost.append((agent, f"{agent.name} lost at t = {at:.1f} s (its channel closed)"))
+                lost.append(f"{agent.name} lost at t = {at:.1f} s (its channel closed)")
                 deadline = min(deadline, time.monotonic() + LOST_GRACE_S)
             continue
         kind, payload = item
@@ -281,5 +278,5 @@ def _gather(
     if lost:
         kept = merge_parts([results[i] for i in sorted(results)]) if results else None
         sent = f"; the other agents sent {kept.measured().requests} requests" if kept else ""
-        raise AgentLost(lost[0][1] + sent, kept)
+        raise AgentLost(lost[0] + sent, kept)
     return [results[i] for i in sorted(results)]

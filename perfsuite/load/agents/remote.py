@@ -4,8 +4,8 @@
 The conversation, each message a tuple: the coordinator sends ``("hello",
 sys_path, parent_pid, digest)``; the agent answers ``("cached",)`` when its cache
 holds that bundle (:mod:`perfsuite.load.agents.bundle`), else ``("send",)``,
-answered by ``("files", {path: bytes})``; then ``("ready", pid, host, cores,
-folder)`` (or ``("missing", error, python)`` when a dependency is not installed
+answered by ``("files", {path: bytes})``; then ``("ready", pid, host, cores)``
+(or ``("missing", error, python)`` when a dependency is not installed
 there). Then ``("run", pickled)`` with the target, the scenario and the agent's
 phases and options, answered by ``("prepared",)`` once it is unpickled (its
 modules imported) and its run built; then ``("ping",)`` any number of times,
@@ -49,7 +49,7 @@ def serve(channel: Any) -> None:
     if parent:
         die_with_parent(parent)
     cores = len(os.sched_getaffinity(0))
-    channel.send(("ready", os.getpid(), socket.gethostname(), cores, shipped))
+    channel.send(("ready", os.getpid(), socket.gethostname(), cores))
     message = channel.receive()
     assert message[0] == "run", message[0]
 
