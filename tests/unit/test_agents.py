@@ -24,7 +24,7 @@ from perfsuite.errors import AgentLost, ConfigError, LoadError
 from perfsuite.load import EngineOptions, OpenPhase, Progress
 from perfsuite.load.agents import estimate_offset, parse_tx, run_agents
 from perfsuite.load.agents.bundle import make_bundle
-from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare
+from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare, new_group
 
 from .conftest import REPO, Server, free_port, signal_and_wait, start_in_own_group
 from .sshd import client_config, make_keys, server_config, sshd_or_skip, wait_listening
@@ -86,9 +86,7 @@ def test_the_offset_is_within_its_bound_whatever_the_paths() -> None:
 def test_agents_on_this_machine_share_its_clock(server: Server) -> None:
     """popen agents read the same CLOCK_MONOTONIC: the true offset is 0, and the
     estimate is within its stated uncertainty of it (a real measurement)."""
-    import execnet
-
-    group = execnet.Group()
+    group = new_group()
     scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
     phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
     try:
@@ -102,6 +100,35 @@ def test_agents_on_this_machine_share_its_clock(server: Server) -> None:
             assert agent.clock.uncertainty_ns < 5_000_000
     finally:
         group.terminate(timeout=5)
+    assert not _agents_left()
+
+
+def test_an_agent_runs_in_its_main_thread_whatever_its_spec_sets(server: Server) -> None:
+    """A spec's ``env:`` is set by a setup of execnet's own before the agent's code;
+    on a busy machine execnet's default model then ran the agent in another thread,
+    where it cannot ignore Ctrl-C (CI lost an agent so). Two hogs keep it busy."""
+    hogs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nend = time.time() + 60\nwhile time.time() < end: pass",
+            ]
+        )
+        for _ in range(2)
+    ]
+    try:
+        for _ in range(4):
+            group = new_group()
+            try:
+                agents = _connect(group, parse_tx(["6*popen//env:PERFSUITE_X=1"]), make_bundle())
+                assert len({a.pid for a in agents}) == 6
+            finally:
+                group.terminate(timeout=5)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     assert not _agents_left()
 
 

@@ -77,6 +77,17 @@ def _check_picklable(scenario: Scenario) -> None:
         ) from exc
 
 
+def new_group() -> execnet.Group:
+    """The gateways' group: each agent's code runs in its process's main thread."""
+    group = execnet.Group()
+    # Only the main thread can ignore SIGINT. In execnet's default "thread" model a
+    # spec's env:/chdir: setup runs first, and the agent's code goes to a thread of
+    # its own when it comes before the main thread is free again (40 of 200
+    # gateways on a busy machine; an agent lost in CI).
+    group.set_execmodel("thread", "main_thread_only")
+    return group
+
+
 def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec], bundle: Bundle) -> list[Agent]:
     agents = []
     for index, spec in enumerate(specs):
@@ -193,7 +204,7 @@ def run_agents(
     bundle = make_bundle()
     n = len(specs)
     per_agent = replace(options, max_connections=max(1, options.max_connections // n))
-    group = execnet.Group()
+    group = new_group()
     stop: list[str] = []
     try:
         agents = _connect(group, specs, bundle)
