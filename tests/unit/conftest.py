@@ -83,6 +83,20 @@ ORDER_SERVICE = (
 )
 
 
+_WHY = re.compile(r"FAILED|ERROR|Error|regressed|saturated|not believed|machine:|^E ")
+
+
+def assert_passed(result: pytest.RunResult, passed: int = 1) -> None:
+    """``result.assert_outcomes(passed=...)``, whose failure says why the inner run
+    failed in its first line: CI's log of a long failure is cut after its start."""
+    outcomes = result.parseoutcomes()
+    if outcomes.get("passed", 0) == passed and set(outcomes) <= {"passed", "warnings"}:
+        return
+    why = [line.strip() for line in result.outlines if _WHY.search(line)]
+    said = " | ".join(why[-12:])
+    raise AssertionError(f"inner run {outcomes}, expected {passed} passed: {said}")
+
+
 def debian_binary(name: str, why: str) -> str:
     """A program from a Debian package: a skip that gives the install command, but a
     failure in CI (.ci/run installs it)."""
