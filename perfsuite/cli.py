@@ -132,7 +132,9 @@ def _run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     try:
         if args.tx:
             if args.workers != 1:
-                raise ConfigError("give --workers or --tx, not both (--workers N is --tx N*popen)")
+                raise ConfigError(
+                    "give --workers (forked processes) or --tx (execnet agents), not both"
+                )
             result = run_agents(
                 args.url,
                 scenario,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from perfsuite.errors import ConfigError, PerfsuiteError, PromQLError
+from perfsuite.report.lag import lag_text
 from perfsuite.report.statements import statements_text
 from perfsuite.report.terminal import (
     render_cost_table,
@@ -43,6 +44,7 @@ from perfsuite.testitem import (
     gate_failures,
     growth_failures,
     keep_profiles,
+    lag_of,
     pool_failures,
     record_properties,
 )
@@ -185,6 +187,10 @@ def pytest_runtest_makereport(
     if report.when == "call" and diffs:
         text = "\n".join(line for d in diffs for line in d.report())
         report.sections.append(("perfsuite: replayed answers compared", text))
+    lags = [lag.as_json() for lag in lag_of(item) if lag is not None]
+    if report.when == "call" and lags:
+        text = "\n\n".join(lag_text(lag) for lag in lags)
+        report.sections.append(("perfsuite: replica lag", text))
     growth = item.stash.get(GROWTH_KEY, [])
     if report.when == "call" and growth:
         report.sections.append(("perfsuite: growth", "\n".join(v.text() for _, v in growth)))

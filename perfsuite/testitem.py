@@ -44,6 +44,7 @@ from perfsuite.session.profiling import (
 from perfsuite.session.watchers import Watched
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.growth import GrowthRule, GrowthVerdict
+from perfsuite.stats.lag import ReplicaLag
 from perfsuite.stats.promql import Expectation, ExpectVerdict
 from perfsuite.store.runs import encode_pairs, entry_for_test
 
@@ -67,6 +68,7 @@ __all__ = [
     "gate_failures",
     "growth_failures",
     "keep_profiles",
+    "lag_of",
     "pool_failures",
     "record_properties",
 ]
@@ -123,6 +125,12 @@ def record_properties(item: pytest.Item) -> None:
     if costs:  # the last load's
         for name, value in costs[max(costs)].metrics().items():
             item.user_properties.append((f"perf.cost.{name}", round(value, 6)))
+    lags = [lag for lag in lag_of(item) if lag is not None]
+    if lags:  # the last load's, per replica over its measured phases
+        for n, row in enumerate(lags[-1].measured(), 1):
+            for q in ("p50", "p99", "max"):
+                value = round(row.value(q), 3)
+                item.user_properties.append((f"perf.replica_lag.{n}.{q}_ms", value))
 
 
 def pool_failures(item: pytest.Item) -> list[str]:
@@ -160,6 +168,7 @@ def gate_failures(item: pytest.Item) -> list[str]:
         costs=_costs(item),
         diffs=_diff_counts(item),
         machine=lambda: _machine(item),
+        lags=[lag for lag in lag_of(item) if lag is not None],
     )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
@@ -300,6 +309,7 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
         profiles=[encode_profile(k) for k in item.stash.get(PROFILES_KEY, [])],
         diffs=[d.as_json() for d in item.stash.get(DIFFS_KEY, [])],
         machine=[m.as_json() if m is not None else None for m in _machine(item)],
+        replica_lag=[lag.as_json() if lag is not None else None for lag in lag_of(item)],
     )
 
 
@@ -308,6 +318,13 @@ def _machine(item: pytest.Item) -> list[MachineLoad | None]:
     watched = item.stash.get(WATCHED_KEY, {})
     loads = len(item.stash.get(RESULTS_KEY, []))
     return [watched[i].machine if i in watched else None for i in range(loads)]
+
+
+def lag_of(item: pytest.Item) -> list[ReplicaLag | None]:
+    """The replicas' lag during each of the test's loads (None: no replicas)."""
+    watched = item.stash.get(WATCHED_KEY, {})
+    loads = len(item.stash.get(RESULTS_KEY, []))
+    return [watched[i].lag if i in watched else None for i in range(loads)]
 
 
 def _diff_counts(item: pytest.Item) -> dict[str, tuple[int, int]] | None:

@@ -21,6 +21,7 @@ __all__ = [
     "Profile",
     "ProfilingConfig",
     "ProviderName",
+    "ReplicationConfig",
     "ResourcesConfig",
     "ServiceConfig",
     "ServiceKind",
@@ -84,6 +85,23 @@ DEFAULT_PROFILES: Mapping[str, Profile] = {
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReplicationConfig:
+    """Read replicas of the MySQL server: ``replicas`` and ``[tool.perfsuite.replication]``."""
+
+    replicas: int = 0  # replicas started beside the primary (process provider)
+    urls: tuple[str, ...] = ()  # replicas that exist already (url provider)
+    delay: int = 0  # MASTER_DELAY, whole seconds (MariaDB's own granularity)
+    parallel_threads: int = 0  # slave_parallel_threads: 0 applies in one thread
+    heartbeat: float = 0.1  # seconds between heartbeats written on the primary
+    lag: bool = True  # measure the lag during every perf test
+
+    @property
+    def wanted(self) -> bool:
+        """Are there replicas, started or given?"""
+        return bool(self.replicas or self.urls)
+
+
+@dataclass(frozen=True, kw_only=True)
 class MySQLConfig:
     """How to get a MySQL server: which provider, and what to load into it."""
 
@@ -98,6 +116,7 @@ class MySQLConfig:
     startup_timeout: float = 60.0
     # Statement digests for the cost per request: servers we start get performance_schema.
     cost: bool = True
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from perfsuite.config.model import (
 )
 from perfsuite.config.probes import metrics_config, pool_config, resources_config
 from perfsuite.config.profiling import profiling_config
+from perfsuite.config.replication import replication_config
 from perfsuite.config.values import check_keys, fraction, int_value, section, str_value
 from perfsuite.errors import ConfigError
 
@@ -48,6 +49,8 @@ _TOP_KEYS = {
     "cost",
     "metrics",
     "profiling",
+    "replicas",
+    "replication",
 }
 _BASELINE_KEYS = {
     "dir",
@@ -161,6 +164,7 @@ def _mysql_config(table: Mapping[str, Any], rootdir: Path, choice: str | None) -
             table.get("mysql_startup_timeout", "60s"), key=f"{where}.mysql_startup_timeout"
         ),
         cost=cost,
+        replication=replication_config(table, provider),
     )
 
 
@@ -289,7 +293,9 @@ def load_agents(value: object, where: str, workers: int = 1) -> tuple[str, ...]:
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     if workers > 1:
-        raise ConfigError(f"{where}: give workers or tx, not both (workers = N is tx = 'N*popen')")
+        raise ConfigError(
+            f"{where}: give workers (forked processes) or tx (execnet agents), not both"
+        )
     return tuple(specs)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pymysql
@@ -48,10 +48,27 @@ def choose_provider(config: MySQLConfig, docker: Callable[[], DockerStatus]) -> 
         return ProviderChoice(provider="url", reason="a mysql:// URL was given")
     if config.provider != "auto":
         return ProviderChoice(provider=config.provider, reason="chosen explicitly")
+    if config.replication.replicas:  # the container provider does not start replicas
+        return ProviderChoice(provider="process", reason="auto: replicas run as local processes")
     status = docker()
     if status.available:
         return ProviderChoice(provider="container", reason=f"auto: {status.reason}", fallback=True)
     return ProviderChoice(provider="process", reason=f"auto: {status.reason}")
+
+
+def _given_replicas(server: MySQLServer, config: MySQLConfig) -> MySQLServer:
+    """The server with the replicas its config names, each checked to be replicating."""
+    from perfsuite.provision.replication import wait_running
+
+    replicas = tuple(MySQLServer.from_url(url) for url in config.replication.urls)
+    for index, replica in enumerate(replicas, 1):
+        if replica.database != server.database:
+            raise MySQLError(
+                f"replica {index} names the database {replica.database!r}, the primary "
+                f"{server.database!r}: a replica holds the primary's databases"
+            )
+        wait_running(replica, index, timeout=10)
+    return replace(server, replicas=replicas)
 
 
 @contextlib.contextmanager
@@ -68,7 +85,7 @@ def _server(config: MySQLConfig, choice: ProviderChoice, network: Any) -> Iterat
             raise MySQLError(f"cannot create the database {server.database!r}: {exc}") from exc
         finally:
             conn.close()
-        yield server
+        yield _given_replicas(server, config)
         return
     if choice.provider == "container":
         from perfsuite.provision.containers import mysql_container

@@ -16,15 +16,11 @@ server that took the chosen port in the meantime is never mistaken for ours.
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import secrets
-import shutil
-import stat
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pymysql
@@ -40,6 +36,8 @@ from perfsuite.provision._proc import (
     stop_process,
     tail,
 )
+from perfsuite.provision.mysql_binary import Account, Binary, account_for, find_mysqld, initialise
+from perfsuite.provision.replication import primary_argv, replica_argv, start_replication
 from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer, quote_name
 from perfsuite.secrets import register
 from perfsuite.signals import note_interrupt
@@ -52,131 +50,6 @@ ADMIN_USER = "perfsuite_admin"
 # The accounts' host: the server listens on 127.0.0.1 only, and with
 # --skip-name-resolve a TCP login from there is matched by this address.
 _HOST = "127.0.0.1"
-# Where distributions put the server binary, beyond PATH (often without /usr/sbin).
-_EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/opt/mysql/bin")
-
-
-@dataclass(frozen=True)
-class _Binary:
-    mysqld: str
-    mariadb: bool
-    install_db: str | None
-
-
-def find_mysqld(name: str | None) -> _Binary:
-    """Find the server binary (and, for MariaDB, its install-db script)."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), *_EXTRA_DIRS])
-    candidates = [name] if name else ["mariadbd", "mysqld"]
-    found = next((p for c in candidates if (p := shutil.which(c, path=search))), None)
-    if found is None:
-        wanted = name or "mariadbd or mysqld"
-        raise MySQLError(
-            f"no MySQL server binary found ({wanted}, looked on PATH and in "
-            f"{', '.join(_EXTRA_DIRS)}); install mariadb-server, set [tool.perfsuite] mysqld, "
-            f"or use --perf-mysql=container / a mysql:// URL"
-        )
-    try:
-        version = subprocess.run(
-            [found, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise MySQLError(f"cannot run {found} --version: {exc}") from exc
-    mariadb = "mariadb" in version.lower()
-    install_db = None
-    if mariadb:
-        install_db = shutil.which("mariadb-install-db", path=search) or shutil.which(
-            "mysql_install_db", path=search
-        )
-        if install_db is None:
-            raise MySQLError(f"{found} is MariaDB but mariadb-install-db was not found")
-    return _Binary(found, mariadb, install_db)
-
-
-@dataclass(frozen=True)
-class _Account:
-    """Who the server runs as: a (uid, gid) to drop to, or None to stay."""
-
-    ids: tuple[int, int] | None
-
-    def argv(self) -> list[str]:
-        # mysqld refuses to run as root unless told to; a root CI with no
-        # `mysql` account keeps it as root (still behind passwords and
-        # --secure-file-priv).
-        return ["--user=root"] if self.ids is None and os.geteuid() == 0 else []
-
-    @property
-    def uid(self) -> int | None:
-        """The uid to switch to (None: stay)."""
-        return self.ids[0] if self.ids else None
-
-    @property
-    def gid(self) -> int | None:
-        """The gid to switch to (None: stay)."""
-        return self.ids[1] if self.ids else None
-
-    def own(self, *paths: Path) -> None:
-        """Give ``paths`` to the server's account."""
-        if self.ids is not None:
-            for path in paths:
-                os.chown(path, *self.ids)
-
-
-def _account(workdir: Path) -> _Account:
-    """The ``mysql`` account when we are root, it exists and it can reach ``workdir``."""
-    if os.geteuid() != 0:
-        return _Account(None)
-    try:
-        entry = pwd.getpwnam("mysql")
-    except KeyError:
-        return _Account(None)
-    for parent in workdir.parents:
-        try:
-            mode = parent.stat()
-        except OSError:
-            return _Account(None)
-        # Every folder above must let others through (a pytest tmp_path does not).
-        if not mode.st_mode & stat.S_IXOTH and mode.st_uid != entry.pw_uid:
-            return _Account(None)
-    return _Account((entry.pw_uid, entry.pw_gid))
-
-
-def _initialise(binary: _Binary, datadir: Path, log: Path, account: _Account) -> None:
-    if binary.mariadb:
-        assert binary.install_db is not None
-        argv = [
-            binary.install_db,
-            "--no-defaults",
-            f"--datadir={datadir}",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-            *account.argv(),
-        ]
-    else:
-        argv = [
-            binary.mysqld,
-            "--no-defaults",
-            "--initialize-insecure",
-            f"--datadir={datadir}",
-            *account.argv(),
-        ]
-    with log.open("ab") as fh:
-        try:
-            result = subprocess.run(
-                argv,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                timeout=120,
-                check=False,
-                user=account.uid,
-                group=account.gid,
-                extra_groups=None if account.ids is None else [],
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise MySQLError(f"cannot initialise a datadir with {argv[0]}: {exc}") from exc
-    if result.returncode != 0:
-        raise MySQLError(
-            f"{Path(argv[0]).name} failed with exit code {result.returncode}:\n{tail(log)}"
-        )
 
 
 def _socket_dir(workdir: Path) -> Path:
@@ -188,13 +61,14 @@ def _socket_dir(workdir: Path) -> Path:
 
 
 def _server_argv(
-    binary: _Binary,
+    binary: Binary,
     workdir: Path,
     socket_dir: Path,
     port: int,
-    account: _Account,
+    account: Account,
     *,
     cost: bool = True,
+    role: Sequence[str] = ("--skip-log-bin",),
 ) -> list[str]:
     argv = [
         binary.mysqld,
@@ -213,12 +87,12 @@ def _server_argv(
         f"--secure-file-priv={workdir / 'files'}",
         *account.argv(),
         # Test speed, not durability: the data is thrown away at the end.
-        "--skip-log-bin",
         "--innodb-flush-log-at-trx-commit=0",
         "--skip-name-resolve",
         "--innodb-buffer-pool-size=128M",
         "--max-connections=500",
         *(SERVER_OPTIONS if cost else ()),
+        *role,  # no binary log, a primary's, or a replica's options
     ]
     if binary.mariadb:
         argv += ["--innodb-doublewrite=0"]
@@ -328,6 +202,8 @@ def _set_up_accounts(socket: Path, database: str, passwords: _Passwords) -> None
     conn = _socket_connect(socket)
     try:
         with conn.cursor() as cur:
+            # Each server of a primary and its replicas sets up its own accounts.
+            cur.execute("SET SESSION sql_log_bin = 0")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
             cur.execute(
                 "SELECT User, Host FROM mysql.user "
@@ -353,29 +229,66 @@ def _set_up_accounts(socket: Path, database: str, passwords: _Passwords) -> None
 
 @contextlib.contextmanager
 def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
-    """Start a throwaway server; yield its handle; stop it and delete its files."""
+    """Start a throwaway server (and its replicas); yield its handle; stop them all
+    and delete their files."""
     binary = find_mysqld(config.mysqld)
     quote_name(config.database)  # a bad name fails before a server is started
     if config.port and not port_is_free(config.port):
         raise _PortTaken(config.port)
+    replication = config.replication
+    if replication.replicas and not binary.mariadb:
+        raise MySQLError(
+            f"[tool.perfsuite] replicas: the process provider starts replicas with MariaDB "
+            f"(its GTIDs); {binary.mysqld} is MySQL"
+        )
+    passwords = _Passwords.new()
+    try:
+        with contextlib.ExitStack() as stack:
+            role = primary_argv if replication.replicas else (lambda _: ["--skip-log-bin"])
+            primary = stack.enter_context(_one_server(binary, config, passwords, role))
+            replicas = []
+            for index in range(1, replication.replicas + 1):
+
+                def replica(workdir: Path, server_id: int = index + 1) -> list[str]:
+                    return replica_argv(workdir, server_id, replication)
+
+                unpinned = replace(config, port=0)  # the given port is the primary's
+                replicas.append(
+                    stack.enter_context(_one_server(binary, unpinned, passwords, replica))
+                )
+            if replicas:
+                start_replication(primary, replicas, replication, config.startup_timeout)
+            yield replace(primary, replicas=tuple(replicas))
+    except KeyboardInterrupt:
+        note_interrupt()  # the user wants out: a short grace for the servers to stop
+        raise
+
+
+@contextlib.contextmanager
+def _one_server(
+    binary: Binary,
+    config: MySQLConfig,
+    passwords: _Passwords,
+    role: Callable[[Path], list[str]],
+) -> Iterator[MySQLServer]:
+    """One server in a datadir of its own, with ``role``'s options (of its folder)."""
     workdir = owned_tempdir(DATADIR_PREFIX)
     socket_dir = _socket_dir(workdir)
     socket = socket_dir / "mysqld.sock"
     proc: subprocess.Popen[bytes] | None = None
     try:
-        account = _account(workdir)
+        account = account_for(workdir)
         subs = [workdir / sub for sub in ("tmp", "files", "data")]
         for sub in subs:
             sub.mkdir()
         account.own(workdir, socket_dir, *subs)
-        _initialise(binary, workdir / "data", workdir / "init.log", account)
+        initialise(binary, workdir / "data", workdir / "init.log", account)
         for attempt in range(3):
             port = config.port or free_port()
-            proc = start_process(
-                _server_argv(binary, workdir, socket_dir, port, account, cost=config.cost),
-                log_path=workdir / "server.log",
-                run_as=account.ids,
+            argv = _server_argv(
+                binary, workdir, socket_dir, port, account, cost=config.cost, role=role(workdir)
             )
+            proc = start_process(argv, log_path=workdir / "server.log", run_as=account.ids)
             try:
                 _wait_ready(proc, port, workdir, socket, config.startup_timeout)
                 break
@@ -385,7 +298,6 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
                 # A port we picked ourselves was taken in between: pick another.
                 if config.port or attempt == 2:
                     raise
-        passwords = _Passwords.new()
         _set_up_accounts(socket, config.database, passwords)
         server = MySQLServer(
             provider="process",
@@ -399,8 +311,5 @@ def mysql_process(config: MySQLConfig) -> Iterator[MySQLServer]:
         )
         _check_ours(server, workdir / "data")
         yield server
-    except KeyboardInterrupt:
-        note_interrupt()  # the user wants out: a short grace for the server to stop
-        raise
     finally:
         stop_and_remove(proc, *{workdir, socket_dir}, timeout=30)

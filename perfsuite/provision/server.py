@@ -40,6 +40,7 @@ class MySQLServer:
     ``admin_user`` is an account with full rights, for schema set-up and probes.
     ``internal_host``/``internal_port`` are where *other containers* reach it
     (the Docker network alias); for local servers they equal host/port.
+    ``replicas`` replicate from it (``[tool.perfsuite] replicas``).
     """
 
     provider: str
@@ -52,6 +53,8 @@ class MySQLServer:
     admin_password: str
     internal_host: str = ""
     internal_port: int = 0
+    # Read replicas of this server (the same accounts), in order: replica 1 first.
+    replicas: tuple[MySQLServer, ...] = ()
 
     @classmethod
     def from_url(cls, url: str, *, provider: str = "url") -> MySQLServer:

@@ -89,7 +89,7 @@ class Service:
 
 
 def _expand(arg: str, values: Mapping[str, str], *, where: str = "command") -> str:
-    if where == "command" and "{mysql_url}" in arg:
+    if where == "command" and ("{mysql_url}" in arg or "{mysql_replica_url}" in arg):
         raise ConfigError(
             "[tool.perfsuite.service] command: {mysql_url} would put the database password "
             "in the process list (ps shows every argument to every local user); read the "
@@ -175,6 +175,14 @@ def _wait_healthy(
             time.sleep(0.1)
 
 
+def _replica_values(mysql: MySQLServer) -> dict[str, str]:
+    """The first replica's placeholders, when the server has replicas."""
+    if not mysql.replicas:
+        return {}
+    first = mysql.replicas[0]
+    return {"mysql_replica_url": first.url, "mysql_replica_port": str(first.port)}
+
+
 @contextlib.contextmanager
 def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Service]:
     port = free_port()
@@ -187,12 +195,16 @@ def _command_service(config: ServiceConfig, mysql: MySQLServer) -> Iterator[Serv
         "mysql_user": mysql.user,
         "mysql_database": mysql.database,
         "python": sys.executable,
+        **_replica_values(mysql),
     }
     argv = [_expand(arg, values) for arg in config.command]
     if shutil.which(argv[0], path=os.environ.get("PATH")) is None and not Path(argv[0]).exists():
         raise ServiceError(f"the service command {argv[0]!r} was not found")
     env = {**os.environ, **{k: _expand(v, values, where="env") for k, v in config.env.items()}}
     env.setdefault("PERFSUITE_MYSQL_URL", mysql.url)
+    if mysql.replicas:
+        env.setdefault("PERFSUITE_MYSQL_REPLICA_URL", mysql.replicas[0].url)
+        env.setdefault("PERFSUITE_MYSQL_REPLICA_URLS", " ".join(r.url for r in mysql.replicas))
     workdir = owned_tempdir(SERVICE_DIR_PREFIX)
     log_path = workdir / "service.log"
     proc: subprocess.Popen[bytes] | None = None

@@ -17,13 +17,16 @@ from perfsuite.probes.resources import ResourceSeries
 from perfsuite.session.ab import Pairs
 from perfsuite.stats.compare import CompareOptions
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.lag import ReplicaLag
 from perfsuite.stats.slo import (
     COST_METRICS,
+    LAG_METRICS,
     RESOURCE_METRICS,
     Objective,
     SloResult,
     evaluate_cost,
     evaluate_diffs,
+    evaluate_lag,
     evaluate_resources,
 )
 from perfsuite.stats.trend import theil_sen
@@ -91,11 +94,13 @@ class Judging:
         costs: Mapping[int, RequestCost] | None = None,
         diffs: Mapping[str, tuple[int, int]] | None = None,
         machine: Callable[[], Sequence[MachineLoad | None]] = tuple,
+        lags: Sequence[ReplicaLag] = (),
     ) -> TestVerdict:
         """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
         if asked), then saving. ``diffs``: a replay's comparisons of answers, per
         endpoint (answers that differ, answers compared); ``machine``: what else the
-        machine ran during each load (read again after a rerun)."""
+        machine ran during each load (read again after a rerun); ``lags``: the
+        replicas' lag during each load that had replicas."""
         if marks and not results:
             raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
         gate = self.gate()
@@ -106,6 +111,7 @@ class Judging:
         costs = costs or {}
         verdict.slo += _judge_cost(objectives, list(costs.values()))
         verdict.slo += _judge_diffs(objectives, diffs)
+        verdict.slo += _judge_lag(objectives, lags)
         judged = None
         if ab:
             verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
@@ -154,6 +160,16 @@ class Judging:
             cores=res.cpu_limit or float(os.cpu_count() or 1),
             memory_mib=res.memory_limit_mib or psutil.virtual_memory().total / 2**20,
         )
+
+
+def _judge_lag(objectives: list[Objective], lags: Sequence[ReplicaLag]) -> list[SloResult]:
+    wanted = [o for o in objectives if o.metric in LAG_METRICS]
+    if wanted and not lags:
+        raise ConfigError(
+            "replica_lag SLOs need replicas: [tool.perfsuite] replicas = 1 (or "
+            "[tool.perfsuite.replication] urls), with their lag measured (lag = true)"
+        )
+    return evaluate_lag(wanted, lags)
 
 
 def _judge_cost(objectives: list[Objective], costs: Sequence[RequestCost]) -> list[SloResult]:

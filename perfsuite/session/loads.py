@@ -18,6 +18,7 @@ from perfsuite.load.parallel import run_parallel
 from perfsuite.probes.machine import MachineSampler
 from perfsuite.probes.metrics import PoolGauges, read_gauges, resolve_preset
 from perfsuite.probes.pool import DbProbe, PoolWatch
+from perfsuite.probes.replica_lag import ReplicaLagWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler
 from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.export import LiveExporter
@@ -186,7 +187,16 @@ class Loads:
             ),
             settle=self.config.profiling.settle,
             machine=MachineSampler(local=self._all_local()),
+            lag=self.lag_watch(),
         )
+
+    def lag_watch(self) -> ReplicaLagWatch | None:
+        """Heartbeats through the replicas for one load (None: no replicas, or not asked)."""
+        server = self._provisioning.mysql_server
+        replication = self.config.mysql.replication
+        if server is None or not server.replicas or not replication.lag:
+            return None
+        return ReplicaLagWatch(server, server.replicas, interval=replication.heartbeat)
 
     def _all_local(self) -> bool:
         """Are the service and its database processes of ours (descendants of this one)?

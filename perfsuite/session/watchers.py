@@ -1,10 +1,11 @@
 """What watches the service during one load, started before it and stopped after it.
 
 What else the machine ran, the pool, its CPU and memory, the per-request
-cost, the scraped metrics, a CPU profile over a window of the load, and the
-counts that leak (threads, descriptors, connections). Each is optional; :class:`LoadWatchers` starts
-those there are, tells them when the load's first phase began, and stops
-them all (also on Ctrl-C, when the profile is dropped and nothing waits).
+cost, the scraped metrics, a CPU profile over a window of the load, the
+counts that leak (threads, descriptors, connections), and the replicas'
+lag. Each is optional; :class:`LoadWatchers` starts those there are, tells
+them when the load's first phase began, and stops them all (also on Ctrl-C,
+when the profile is dropped and nothing waits).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from perfsuite.probes.growth import CountSampler, CountSeries
 from perfsuite.probes.machine import MachineLoad, MachineSampler
 from perfsuite.probes.pool import PoolWatch
 from perfsuite.probes.profile import CapturedProfile, ProfileSchedule
+from perfsuite.probes.replica_lag import ReplicaLagWatch
 from perfsuite.probes.resources import DockerStatsSampler, ResourceSampler, ResourceSeries
 from perfsuite.session.cost import CostMeter
 from perfsuite.session.metrics import MetricsWatch, ScrapedLoad
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.lag import ReplicaLag
 
 __all__ = ["LoadWatchers", "Watched"]
 
@@ -36,6 +39,7 @@ class Watched:
     profile_error: str | None = None
     counts: CountSeries | None = None
     machine: MachineLoad | None = None  # what else the machine ran meanwhile
+    lag: ReplicaLag | None = None  # the replicas' lag behind the primary
     wall_start: float | None = None  # when the first phase began (time.time())
     wall_end: float | None = None  # when the load ended
 
@@ -51,12 +55,15 @@ class LoadWatchers:
     profile: ProfileSchedule | None = None
     counts: CountSampler | None = None
     machine: MachineSampler | None = None
+    lag: ReplicaLagWatch | None = None
     settle: float = 0.0  # s of counts after the load: its level after
     _wall_start: float | None = None
 
     def start(self) -> None:
         """Start each watcher (the counts and scrapes take their first sample now)."""
-        watchers = (self.machine, self.pool, self.meter, self.sampler, self.metrics, self.counts)
+        watchers = (
+            self.machine, self.pool, self.meter, self.sampler, self.metrics, self.counts, self.lag
+        )  # fmt: skip
         for watcher in watchers:
             if watcher is not None:
                 watcher.start()
@@ -92,6 +99,12 @@ class LoadWatchers:
     def _stop_samplers(self, done: Watched, result: LoadResult | None) -> None:
         if self.machine is not None:
             done.machine = self.machine.stop()
+        if self.lag is not None:
+            if result is None or self._wall_start is None:  # no load to judge: just stop
+                self.lag.stop()
+            else:
+                phases = [(p.name, p.role, p.start, p.duration) for p in result.phases]
+                done.lag = self.lag.finish(phases, self._wall_start)
         if self.sampler is not None:
             done.series = self.sampler.stop()
         if self.pool is not None:

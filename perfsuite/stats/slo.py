@@ -29,10 +29,12 @@ import numpy as np
 
 from perfsuite.errors import ConfigError
 from perfsuite.stats.blocks import BlockSet, bootstrap_metric
+from perfsuite.stats.lag import ReplicaLag
 
 __all__ = [
     "COST_METRICS",
     "KNOWN",
+    "LAG_METRICS",
     "LATENCY_METRICS",
     "RESOURCE_METRICS",
     "Objective",
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate",
     "evaluate_cost",
     "evaluate_diffs",
+    "evaluate_lag",
     "evaluate_resources",
     "parse_slo",
 ]
@@ -57,8 +60,11 @@ COST_METRICS = {
     "cpu_per_request": "cpu_ms_per_request",
 }
 _COST_TIMES = ("db_time_per_request", "cpu_per_request")
+# An objective's name -> the percentile of the replicas' lag it bounds (ms).
+LAG_METRICS = {f"replica_lag_{q}": q for q in ("p50", "p95", "p99", "max")}
 KNOWN = (
     *LATENCY_METRICS,
+    *LAG_METRICS,
     "error_rate",
     "diff_rate",
     "min_rps",
@@ -90,6 +96,9 @@ class Objective:
             return f"each load of {self.endpoint}" if self.endpoint else "each load"
         if self.metric == "diff_rate":
             return f"the answers of {self.endpoint or 'all endpoints'} compared"
+        if self.metric in LAG_METRICS:
+            phase = f"phase {self.phase}" if self.phase else "all measured phases"
+            return f"the slowest replica, {phase}"
         endpoint = self.endpoint or "all endpoints"
         phase = f"phase {self.phase}" if self.phase else "all measured phases"
         return f"{endpoint}, {phase}"
@@ -167,7 +176,9 @@ def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objec
             continue
         if key in COST_METRICS and selectors["phase"]:
             raise ConfigError(f"{where} {key}: cost is measured per load, not per phase")
-        if key in LATENCY_METRICS or key in _COST_TIMES:
+        if key in LAG_METRICS and selectors["endpoint"]:
+            raise ConfigError(f"{where} {key}: the replicas' lag is not per endpoint")
+        if key in LATENCY_METRICS or key in _COST_TIMES or key in LAG_METRICS:
             metric, limit, bound = key, _latency(raw, key, where), "max"
         elif key in COST_METRICS:
             metric, limit, bound = key, _count(raw, key, where), "max"
@@ -202,12 +213,15 @@ class SloResult:
     high: float
     passed: bool
     short: int = 0  # the blocks of a selection too short for an interval (0: not short)
+    note: str = ""  # what else decided the verdict (a replica that stopped)
 
     def describe(self) -> str:
         """An SRE's line: metric, where, measured with interval, limit."""
         o = self.objective
         verb = "within" if self.passed else ("exceeds" if o.bound == "max" else "below")
-        kind = "range" if o.metric in (*RESOURCE_METRICS, *COST_METRICS) else "95 % CI"
+        kind = (
+            "range" if o.metric in (*RESOURCE_METRICS, *COST_METRICS, *LAG_METRICS) else "95 % CI"
+        )
         interval = (
             f" ({kind} {o.format(self.low)} to {o.format(self.high)})"
             if math.isfinite(self.low)
@@ -217,7 +231,10 @@ class SloResult:
         )
         name = "throughput" if o.metric == "rps" else o.metric
         limit = ("at most " if o.bound == "max" else "at least ") + o.format(o.limit)
-        return f"{name} of {o.where()}: {o.format(self.measured)}{interval} {verb} SLO {limit}"
+        note = f"; {self.note}" if self.note else ""
+        return (
+            f"{name} of {o.where()}: {o.format(self.measured)}{interval} {verb} SLO {limit}{note}"
+        )
 
 
 def evaluate(
@@ -236,8 +253,8 @@ def evaluate(
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
-        if o.metric in (*RESOURCE_METRICS, *COST_METRICS, "diff_rate"):
-            continue  # judged elsewhere: evaluate_resources, _cost, _diffs
+        if o.metric in (*RESOURCE_METRICS, *COST_METRICS, *LAG_METRICS, "diff_rate"):
+            continue  # judged elsewhere: evaluate_resources, _cost, _lag, _diffs
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
         short = 0
@@ -334,4 +351,36 @@ def evaluate_diffs(
             )
         passed = not math.isnan(measured) and measured <= o.limit
         results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+    return results
+
+
+def evaluate_lag(objectives: list[Objective], lags: Sequence[ReplicaLag]) -> list[SloResult]:
+    """The replicas' lag objectives on each load's lag: the slowest replica of the
+    slowest load must meet them. A replica that stopped replicating fails them all,
+    whatever its heartbeats said before; heartbeats still pending at the end count
+    with the time they had waited, so the value is then a lower bound."""
+    results = []
+    for o in objectives:
+        if o.metric not in LAG_METRICS:
+            continue
+        rows = [row for lag in lags for row in lag.measured(o.phase) if row.heartbeats]
+        values = [row.value(LAG_METRICS[o.metric]) for row in rows]
+        measured = max(values) if values else math.nan
+        notes = [e for lag in lags for e in lag.errors]
+        pending = sum(row.pending for row in rows)
+        if pending:
+            notes.append(f"{pending} heartbeats not applied by the end: a lower bound")
+        stopped = any(lag.errors for lag in lags)
+        passed = not math.isnan(measured) and measured <= o.limit and not stopped
+        low, high = (min(values), max(values)) if len(values) > 1 else (math.nan, math.nan)
+        results.append(
+            SloResult(
+                objective=o,
+                measured=measured,
+                low=low,
+                high=high,
+                passed=passed,
+                note="; ".join(notes),
+            )
+        )
     return results

@@ -25,7 +25,18 @@
                 "profiles": [{"load", "file", "profiler", "unit", "start", "seconds",
                               "samples", "hottest": [{"name", "self", "total"}],
                               "hotter": [{"name", "change"}], "goroutines": [...]}],
-                "machine": [{"seconds", "cores", "others_cores", "steal"} | null]}]}
+                "machine": [{"seconds", "cores", "others_cores", "steal"} | null],
+                "replica_lag": [{"phases": [{"replica", "phase", "role", "heartbeats",
+                                             "pending", "p50", "p95", "p99", "max",
+                                             "histogram"}],
+                                 "seconds": [{"t", "replica", "heartbeats", "p99", "max"}],
+                                 "errors": [...]} | null]}]}
+
+``replica_lag`` (optional, one per load): each replica's lag behind the
+primary (ms), per phase (``histogram``: HDR, microseconds) and per second
+of the load; ``pending``: heartbeats not applied when the load ended (their
+wait so far is counted); ``errors``: a replica's own words when one of its
+threads stopped.
 
 ``machine`` (optional, one per load): what else the machine ran meanwhile:
 CPU cores used by processes not of the session (null when the service or its
@@ -212,15 +223,19 @@ def entry_for_test(
     profiles: Sequence[Mapping[str, Any]] = (),
     diffs: Sequence[Mapping[str, Any]] = (),
     machine: Sequence[Mapping[str, Any] | None] = (),
+    replica_lag: Sequence[Mapping[str, Any] | None] = (),
 ) -> dict[str, Any]:
     """One test of a run record, JSON-ready (``ab``: :func:`encode_pairs`; ``metrics``:
     the scraped series per load and the expectations' verdicts; ``counts``: the growth
     verdicts; ``profiles``: the kept profiles' files and hottest functions; ``diffs``:
     each compared replay's differences per endpoint; ``machine``: what else the
-    machine ran during each load, null where not watched)."""
+    machine ran during each load, null where not watched; ``replica_lag``: the
+    replicas' lag during each load, null where there was none)."""
     extra: dict[str, Any] = {"ab": dict(ab)} if ab else {}
     if any(m is not None for m in machine):
         extra["machine"] = [dict(m) if m is not None else None for m in machine]
+    if any(lag is not None for lag in replica_lag):
+        extra["replica_lag"] = [dict(lag) if lag is not None else None for lag in replica_lag]
     if diffs:
         extra["diffs"] = [dict(d) for d in diffs]
     if metrics:

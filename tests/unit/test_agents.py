@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,6 +26,16 @@ from perfsuite.load import EngineOptions, OpenPhase, Progress
 from perfsuite.load.agents import estimate_offset, parse_tx, run_agents
 from perfsuite.load.agents.bundle import make_bundle
 from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare, new_group
+from perfsuite.load.parallel import merge_parts
+from perfsuite.stats.hdr import (
+    BIN_MIDDLE_US,
+    BINS,
+    decode,
+    dense_percentiles,
+    hdr_indices,
+    new_histogram,
+    record_many,
+)
 
 from .conftest import REPO, Server, free_port, signal_and_wait, start_in_own_group
 from .sshd import client_config, make_keys, server_config, sshd_or_skip, wait_listening
@@ -236,6 +247,80 @@ def test_two_agents_make_one_load(server: Server) -> None:
     assert not _agents_left()
 
 
+def _samples(counts: np.ndarray) -> np.ndarray:
+    """Values (us) that fall in each HDR bin as often as ``counts`` says."""
+    index = np.flatnonzero(counts)
+    return np.repeat(BIN_MIDDLE_US[index], counts[index].astype(np.int64))
+
+
+def test_four_agents_keep_the_schedule_and_merge_exactly(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four agents, one ramp: the server sees the one schedule (arrival k at its
+    intended time, not four at once), and every merged histogram, per phase and
+    per second, is bin for bin the one a single process records from all of the
+    agents' samples."""
+    from perfsuite.load.agents import coordinator
+
+    parts: list[dict[str, Any]] = []
+
+    def keep(got: list[dict[str, Any]]) -> Any:
+        parts.extend(got)
+        return merge_parts(got)
+
+    monkeypatch.setattr(coordinator, "merge_parts", keep)
+    server.reset()
+    scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
+    phase = OpenPhase(name="ramp", duration=3.0, start_rate=100, end_rate=500)
+    starts: list[int] = []
+    result = run_agents(server.url, scenario, [phase], ["4*popen"], on_start=starts.append)
+    assert len(parts) == 4
+    n = phase.expected_requests
+    assert result.measured().requests == n == 900
+    # The server's clock is this one's (CLOCK_MONOTONIC): arrival k against the
+    # schedule's k-th time. A request cannot arrive before its time; it arrives
+    # after it by the network and the send path, the same for all four agents.
+    arrivals = np.sort(np.array(server.arrivals()))
+    intended = starts[0] / 1e9 + np.array(list(phase.offsets()))
+    assert len(arrivals) == n
+    behind_ms = (arrivals - intended) * 1e3
+    assert np.percentile(behind_ms, 1) > -1.0, np.percentile(behind_ms, [0, 1, 50, 99])
+    assert np.percentile(behind_ms, 99) < 10.0, np.percentile(behind_ms, [0, 1, 50, 99])
+    # In lockstep, three of every four gaps would be ~0; the schedule's are >= 2 ms.
+    gaps_ms = np.diff(arrivals) * 1e3
+    assert float(np.mean(gaps_ms < 0.5)) < 0.1, np.percentile(gaps_ms, [10, 50, 90])
+
+    # Per phase: the merged histogram against one recorded from every sample.
+    (cell,) = result.cells
+    for name in ("latency", "latency_ok", "service_time"):
+        single = new_histogram()
+        for part in parts:
+            (row,) = part["cells"]
+            record_many(single, _samples(np.ctypeslib.as_array(decode(row[name]).counts)))
+        merged = getattr(cell, name)
+        assert np.array_equal(
+            np.ctypeslib.as_array(merged.counts), np.ctypeslib.as_array(single.counts)
+        ), name
+        for q in (50, 90, 99, 99.9, 100):
+            assert merged.get_value_at_percentile(q) == single.get_value_at_percentile(q)
+    assert cell.latency.get_total_count() == n
+    # Per second: the same, from the bins each agent sent of that second.
+    singles: dict[int, np.ndarray] = {}
+    for part in parts:
+        for t, _ep, index, counts in part["second_bins"]:
+            values = np.repeat(BIN_MIDDLE_US[index], counts)
+            got = singles.setdefault(t, np.zeros(BINS, dtype=np.int64))
+            np.add.at(got, hdr_indices(values), 1)
+    assert sorted(singles) == sorted(t for t, *_ in result.second_bins)
+    for t, _ep, index, counts in result.second_bins:
+        assert np.array_equal(np.flatnonzero(singles[t]), index), t
+        assert np.array_equal(singles[t][index], counts), t
+        (second,) = [s for s in result.seconds if s.t == t]
+        assert [second.p50, second.p95, second.p99] == dense_percentiles(singles[t], (50, 95, 99))
+        assert second.requests == int(counts.sum())
+    assert not _agents_left()
+
+
 def test_a_scenario_that_cannot_be_sent_is_named(server: Server) -> None:
     scenario = Scenario(Request(name="l", build=lambda ctx: ctx.get("/ok")))
     phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
@@ -355,7 +440,9 @@ def test_agents_config_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-m", "perf", "-p", "no:cacheprovider")
     assert result.ret != 0
-    result.stderr.fnmatch_lines(["*give workers or tx, not both*"])
+    result.stderr.fnmatch_lines(
+        ["*give workers (forked processes) or tx (execnet agents), not both*"]
+    )
     pytester.makepyprojecttoml('[tool.perfsuite.load]\ntx = "vagrant"\n')
     result = pytester.runpytest_subprocess("-m", "perf", "-p", "no:cacheprovider")
     result.stderr.fnmatch_lines(["*[[]tool.perfsuite.load[]].tx: load agents 'vagrant'*"])
@@ -376,7 +463,10 @@ def test_cli_run_from_agents(server: Server, tmp_path: Path) -> None:
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert both.returncode != 0
-    assert "give --workers or --tx, not both" in both.stdout + both.stderr
+    assert (
+        "give --workers (forked processes) or --tx (execnet agents), not both"
+        in both.stdout + both.stderr
+    )
 
 
 LONG_TESTS = """

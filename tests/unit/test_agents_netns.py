@@ -8,11 +8,9 @@ both agents start within it of the shared instant."""
 from __future__ import annotations
 
 import contextlib
-import heapq
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,87 +29,12 @@ from perfsuite.load.agents.coordinator import _clocks, _connect, _prepare
 
 from .conftest import SERVER
 from .netns import Namespaces, namespaces_or_skip
+from .relay import SlowRelay
 from .sshd import client_config, make_keys, server_config, sshd_or_skip, wait_listening
 
 pytestmark = pytest.mark.exclusive
 
 DELAY_S = 0.020  # the slow link's one-way delay, coordinator -> agent b
-
-
-class SlowRelay:
-    """A TCP relay on loopback to ``upstream``: what the client sends reaches the
-    upstream ``delay`` seconds later; the way back is not delayed (an asymmetric
-    link, the case a clock estimate cannot see into)."""
-
-    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
-        self.upstream, self.delay = upstream, delay
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.closed = False
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sockets += [client, server]
-            threading.Thread(target=self._delayed, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
-
-    def _delayed(self, src: socket.socket, dst: socket.socket) -> None:
-        pending: list[tuple[float, int, bytes]] = []
-        cond = threading.Condition()
-        done = [False]
-
-        def sender() -> None:
-            while True:
-                with cond:
-                    while not pending and not done[0]:
-                        cond.wait()
-                    if not pending:
-                        break
-                    due, _, data = pending[0]
-                    wait = due - time.monotonic()
-                    if wait > 0:
-                        cond.wait(wait)
-                        continue
-                    heapq.heappop(pending)
-                with contextlib.suppress(OSError):
-                    dst.sendall(data)
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-        threading.Thread(target=sender, daemon=True).start()
-        n = 0
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                with cond:
-                    n += 1
-                    heapq.heappush(pending, (time.monotonic() + self.delay, n, data))
-                    cond.notify()
-        with cond:
-            done[0] = True
-            cond.notify()
-
-    def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
 
 
 @pytest.fixture

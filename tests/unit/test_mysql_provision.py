@@ -28,12 +28,8 @@ from perfsuite.provision import (
     probe_docker,
 )
 from perfsuite.provision import mysql_process as mysql_process_module
-from perfsuite.provision.mysql_process import (
-    DATADIR_PREFIX,
-    _account,
-    find_mysqld,
-    mysql_process,
-)
+from perfsuite.provision.mysql_binary import account_for, find_mysqld
+from perfsuite.provision.mysql_process import DATADIR_PREFIX, mysql_process
 
 from .conftest import SCHEMA, descendants_with
 
@@ -163,7 +159,7 @@ def test_process_provider_is_locked_down() -> None:
         (mysqld,) = [
             p for p in psutil.process_iter(["cmdline"]) if flag in (p.info["cmdline"] or [])
         ]
-        if os.geteuid() == 0 and _account(folder).ids is not None:
+        if os.geteuid() == 0 and account_for(folder).ids is not None:
             assert mysqld.username() == "mysql"
         else:
             assert mysqld.username() == psutil.Process().username()

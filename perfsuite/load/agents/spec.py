@@ -1,7 +1,7 @@
 """Where load agents run: execnet gateway specs, in pytest-xdist's spelling.
 
 ``4*popen`` (four local processes), ``ssh=loadgen@10.0.0.5//python=/opt/bin/python``,
-``2*ssh=...``, ``socket=host:port``; ``workers = N`` is ``N*popen``.
+``2*ssh=...``, ``socket=host:port``. (``workers = N`` forks instead: see the README.)
 """
 
 from __future__ import annotations

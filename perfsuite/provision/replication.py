@@ -1,0 +1,178 @@
+"""Read replicas: a primary's binary log, replicas that apply it (MariaDB's GTIDs).
+
+The process provider starts the primary with a binary log and each replica
+with a server id of its own, read-only, not replicating until told. Every
+server gets the same accounts on its own (not through the binary log), so a
+replica can be told to start from the primary's position at that moment;
+what the tests load afterwards (schema, seed data) replicates. Set-up waits
+until both of a replica's threads run, and stops with the replica's own error
+text when one does not.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+from perfsuite.config import ReplicationConfig
+from perfsuite.errors import MySQLError
+from perfsuite.provision.server import MySQLServer
+from perfsuite.secrets import register
+
+__all__ = ["ReplicaStatus", "primary_argv", "replica_argv", "replica_status", "start_replication"]
+
+REPL_USER = "perfsuite_repl"
+
+
+def primary_argv(workdir: Path) -> list[str]:
+    """A primary's binary log: row-based (MySQL 8's default and what most run)."""
+    return [
+        f"--log-bin={workdir / 'binlog'}",
+        "--server-id=1",
+        "--binlog-format=ROW",
+        # As the datadir's own flushing (innodb-flush-log-at-trx-commit=0): test speed.
+        "--sync-binlog=0",
+    ]
+
+
+def replica_argv(workdir: Path, server_id: int, config: ReplicationConfig) -> list[str]:
+    """A replica: its own server id, read-only to the application, started when told."""
+    return [
+        "--skip-log-bin",
+        f"--server-id={server_id}",
+        f"--relay-log={workdir / 'relay'}",
+        "--skip-slave-start",
+        # The app account cannot write here by mistake (the admin still can).
+        "--read-only=ON",
+        f"--slave-parallel-threads={config.parallel_threads}",
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaStatus:
+    """``SHOW SLAVE STATUS``'s answer, in the columns a DBA reads first."""
+
+    io_running: str  # Yes, No, Connecting
+    sql_running: str
+    io_error: str
+    sql_error: str
+    seconds_behind: int | None  # the server's own estimate (NULL when not running)
+
+    @property
+    def running(self) -> bool:
+        """Do both threads run?"""
+        return self.io_running == "Yes" and self.sql_running == "Yes"
+
+    def describe(self) -> str:
+        """``IO thread No (error ...), SQL thread Yes``."""
+        io = f"IO thread {self.io_running}" + (f" ({self.io_error})" if self.io_error else "")
+        sql = f"SQL thread {self.sql_running}" + (f" ({self.sql_error})" if self.sql_error else "")
+        return f"{io}, {sql}"
+
+
+def _column(row: dict[str, Any], suffix: str) -> Any:
+    # MariaDB names them Slave_*; MySQL 8.0.22+ Replica_* and Seconds_Behind_Source.
+    for name, value in row.items():
+        if name.endswith(suffix):
+            return value
+    return None
+
+
+def replica_status(server: MySQLServer) -> ReplicaStatus | None:
+    """The replica's status (None: the server is not a replica)."""
+    conn = server.connect(admin=True)
+    try:
+        with conn.cursor(pymysql.cursors.DictCursor) as cur:
+            try:
+                cur.execute("SHOW REPLICA STATUS")
+            except pymysql.MySQLError:  # before MariaDB 10.5 / MySQL 8.0.22
+                cur.execute("SHOW SLAVE STATUS")
+            row = cur.fetchone()
+    except pymysql.MySQLError as exc:
+        raise MySQLError(
+            f"cannot read the replica status of {server.host}:{server.port}: {exc} "
+            "(the account needs the REPLICATION CLIENT privilege)"
+        ) from exc
+    finally:
+        conn.close()
+    if not row:
+        return None
+    behind = _column(row, "Seconds_Behind_Master")
+    if behind is None:
+        behind = _column(row, "Seconds_Behind_Source")
+    return ReplicaStatus(
+        io_running=str(_column(row, "_IO_Running") or ""),
+        sql_running=str(_column(row, "_SQL_Running") or ""),
+        io_error=str(_column(row, "Last_IO_Error") or ""),
+        sql_error=str(_column(row, "Last_SQL_Error") or ""),
+        seconds_behind=None if behind is None else int(behind),
+    )
+
+
+def _admin(server: MySQLServer, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Statements as admin, kept out of the binary log (each server sets up its own)."""
+    conn = server.connect(admin=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(sql, params or None)
+            return list(cur.fetchall())
+    except pymysql.MySQLError as exc:
+        raise MySQLError(f"replication set-up on {server.host}:{server.port}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def start_replication(
+    primary: MySQLServer,
+    replicas: Sequence[MySQLServer],
+    config: ReplicationConfig,
+    timeout: float,
+) -> None:
+    """Point each replica at ``primary`` from its position now; wait until they run."""
+    password = secrets.token_urlsafe(18)
+    register(password)
+    host = primary.host
+    _admin(primary, "CREATE USER %s@%s IDENTIFIED BY %s", (REPL_USER, host, password))
+    _admin(primary, "GRANT REPLICATION SLAVE ON *.* TO %s@%s", (REPL_USER, host))
+    ((position,),) = _admin(primary, "SELECT @@gtid_binlog_pos")
+    for replica in replicas:
+        _admin(replica, "SET GLOBAL gtid_slave_pos = %s", (position,))
+        _admin(
+            replica,
+            "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
+            "MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_DELAY = %s, "
+            "MASTER_CONNECT_RETRY = 1",
+            (host, primary.port, REPL_USER, password, config.delay),
+        )
+        _admin(replica, "START SLAVE")
+    for index, replica in enumerate(replicas, 1):
+        wait_running(replica, index, timeout)
+
+
+def wait_running(replica: MySQLServer, index: int, timeout: float) -> ReplicaStatus:
+    """Until both of the replica's threads run; its own error text when they do not."""
+    began = time.monotonic()
+    status = replica_status(replica)
+    while status is None or not status.running:
+        waited = time.monotonic() - began
+        # A refused login keeps the IO thread "Connecting", retrying each second:
+        # its error stands once a few retries have failed.
+        failed = status is not None and (
+            status.sql_error or (status.io_error and (status.io_running == "No" or waited > 3))
+        )
+        if failed or waited > timeout:
+            said = status.describe() if status is not None else "not configured as a replica"
+            raise MySQLError(
+                f"replica {index} ({replica.host}:{replica.port}) does not replicate from "
+                f"the primary: {said}"
+            )
+        time.sleep(0.05)
+        status = replica_status(replica)
+    return status

@@ -1,0 +1,105 @@
+"""Replicas through the plugin: the lag of every perf test reported, recorded and
+judged against ``replica_lag_p99`` (a pytester session with a primary and a replica)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# A perf session of its own (servers, a load, the lag timed): nothing else beside.
+pytestmark = pytest.mark.exclusive
+
+
+_LAG_SERVICE = """
+import http.server, os, sys, pymysql
+from urllib.parse import urlsplit, unquote
+
+url = urlsplit(os.environ["PERFSUITE_MYSQL_URL"])
+replica = urlsplit(os.environ["PERFSUITE_MYSQL_REPLICA_URL"])
+assert replica.port != url.port and replica.password == url.password
+
+def connect():
+    return pymysql.connect(host=url.hostname, port=url.port, user=unquote(url.username),
+                           password=unquote(url.password), database=url.path[1:],
+                           autocommit=True)
+
+db = connect()
+db.cursor().execute("CREATE TABLE IF NOT EXISTS hits (id INT AUTO_INCREMENT PRIMARY KEY)")
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/health":
+            db.cursor().execute("INSERT INTO hits () VALUES ()")
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) -> None:
+    """A service that writes under load, one replica: the lag is reported per phase,
+    recorded per second, and ``replica_lag_p99`` is judged; with the replica one
+    second behind (MASTER_DELAY), the same objective fails and says by how much."""
+    pytester.makepyfile(svc=_LAG_SERVICE)
+    pytester.makepyfile(
+        test_lag="""
+        import pytest
+        from perfsuite import Request, Scenario
+
+        @pytest.mark.perf
+        @pytest.mark.slo(replica_lag_p99="200ms")
+        def test_writes(perf_run, perf_phases, perf_mysql):
+            assert len(perf_mysql.replicas) == 1
+            scenario = Scenario(Request(name="write", build=lambda ctx: ctx.get("/w")))
+            perf_run(scenario, perf_phases.constant(50, "3s"))
+        """
+    )
+
+    def run(delay: int) -> tuple[pytest.RunResult, dict[str, object]]:
+        pytester.makepyprojecttoml(
+            f"""
+            [tool.perfsuite]
+            mysql = "process"
+            replicas = 1
+            [tool.perfsuite.replication]
+            delay = {delay}
+            [tool.perfsuite.service]
+            command = "{{python}} {pytester.path}/svc.py {{port}}"
+            health = "/health"
+            [tool.perfsuite.pool]
+            check = false
+            """
+        )
+        result = pytester.runpytest_subprocess("-m", "perf", "-rA", "-p", "no:cacheprovider")
+        runs = sorted((pytester.path / "reports" / "runs").glob("*.json"))
+        return result, json.loads(runs[-1].read_text())
+
+    quick, record = run(0)
+    quick.assert_outcomes(passed=1)
+    quick.stdout.fnmatch_lines(
+        [
+            "*perfsuite: replica lag*",
+            "replica 1 (127.0.0.1:*), steady (measure): * heartbeats, lag p50 * ms, *",
+            "*ok   SLO replica_lag_p99 of the slowest replica, all measured phases: * within SLO*",
+        ]
+    )
+    (test,) = record["tests"]  # type: ignore[index]
+    (lag,) = test["replica_lag"]
+    (phase,) = lag["phases"]
+    assert phase["heartbeats"] >= 25
+    assert phase["p99"] < 200
+    assert {s["t"] for s in lag["seconds"]} >= {0, 1, 2}
+
+    slow, record = run(1)
+    slow.assert_outcomes(failed=1)
+    slow.stdout.fnmatch_lines(
+        [
+            "*SLO violated: replica_lag_p99 of the slowest replica, all measured phases: "
+            "1,* ms * exceeds SLO at most 200.00 ms*"
+        ]
+    )
