@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import aiomysql
 from prometheus_client import (
@@ -32,59 +31,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from examples.order_service.bodies import Invalid, json_body, order_items, pos_int
+from examples.order_service.db import Pool, all_items, items_one_by_one, mysql_kwargs
 from examples.order_service.faults import Faults
 
 __all__ = ["create_app"]
 
-MAX_ITEMS = 20
 # Seconds: what a Micrometer or client_golang service would expose for an API.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class Invalid(Exception):
-    """A malformed request body: answered with 422."""
-
-
-class Pool:
-    """The aiomysql pool plus what its gauges need (waiting acquirers)."""
-
-    def __init__(self, pool: aiomysql.Pool) -> None:
-        self.pool = pool
-        self.waiting = 0
-
-    async def acquire(self) -> aiomysql.Connection:
-        self.waiting += 1
-        try:
-            return await self.pool.acquire()
-        finally:
-            self.waiting -= 1
-
-    def release(self, conn: aiomysql.Connection) -> None:
-        self.pool.release(conn)
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiomysql.Connection]:
-        conn = await self.acquire()
-        try:
-            yield conn
-        finally:
-            self.release(conn)
-
-    @property
-    def in_use(self) -> int:
-        return int(self.pool.size - self.pool.freesize)
-
-
-def _mysql_kwargs(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or "root"),
-        "password": unquote(parts.password or ""),
-        "db": parts.path.lstrip("/"),
-    }
+# The "nokey" fault's table: no primary key, so a replica finds each row by a scan.
+_AUDIT_TABLE = (
+    "CREATE TABLE IF NOT EXISTS order_audit "
+    "(order_id BIGINT NOT NULL, event VARCHAR(16) NOT NULL, at DATETIME(6) NOT NULL)"
+)
+_AUDIT_ROWS = 20
 
 
 def _timed(histogram: Histogram, endpoint: str, handler: Handler) -> Handler:
@@ -143,62 +104,6 @@ async def _never_written(queue: asyncio.Queue[int]) -> None:
     await queue.get()
 
 
-async def _items(cur: aiomysql.Cursor, order_id: int) -> list[tuple[Any, ...]]:
-    await cur.execute(
-        "SELECT sku_id, quantity, price_cents FROM order_items WHERE order_id = %s ORDER BY sku_id",
-        (order_id,),
-    )
-    return list(await cur.fetchall())
-
-
-async def _items_one_by_one(cur: aiomysql.Cursor, order_id: int) -> list[tuple[Any, ...]]:
-    """The "nplus1" fault: the ids, then one query per item (an ORM's lazy loading)."""
-    await cur.execute(
-        "SELECT sku_id FROM order_items WHERE order_id = %s ORDER BY sku_id", (order_id,)
-    )
-    items = []
-    for (sku_id,) in await cur.fetchall():
-        await cur.execute(
-            "SELECT sku_id, quantity, price_cents FROM order_items "
-            "WHERE order_id = %s AND sku_id = %s",
-            (order_id, sku_id),
-        )
-        items.append(await cur.fetchone())
-    return items
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise Invalid("body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise Invalid("body must be a JSON object")
-    return body
-
-
-def _pos_int(body: dict[str, Any], key: str, hi: int = 2**62) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= hi:
-        raise Invalid(f"{key} must be a positive integer")
-    return value
-
-
-def _order_items(body: dict[str, Any]) -> dict[int, int]:
-    items = body.get("items")
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:
-        raise Invalid(f"items must be a list of 1 to {MAX_ITEMS} items")
-    wanted: dict[int, int] = {}
-    for item in items:
-        if not isinstance(item, dict):
-            raise Invalid("each item must be an object")
-        sku = _pos_int(item, "sku_id")
-        if sku in wanted:
-            raise Invalid(f"sku {sku} appears twice")
-        wanted[sku] = _pos_int(item, "quantity", 100)
-    return wanted
-
-
 def _recording(record: Path | None) -> list[Middleware] | None:
     if record is None:
         return None
@@ -216,10 +121,13 @@ def create_app(
     faults: Faults | None = None,
     pool_min_size: int | None = None,
     record: Path | None = None,
+    replica_url: str | None = None,
 ) -> Starlette:
     """Build the ASGI app; the pool opens at start-up (with ``pool_min_size``
     connections, default 2) and closes at shutdown; ``record``: a capture file
-    the traffic is written to (see ``recording.py``)."""
+    the traffic is written to (see ``recording.py``); ``replica_url``: the order
+    query reads from that replica (a pool of its own), as services that scale
+    their reads do."""
     faults = faults or Faults()
     state: dict[str, Pool] = {}
     leaked: set[asyncio.Task[None]] = set()  # "taskleak": held, so never collected
@@ -239,17 +147,28 @@ def create_app(
             minsize=min(2 if pool_min_size is None else pool_min_size, pool_size),
             maxsize=pool_size,
             autocommit=True,
-            **_mysql_kwargs(mysql_url),
+            **mysql_kwargs(mysql_url),
         )
         state["pool"] = Pool(pool)
+        pools = [pool]
+        if replica_url:
+            replica = await aiomysql.create_pool(
+                minsize=1, maxsize=pool_size, autocommit=True, **mysql_kwargs(replica_url)
+            )
+            state["reads"] = Pool(replica)
+            pools.append(replica)
+        if faults.nokey:
+            async with state["pool"].connection() as conn, conn.cursor() as cur:
+                await cur.execute(_AUDIT_TABLE)
         try:
             yield
         finally:
-            pool.close()
-            try:
-                await asyncio.wait_for(pool.wait_closed(), timeout=2.0)
-            except TimeoutError:  # leaked connections never come back (fault "leak")
-                pool.terminate()
+            for each in pools:
+                each.close()
+                try:
+                    await asyncio.wait_for(each.wait_closed(), timeout=2.0)
+                except TimeoutError:  # leaked connections never come back (fault "leak")
+                    each.terminate()
 
     def answer(endpoint: str, status: int, body: Any) -> JSONResponse:
         requests.labels(endpoint, str(status)).inc()
@@ -257,9 +176,9 @@ def create_app(
 
     async def create_order(request: Request) -> Response:
         try:
-            body = await _json(request)
-            user_id = _pos_int(body, "user_id")
-            wanted = _order_items(body)
+            body = await json_body(request)
+            user_id = pos_int(body, "user_id")
+            wanted = order_items(body)
         except Invalid as exc:
             return answer("create_order", 422, {"error": str(exc)})
         async with state["pool"].connection() as conn, conn.cursor() as cur:
@@ -287,6 +206,12 @@ def create_app(
                     "VALUES (%s, %s, %s, %s)",
                     [(order_id, sku, qty, prices[sku]) for sku, qty in wanted.items()],
                 )
+                if faults.nokey:  # rows a replica will have to find by scanning
+                    await cur.executemany(
+                        "INSERT INTO order_audit (order_id, event, at) "
+                        "VALUES (%s, 'created', NOW(6))",
+                        [(order_id,)] * _AUDIT_ROWS,
+                    )
                 await conn.commit()
             except BaseException:
                 await conn.rollback()
@@ -299,9 +224,9 @@ def create_app(
 
     async def payment_callback(request: Request) -> Response:
         try:
-            body = await _json(request)
-            order_id = _pos_int(body, "order_id")
-            amount = _pos_int(body, "amount_cents")
+            body = await json_body(request)
+            order_id = pos_int(body, "order_id")
+            amount = pos_int(body, "amount_cents")
             payment_id = body.get("payment_id")
             if not isinstance(payment_id, str) or not 0 < len(payment_id) <= 64:
                 raise Invalid("payment_id must be a string of 1 to 64 characters")
@@ -343,6 +268,10 @@ def create_app(
                     "WHERE id = %s",
                     (payment_id, order_id),
                 )
+                if faults.nokey:
+                    await cur.execute(
+                        "UPDATE order_audit SET event = 'paid' WHERE order_id = %s", (order_id,)
+                    )
                 await conn.commit()
         except BaseException:
             await conn.rollback()
@@ -359,7 +288,8 @@ def create_app(
             order_id = int(request.path_params["order_id"])
         except ValueError:
             return answer("order_query", 422, {"error": "order id must be an integer"})
-        async with state["pool"].connection() as conn, conn.cursor() as cur:
+        reads = state.get("reads", state["pool"])
+        async with reads.connection() as conn, conn.cursor() as cur:
             if faults.slow_query_ms:
                 # In the database, on this connection: the query itself is slower, and
                 # MySQL's SLEEP has sub-millisecond resolution (asyncio under uvloop: 1 ms).
@@ -379,7 +309,7 @@ def create_app(
             if row is None:
                 return answer("order_query", 404, {"error": f"no order {order_id}"})
             items = await (
-                _items_one_by_one(cur, order_id) if faults.nplus1 else _items(cur, order_id)
+                items_one_by_one(cur, order_id) if faults.nplus1 else all_items(cur, order_id)
             )
         keys = ("id", "user_id", "status", "total_cents", "payment_id")
         order = dict(zip(keys, row[: len(keys)], strict=True))

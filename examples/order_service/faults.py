@@ -20,6 +20,11 @@
   one, for a replay's comparison of answers to find.
 - ``hot``: the order query does needless CPU work (``checksum_order``, 3.5 ms of
   its thread's CPU time spent hashing) before answering: a flame graph points at it.
+- ``nokey``: each order also writes 20 rows to an audit table that has no
+  primary key, and its payment marks them paid (one ``UPDATE`` by order id):
+  the primary scans the table once per payment, a replica once per row (row-based
+  replication finds each changed row by a scan when a table has no key), so the
+  replica falls behind under write load while the primary does not.
 - unset or empty: the correct service.
 """
 
@@ -42,14 +47,15 @@ class Faults:
     taskleak: bool = False
     hot: bool = False
     total: bool = False
+    nokey: bool = False
 
 
 def parse_faults(value: str | None) -> Faults:
     """Parse ``leak``, ``slow:<ms>``, ``delay:<ms>``, ``nplus1``, ``scan``,
-    ``taskleak``, ``hot``, ``total``, comma-separated; raise on anything else."""
+    ``taskleak``, ``hot``, ``total``, ``nokey``, comma-separated; raise on anything else."""
     leak = False
     ms = {"slow": 0.0, "delay": 0.0}
-    flags = {"nplus1": False, "scan": False, "taskleak": False, "hot": False, "total": False}
+    flags = dict.fromkeys(("nplus1", "scan", "taskleak", "hot", "total", "nokey"), False)
     for part in (value or "").split(","):
         part = part.strip()
         if not part:
@@ -69,6 +75,6 @@ def parse_faults(value: str | None) -> Faults:
         else:
             raise ValueError(
                 f"ORDER_SERVICE_FAULT: unknown fault {part!r} "
-                f"(known: leak, slow:<ms>, delay:<ms>, nplus1, scan, taskleak, hot, total)"
+                f"(known: leak, slow:<ms>, delay:<ms>, nplus1, scan, taskleak, hot, total, nokey)"
             )
     return Faults(leak=leak, slow_query_ms=ms["slow"], delay_query_ms=ms["delay"], **flags)

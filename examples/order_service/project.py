@@ -74,14 +74,17 @@ def write_project(
     tests: str,
     *,
     toml: str = "",
+    top: str = "",
     users: int = 2_000,
     skus: int = 500,
     orders: int = 5_000,
 ) -> Path:
-    """Write the project into ``folder``: its pyproject (plus ``toml``), the seeding
-    conftest, and ``tests`` as ``test_bench.py``."""
+    """Write the project into ``folder``: its pyproject (``top``: more keys of
+    ``[tool.perfsuite]`` itself; ``toml``: more tables), the seeding conftest, and
+    ``tests`` as ``test_bench.py``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "pyproject.toml").write_text(_PROJECT + toml)
+    text = _PROJECT.replace("\n[tool.perfsuite.service]", f"{top}\n[tool.perfsuite.service]", 1)
+    (folder / "pyproject.toml").write_text(text + toml)
     (folder / "conftest.py").write_text(_CONFTEST.format(users=users, skus=skus, orders=orders))
     (folder / "test_bench.py").write_text(tests)
     (folder / "reports" / "runs").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,73 @@
+"""The example order service with a replica it reads orders from: its ``nokey``
+fault (an audit table without a primary key) makes the replica fall behind under
+write load, and ``replica_lag_p99`` fails; the correct service keeps it close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from examples.order_service.project import run_session, write_project
+
+# A perf session of its own (three servers, the service, a load): nothing beside.
+pytestmark = pytest.mark.exclusive
+
+TESTS = """
+import pytest
+from perfsuite import Journey, Request, Scenario, Step, json_field
+
+def create(ctx):
+    sku = ctx.pick("sku_id")
+    return ctx.post("/orders", json={"user_id": ctx.pick("user_id"),
+                                     "items": [{"sku_id": sku, "quantity": 1}]})
+
+def pay(user):
+    body = {"order_id": user["order_id"], "payment_id": f"pay-{user['order_id']}",
+            "amount_cents": user["amount"]}
+    return user.post("/payments/callback", json=body)
+
+ORDER = Journey(
+    "order",
+    Step(name="create", build=create, status={201},
+         extract={"order_id": json_field("id"), "amount": json_field("total_cents")}),
+    Step(name="pay", build=pay, status={200}),
+)
+
+@pytest.mark.perf
+@pytest.mark.slo(replica_lag_p99="200ms")
+def test_orders_reach_the_replica(perf_run, perf_phases, perf_seed, perf_mysql):
+    assert perf_mysql.replicas
+    data = {"user_id": [u[0] for u in perf_seed.users], "sku_id": [s[0] for s in perf_seed.skus]}
+    perf_run(Scenario(ORDER, data=data, seed=3),
+             [perf_phases.warmup(rate=20, duration="2s"),
+              perf_phases.constant(rate=40, duration="8s")])
+"""
+
+
+def _run(project: Path, fault: str) -> tuple[str, dict[str, object]]:
+    done, (test,) = run_session(
+        project, "--perf-flamegraph=never", fault=fault, env={"ORDER_SERVICE_READS": "replica"}
+    )
+    return done.stdout, test
+
+
+def test_the_nokey_fault_makes_the_replica_fall_behind(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path / "project",
+        TESTS,
+        top="replicas = 1",
+        toml="[tool.perfsuite.pool]\ncheck = false\n",
+        users=500,
+        skus=100,
+        orders=100,
+    )
+    correct, test = _run(project, "")
+    assert test["outcome"] == "passed", correct[-3000:]
+    ((phases, *_),) = [lag["phases"] for lag in test["replica_lag"]]  # type: ignore[union-attr]
+    faulty, test = _run(project, "nokey")
+    assert test["outcome"] == "failed", faulty[-3000:]
+    (slo,) = [s for s in test["slo"] if s["metric"] == "replica_lag_p99"]  # type: ignore[union-attr]
+    assert not slo["passed"]
+    assert slo["measured"] > 200, slo
+    print(f"correct: {phases}\nnokey: {slo['text']}")
