@@ -23,7 +23,14 @@ from perfsuite.config.model import (
 from perfsuite.config.probes import metrics_config, pool_config, resources_config
 from perfsuite.config.profiling import profiling_config
 from perfsuite.config.replication import replication_config
-from perfsuite.config.values import check_keys, fraction, int_value, section, str_value
+from perfsuite.config.values import (
+    bool_value,
+    check_keys,
+    fraction,
+    int_value,
+    section,
+    str_value,
+)
 from perfsuite.errors import ConfigError
 
 __all__ = ["load_config", "parse_mysql_choice", "read_pyproject"]
@@ -148,9 +155,7 @@ def _mysql_config(table: Mapping[str, Any], rootdir: Path, choice: str | None) -
     seed = str_value(table, "seed", where, None)
     if seed is not None and ":" not in seed:
         raise ConfigError(f"{where}.seed: expected 'module:function', got {seed!r}")
-    cost = table.get("cost", True)
-    if not isinstance(cost, bool):
-        raise ConfigError(f"{where}.cost: expected true or false, got {cost!r}")
+    cost = bool_value(table, "cost", where)
     return MySQLConfig(
         provider=provider,
         url=url,
@@ -263,7 +268,7 @@ def _load_config(table: Any, allowed: Any, rootdir: Path) -> LoadConfig:
             table.get("connect_timeout", "5s"), key=f"{where}.connect_timeout"
         ),
         max_body=int_value(table, "max_body", where, defaults.max_body, 0, 1 << 30),
-        verify=_verify(table.get("verify", True), where),
+        verify=bool_value(table, "verify", where),
         ca_bundle=_ca_bundle(str_value(table, "ca_bundle", where, None), rootdir, where),
         late_threshold=parse_duration(
             table.get("late_threshold", "10ms"), key=f"{where}.late_threshold"
@@ -297,12 +302,6 @@ def load_agents(value: object, where: str, workers: int = 1) -> tuple[str, ...]:
             f"{where}: give workers (forked processes) or tx (execnet agents), not both"
         )
     return tuple(specs)
-
-
-def _verify(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.verify: expected true or false, got {value!r}")
-    return value
 
 
 def _ca_bundle(value: str | None, rootdir: Path, where: str) -> str | None:

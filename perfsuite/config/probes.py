@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from perfsuite.config.model import MetricsConfig, PoolConfig, ResourcesConfig, parse_duration
-from perfsuite.config.values import int_value, section, str_value
+from perfsuite.config.values import bool_value, int_value, section, str_value
 from perfsuite.errors import ConfigError
 
 __all__ = ["metrics_config", "pool_config", "resources_config"]
@@ -33,9 +33,7 @@ _POOL_KEYS = {
 def pool_config(table: Any) -> PoolConfig:
     where = "[tool.perfsuite.pool]"
     table = section(table, _POOL_KEYS, where)
-    check = table.get("check", True)
-    if not isinstance(check, bool):
-        raise ConfigError(f"{where}.check: expected true or false, got {check!r}")
+    check = bool_value(table, "check", where)
     path = str_value(table, "metrics_path", where, "/metrics") or "/metrics"
     if not path.startswith("/"):
         raise ConfigError(f"{where}.metrics_path: expected a path starting with '/', got {path!r}")
@@ -108,13 +106,6 @@ _METRICS_KEYS = {
 _JOB = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
-def _flag(table: dict[str, Any], key: str, where: str) -> bool:
-    value = table.get(key, True)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
-    return value
-
-
 def _http_url(value: object, key: str) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
         raise ConfigError(f"{key}: expected an http:// or https:// URL, got {value!r}")
@@ -156,16 +147,16 @@ def metrics_config(table: Any) -> MetricsConfig:
         raise ConfigError(f"{where}.interval: expected 0.1s to 60s, got {interval:g}s")
     prometheus = table.get("prometheus_url")
     return MetricsConfig(
-        service=_flag(table, "service", where),
+        service=bool_value(table, "service", where),
         path=path,
         targets=dict(targets),
-        database=_flag(table, "database", where),
+        database=bool_value(table, "database", where),
         interval=interval,
         max_series=int_value(table, "max_series", where, 2000, 1, 1_000_000),
         keep=_patterns(table, "keep", where),
         drop=_patterns(table, "drop", where),
         pin=_patterns(table, "pin", where),
-        every_test=_flag(table, "every_test", where),
+        every_test=bool_value(table, "every_test", where),
         record_series=int_value(table, "record_series", where, 200, 0, 100_000),
         prometheus_url=None
         if prometheus is None

@@ -7,7 +7,7 @@ import shlex
 from typing import Any
 
 from perfsuite.config.model import ProfilingConfig, parse_duration
-from perfsuite.config.values import int_value, section, str_value
+from perfsuite.config.values import bool_value, int_value, section, str_value
 from perfsuite.errors import ConfigError
 
 __all__ = ["KEEP", "PROFILERS", "profiling_config"]
@@ -63,9 +63,7 @@ def profiling_config(table: Any) -> ProfilingConfig:
     seconds = parse_duration(table.get("seconds", "10s"), key=f"{where}.seconds")
     if not 1 <= seconds <= 600:
         raise ConfigError(f"{where}.seconds: expected 1s to 600s, got {seconds:g}s")
-    growth = table.get("growth", True)
-    if not isinstance(growth, bool):
-        raise ConfigError(f"{where}.growth: expected true or false, got {growth!r}")
+    growth = bool_value(table, "growth", where)
     names = table.get("growth_metrics", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and _NAME.match(n) for n in names):
         raise ConfigError(f"{where}.growth_metrics: expected a list of metric names, got {names!r}")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from perfsuite.config.model import ReplicationConfig, parse_duration
-from perfsuite.config.values import int_value, section
+from perfsuite.config.values import bool_value, int_value, section
 from perfsuite.errors import ConfigError
 
 __all__ = ["replication_config"]
@@ -55,14 +55,11 @@ def replication_config(top: Mapping[str, Any], provider: str) -> ReplicationConf
     heartbeat = parse_duration(table.get("heartbeat", "100ms"), key=f"{where}.heartbeat")
     if not 0.01 <= heartbeat <= 10.0:
         raise ConfigError(f"{where}.heartbeat: expected 10ms to 10s, got {heartbeat:g}s")
-    lag = table.get("lag", True)
-    if not isinstance(lag, bool):
-        raise ConfigError(f"{where}.lag: expected true or false, got {lag!r}")
     return ReplicationConfig(
         replicas=replicas,
         urls=tuple(urls),
         delay=int(seconds),
         parallel_threads=int_value(table, "parallel_threads", where, 0, 0, 256),
         heartbeat=heartbeat,
-        lag=lag,
+        lag=bool_value(table, "lag", where),
     )

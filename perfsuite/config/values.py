@@ -34,6 +34,13 @@ def int_value(
     return value
 
 
+def bool_value(table: Mapping[str, Any], key: str, where: str, default: bool = True) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
+    return value
+
+
 def section(table: Any, known: set[str], where: str) -> dict[str, Any]:
     """A sub-table of [tool.perfsuite] ({} when absent), its keys checked."""
     table = {} if table is None else table

@@ -166,7 +166,9 @@ class ReplicaLagWatch:
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = self.primary.connect(admin=True, read_timeout=5)
+                    # No default schema: the statement digests of the test's database
+                    # (the cost per request) do not count the heartbeats.
+                    conn = self.primary.connect(admin=True, read_timeout=5, database="")
                     with conn.cursor() as cur:
                         # Logged as a statement, so that each replica evaluates SYSDATE.
                         cur.execute("SET SESSION binlog_format = 'STATEMENT'")

@@ -164,7 +164,7 @@ def wait_running(replica: MySQLServer, index: int, timeout: float) -> ReplicaSta
         waited = time.monotonic() - began
         # A refused login keeps the IO thread "Connecting", retrying each second:
         # its error stands once a few retries have failed.
-        failed = status is not None and (
+        failed = status is None or bool(
             status.sql_error or (status.io_error and (status.io_running == "No" or waited > 3))
         )
         if failed or waited > timeout:
