@@ -45,12 +45,23 @@ from .sshd import client_config, make_keys, server_config, sshd_or_skip, wait_li
 pytestmark = pytest.mark.exclusive
 
 
+_BEFORE: set[int] = set()  # this process's children when the test began
+
+
+@pytest.fixture(autouse=True)
+def _children_before() -> None:
+    """What ran before the test (the module's HTTP server, and a session's MariaDB
+    or service of another test in this worker) is not an agent left behind."""
+    _BEFORE.clear()
+    _BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
+
+
 def _agents_left() -> list[psutil.Process]:
-    """This process's children but the module's HTTP server."""
+    """This process's children that the test started and left running."""
     left = []
     for proc in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-            if "loadserver.py" not in " ".join(proc.cmdline()):
+            if proc.pid not in _BEFORE and proc.status() != psutil.STATUS_ZOMBIE:
                 left.append(proc)
     return left
 
