@@ -10,8 +10,10 @@
    under a write load (closed model, 16 users, each creating an order and
    paying for it, no think time, ``--seconds``), alternating which goes
    first: without replicas, and with one replica (binary log, row-based;
-   the lag measured, its heartbeats included). Successful journeys per
-   second, p50/p99 of the payment, and the replica's lag p99.
+   the lag measured, its heartbeats included); and with the replica stopped
+   before the load (the primary's binary log written, nothing applying it:
+   the log's own cost). Successful journeys per second, p50/p99 of the
+   payment, and the replica's lag p99.
 
 Run it where nothing else loads the machine; it prints Markdown tables.
 """
@@ -33,6 +35,7 @@ from perfsuite.config import MySQLConfig, ReplicationConfig
 from perfsuite.provision.mysql_process import mysql_process
 
 TESTS = """
+import os
 from perfsuite import Journey, Scenario, Step, json_field
 
 def create(ctx):
@@ -51,7 +54,10 @@ ORDER = Journey(
     Step(name="pay", build=pay, status={{200}}),
 )
 
-def test_writes(perf_run, perf_phases, perf_seed):
+def test_writes(perf_run, perf_phases, perf_seed, perf_mysql):
+    if os.environ.get("STOP_REPLICA"):  # the binary log alone: nobody applies it
+        for replica in perf_mysql.replicas:
+            replica.execute("STOP SLAVE", admin=True)
     data = {{"user_id": [u[0] for u in perf_seed.users], "sku_id": [s[0] for s in perf_seed.skus]}}
     perf_run(Scenario(ORDER, data=data, seed=3),
              [perf_phases.users(users=4, duration="2s", name="warm", role="warmup"),
@@ -87,7 +93,7 @@ def _measured(test: dict[str, Any]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--pairs", type=int, default=4, help="rounds of the three")
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
 
@@ -102,35 +108,46 @@ def main() -> int:
         print(f"| {label} | {statistics.median(times):.2f} | {each} |")
 
     with tempfile.TemporaryDirectory(prefix="perfsuite-repl-bench-") as tmp:
+        pool = "[tool.perfsuite.pool]\ncheck = false\n"
+        unwatched = pool + "[tool.perfsuite.replication]\nlag = false\n"  # nothing applies it
+        configs = {
+            "no replica": ("", pool),
+            "1 replica": ("replicas = 1", pool),
+            "binary log only": ("replicas = 1", unwatched),
+        }
         projects = {
             label: write_project(
                 Path(tmp) / label.replace(" ", "_"),
                 TESTS.format(seconds=args.seconds),
                 top=top,
-                toml="[tool.perfsuite.pool]\ncheck = false\n",
+                toml=toml,
                 users=2_000,
                 skus=500,
                 orders=100,
             )
-            for label, top in (("no replica", ""), ("1 replica", "replicas = 1"))
+            for label, (top, toml) in configs.items()
         }
         rows: dict[str, list[dict[str, float]]] = {label: [] for label in projects}
+        labels = list(projects)
         for pair in range(args.pairs):
-            order = list(projects) if pair % 2 == 0 else list(reversed(projects))
+            order = labels[pair % 3 :] + labels[: pair % 3]  # each first in turn
             for label in order:
-                _, (test,) = run_session(projects[label], "--perf-flamegraph=never")
+                env = {"STOP_REPLICA": "1"} if label == "binary log only" else {}
+                _, (test,) = run_session(projects[label], "--perf-flamegraph=never", env=env)
                 rows[label].append(_measured(test))
-    print(f"\n{args.pairs} pairs, 16 users creating and paying orders for {args.seconds} s:\n")
+    print(f"\n{args.pairs} rounds, 16 users creating and paying orders for {args.seconds} s:\n")
     print("| servers | journeys/s | pay p50 ms | pay p99 ms | lag p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, runs in rows.items():
         cells = []
         for key in ("journeys/s", "p50", "p99", "lag p99"):
-            values = [r[key] for r in runs if key in r]
+            stopped = label == "binary log only" and key == "lag p99"  # nothing applied
+            values = [r[key] for r in runs if key in r and not stopped]
             cells.append(f"{statistics.median(values):,.2f}" if values else "-")
         print(f"| {label} | {' | '.join(cells)} |")
-    base, with_replica = (statistics.median(r["journeys/s"] for r in rows[k]) for k in rows)
+    base, with_replica, logged = (statistics.median(r["journeys/s"] for r in rows[k]) for k in rows)
     print(f"\nthroughput with a replica / without: {with_replica / base:.3f}")
+    print(f"throughput with the binary log alone / without: {logged / base:.3f}")
     return 0
 
 
