@@ -11,6 +11,10 @@ random password too); ``--secure-file-priv`` inside the run's folder, so
 files; and under root the server runs as the ``mysql`` account where the
 machine has one. Readiness and set-up go through that socket, so another
 server that took the chosen port in the meantime is never mistaken for ours.
+
+With ``replicas`` (:mod:`perfsuite.provision.replication`) each replica is
+one more such server, with the same accounts and passwords, and the primary
+keeps a binary log.
 """
 
 from __future__ import annotations
