@@ -83,6 +83,7 @@ class ReplicaLagWatch:
             "written_us BIGINT NOT NULL, applied_us BIGINT NOT NULL) ENGINE=InnoDB",
             admin=True,
         )
+        self._check_statement_logging()
         for index, replica in enumerate(self.replicas):
             self._wait_for_table(index, replica, table)
             self._clocks[index] = _clock(replica)
@@ -141,6 +142,19 @@ class ReplicaLagWatch:
             if one.error:
                 errors.append(f"{one.replica}: {one.error}")
         return ReplicaLag(phases=tuple(rows), seconds=tuple(seconds), errors=tuple(errors))
+
+    def _check_statement_logging(self) -> None:
+        """The heartbeats are logged as statements: said before the load when the
+        account may not (a server given by URL, an account without the right)."""
+        try:
+            with self.primary.connection(admin=True) as conn, conn.cursor() as cur:
+                cur.execute("SET SESSION binlog_format = 'STATEMENT'")
+        except pymysql.MySQLError as exc:
+            raise MySQLError(
+                f"the replicas' lag cannot be measured: {self.primary.admin_user} may not log "
+                f"the heartbeats as statements ({exc.args[-1] if exc.args else exc}); grant it "
+                "BINLOG ADMIN (MariaDB) or SUPER, or set [tool.perfsuite.replication] lag = false"
+            ) from exc
 
     def _wait_for_table(self, index: int, replica: MySQLServer, table: str) -> None:
         deadline = time.monotonic() + 30

@@ -245,3 +245,16 @@ def test_the_replicas_of_a_given_server_are_checked_and_watched(pair: MySQLServe
     )
     with pytest.raises(MySQLError, match="not configured as a replica"), open_mysql(config, choice):
         pass
+
+
+def test_an_account_that_may_not_log_statements_is_told_before_the_load(
+    pair: MySQLServer,
+) -> None:
+    """A primary given by URL whose account cannot set ``binlog_format``: the lag
+    watch refuses to start, naming the right it needs (not a load with no heartbeats)."""
+    from dataclasses import replace
+
+    confined = replace(pair, admin_user=pair.user, admin_password=pair.password)
+    watch = ReplicaLagWatch(confined, pair.replicas, interval=0.05)
+    with pytest.raises(MySQLError, match=r"may not log the heartbeats as statements.*BINLOG ADMIN"):
+        watch.start()
