@@ -138,14 +138,15 @@ def test_the_lag_of_a_link_one_second_slow_is_one_second(pair: MySQLServer) -> N
     assert 5 <= series.pending <= 12, series.pending
 
 
-def _master_delay_apply_times(written_s: np.ndarray, delay: int) -> np.ndarray:
+def _master_delay_apply_times(written_s: np.ndarray, delay: int, reach: float) -> np.ndarray:
     """When MariaDB applies each heartbeat under MASTER_DELAY (whole seconds): the
-    event's timestamp is whole seconds; the applier, on reaching an event, sleeps
-    ``when + delay - now`` in whole seconds of its clock, counted from now."""
+    event's timestamp is whole seconds; the applier reaches it ``reach`` seconds
+    after it was written (or when done with the one before) and sleeps ``when +
+    delay - now`` in whole seconds of its clock, counted from then."""
     done = 0.0
     out = []
     for w in written_s:
-        at = max(w, done)
+        at = max(w + reach, done)
         end = math.floor(w) + delay
         if end > math.floor(at):
             at += end - math.floor(at)
@@ -166,8 +167,13 @@ def test_master_delay_is_measured_as_the_server_applies_it() -> None:
         (series,) = watch.stop()
     lags = _lags_ms(series)
     written = series.written_us[series.applied] / 1e6
-    expected = (_master_delay_apply_times(written, 1) - written) * 1000
-    error = lags - expected
+    # The time it takes the event to reach the applier (a few ms) is fitted: near a
+    # second's end it decides which second the applier counts from.
+    errors = [
+        lags - (_master_delay_apply_times(written, 1, reach / 1000) - written) * 1000
+        for reach in range(0, 30)
+    ]
+    error = min(errors, key=lambda e: float(np.median(np.abs(e))))
     assert len(lags) >= 30
     assert np.percentile(np.abs(error), 90) < 20, np.percentile(error, [0, 10, 50, 90, 100])
     p50, p99 = np.percentile(lags, [50, 99])
