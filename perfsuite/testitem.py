@@ -313,18 +313,20 @@ def entry(item: pytest.Item, outcome: str) -> dict[str, Any]:
     )
 
 
+def _watched(item: pytest.Item) -> list[Watched | None]:
+    """What the watchers gathered during each of the test's loads (None: not watched)."""
+    watched = item.stash.get(WATCHED_KEY, {})
+    return [watched.get(i) for i in range(len(item.stash.get(RESULTS_KEY, [])))]
+
+
 def _machine(item: pytest.Item) -> list[MachineLoad | None]:
     """What else the machine ran during each of the test's loads (None: not watched)."""
-    watched = item.stash.get(WATCHED_KEY, {})
-    loads = len(item.stash.get(RESULTS_KEY, []))
-    return [watched[i].machine if i in watched else None for i in range(loads)]
+    return [w.machine if w is not None else None for w in _watched(item)]
 
 
 def lag_of(item: pytest.Item) -> list[ReplicaLag | None]:
     """The replicas' lag during each of the test's loads (None: no replicas)."""
-    watched = item.stash.get(WATCHED_KEY, {})
-    loads = len(item.stash.get(RESULTS_KEY, []))
-    return [watched[i].lag if i in watched else None for i in range(loads)]
+    return [w.lag if w is not None else None for w in _watched(item)]
 
 
 def _diff_counts(item: pytest.Item) -> dict[str, tuple[int, int]] | None:

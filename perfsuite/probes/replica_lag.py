@@ -74,6 +74,7 @@ class ReplicaLagWatch:
         self._applied: list[dict[int, int]] = [{} for _ in replicas]  # id -> applied (us)
         self._clocks: list[ClockOffset | None] = [None for _ in replicas]
         self.errors: list[str] = []  # heartbeats that could not be written or read
+        self._conn: pymysql.Connection | None = None  # the writer's, opened by start()
 
     def start(self) -> None:
         """The table (replicated before anything is written), the clocks, the threads."""
@@ -83,10 +84,14 @@ class ReplicaLagWatch:
             "written_us BIGINT NOT NULL, applied_us BIGINT NOT NULL) ENGINE=InnoDB",
             admin=True,
         )
-        self._check_statement_logging()
-        for index, replica in enumerate(self.replicas):
-            self._wait_for_table(index, replica, table)
-            self._clocks[index] = _clock(replica)
+        self._conn = self._connect_writer()  # before the load: an account that may not, said
+        try:
+            for index, replica in enumerate(self.replicas):
+                self._wait_for_table(index, replica, table)
+                self._clocks[index] = _clock(replica)
+        except BaseException:
+            self._conn.close()
+            raise
         self._threads = [
             threading.Thread(target=self._write, name="perfsuite-heartbeat", daemon=True),
             threading.Thread(target=self._read, name="perfsuite-heartbeat-read", daemon=True),
@@ -112,8 +117,9 @@ class ReplicaLagWatch:
             clock = self._clocks[index]
             # Only an offset larger than its own uncertainty is corrected for: on one
             # machine the clocks are one, and the estimate would only add noise.
-            known = clock is not None and abs(clock.offset_ns) > clock.uncertainty_ns
-            shift = clock.offset_ns // 1000 if clock is not None and known else 0
+            shift = 0
+            if clock is not None and abs(clock.offset_ns) > clock.uncertainty_ns:
+                shift = clock.offset_ns // 1000
             at = np.where(applied, at - shift, at)
             out.append(
                 LagSeries(
@@ -143,18 +149,24 @@ class ReplicaLagWatch:
                 errors.append(f"{one.replica}: {one.error}")
         return ReplicaLag(phases=tuple(rows), seconds=tuple(seconds), errors=tuple(errors))
 
-    def _check_statement_logging(self) -> None:
-        """The heartbeats are logged as statements: said before the load when the
-        account may not (a server given by URL, an account without the right)."""
+    def _connect_writer(self) -> pymysql.Connection:
+        """The heartbeats' connection, which logs them as statements (so that each
+        replica evaluates their SYSDATE); a clear error when the account may not (a
+        server given by URL, an account without the right)."""
+        # No default schema: the statement digests of the test's database (the cost
+        # per request) do not count the heartbeats.
+        conn = self.primary.connect(admin=True, read_timeout=5, database="")
         try:
-            with self.primary.connection(admin=True) as conn, conn.cursor() as cur:
+            with conn.cursor() as cur:
                 cur.execute("SET SESSION binlog_format = 'STATEMENT'")
         except pymysql.MySQLError as exc:
+            conn.close()
             raise MySQLError(
                 f"the replicas' lag cannot be measured: {self.primary.admin_user} may not log "
                 f"the heartbeats as statements ({exc.args[-1] if exc.args else exc}); grant it "
                 "BINLOG ADMIN (MariaDB) or SUPER, or set [tool.perfsuite.replication] lag = false"
             ) from exc
+        return conn
 
     def _wait_for_table(self, index: int, replica: MySQLServer, table: str) -> None:
         deadline = time.monotonic() + 30
@@ -174,18 +186,13 @@ class ReplicaLagWatch:
     def _write(self) -> None:
         """A heartbeat at each tick of a fixed schedule (late ticks are not made up)."""
         table = f"`{self.primary.database}`.`{TABLE}`"
-        conn: pymysql.Connection | None = None
+        conn: pymysql.Connection | None = self._conn
         began = time.monotonic()
         tick = 0
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    # No default schema: the statement digests of the test's database
-                    # (the cost per request) do not count the heartbeats.
-                    conn = self.primary.connect(admin=True, read_timeout=5, database="")
-                    with conn.cursor() as cur:
-                        # Logged as a statement, so that each replica evaluates SYSDATE.
-                        cur.execute("SET SESSION binlog_format = 'STATEMENT'")
+                    conn = self._connect_writer()
                 with conn.cursor() as cur:
                     written = time.time_ns() // 1000
                     cur.execute(
@@ -216,7 +223,7 @@ class ReplicaLagWatch:
     def _read_once(self) -> None:
         table = f"`{self.primary.database}`.`{TABLE}`"
         with self._lock:
-            written = list(self._written)
+            written = set(self._written)
         for index, replica in enumerate(self.replicas):
             got = self._applied[index]
             # Heartbeats may be applied out of order (parallel appliers): from the
@@ -228,7 +235,7 @@ class ReplicaLagWatch:
                 f"SELECT id, applied_us FROM {table} WHERE id >= %s", (low,), admin=True
             )
             for heartbeat, applied in rows:
-                if heartbeat in self._written:
+                if heartbeat in written:
                     got[int(heartbeat)] = int(applied)
 
 

@@ -62,7 +62,6 @@ class ReplicaStatus:
     sql_running: str
     io_error: str
     sql_error: str
-    seconds_behind: int | None  # the server's own estimate (NULL when not running)
 
     @property
     def running(self) -> bool:
@@ -77,7 +76,7 @@ class ReplicaStatus:
 
 
 def _column(row: dict[str, Any], suffix: str) -> Any:
-    # MariaDB names them Slave_*; MySQL 8.0.22+ Replica_* and Seconds_Behind_Source.
+    # MariaDB names them Slave_*; MySQL 8.0.22+ Replica_*.
     for name, value in row.items():
         if name.endswith(suffix):
             return value
@@ -103,25 +102,23 @@ def replica_status(server: MySQLServer) -> ReplicaStatus | None:
         conn.close()
     if not row:
         return None
-    behind = _column(row, "Seconds_Behind_Master")
-    if behind is None:
-        behind = _column(row, "Seconds_Behind_Source")
     return ReplicaStatus(
         io_running=str(_column(row, "_IO_Running") or ""),
         sql_running=str(_column(row, "_SQL_Running") or ""),
         io_error=str(_column(row, "Last_IO_Error") or ""),
         sql_error=str(_column(row, "Last_SQL_Error") or ""),
-        seconds_behind=None if behind is None else int(behind),
     )
 
 
-def _admin(server: MySQLServer, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Statements as admin, kept out of the binary log (each server sets up its own)."""
+def _admin(server: MySQLServer, *statements: tuple[str, Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Statements as admin on one connection, kept out of the binary log (each server
+    sets up its own); the rows of the last."""
     conn = server.connect(admin=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SET SESSION sql_log_bin = 0")
-            cur.execute(sql, params or None)
+            for sql, params in statements:
+                cur.execute(sql, params or None)
             return list(cur.fetchall())
     except pymysql.MySQLError as exc:
         raise MySQLError(f"replication set-up on {server.host}:{server.port}: {exc}") from exc
@@ -139,19 +136,24 @@ def start_replication(
     password = secrets.token_urlsafe(18)
     register(password)
     host = primary.host
-    _admin(primary, "CREATE USER %s@%s IDENTIFIED BY %s", (REPL_USER, host, password))
-    _admin(primary, "GRANT REPLICATION SLAVE ON *.* TO %s@%s", (REPL_USER, host))
-    ((position,),) = _admin(primary, "SELECT @@gtid_binlog_pos")
+    ((position,),) = _admin(
+        primary,
+        ("CREATE USER %s@%s IDENTIFIED BY %s", (REPL_USER, host, password)),
+        ("GRANT REPLICATION SLAVE ON *.* TO %s@%s", (REPL_USER, host)),
+        ("SELECT @@gtid_binlog_pos", ()),
+    )
     for replica in replicas:
-        _admin(replica, "SET GLOBAL gtid_slave_pos = %s", (position,))
         _admin(
             replica,
-            "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
-            "MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_DELAY = %s, "
-            "MASTER_CONNECT_RETRY = 1",
-            (host, primary.port, REPL_USER, password, config.delay),
+            ("SET GLOBAL gtid_slave_pos = %s", (position,)),
+            (
+                "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
+                "MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_DELAY = %s, "
+                "MASTER_CONNECT_RETRY = 1",
+                (host, primary.port, REPL_USER, password, config.delay),
+            ),
+            ("START SLAVE", ()),
         )
-        _admin(replica, "START SLAVE")
     for index, replica in enumerate(replicas, 1):
         wait_running(replica, index, timeout)
 
