@@ -218,10 +218,87 @@ def test_the_code_is_shipped_and_cached_on_an_agent_without_it(
     assert not _agents_left()
 
 
-def test_an_agent_without_the_dependencies_is_told_what_it_needs(
+NEEDS_A_DEPENDENCY = """
+import os
+import httpx
+import prometheus_client  # needed by this module only: perfsuite's load never imports it
+
+def build(ctx):
+    return httpx.Request("GET", os.environ["AGENT_TARGET"] + "/ok")
+
+def shipped(status, body):
+    # True only where prometheus_client came from the distributions' cache.
+    return prometheus_client.__file__.startswith(os.environ["PERFSUITE_AGENT_CACHE"])
+"""
+
+
+def _bare_python_or_skip() -> str:
+    """Debian's python3, as a host with python3 and nothing installed for perfsuite."""
+    python = _other_host_python()
+    probe = "import numpy, httpx, hdrh, httptools, psutil, prometheus_client"
+    if subprocess.run([python, "-c", probe], capture_output=True).returncode == 0:
+        pytest.skip(f"{python} has perfsuite's dependencies of its own")
+    return python
+
+
+def test_an_agent_without_the_dependencies_gets_them_shipped_and_cached(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host with python3 alone: each distribution it lacks (perfsuite's, and the
+    scenario module's own when it is unpickled) is sent whole, cached by the hash
+    of its RECORD, and imported from there; a second load sends nothing."""
+    python = _bare_python_or_skip()
+    project, cache = tmp_path / "project", tmp_path / "cache"
+    project.mkdir()
+    name = f"needs_dep_{os.getpid()}"
+    (project / f"{name}.py").write_text(NEEDS_A_DEPENDENCY)
+    monkeypatch.syspath_prepend(str(project))
+    module = __import__(name)
+    monkeypatch.setenv("AGENT_TARGET", server.url)
+    spec = f"2*popen//python={python}//env:PERFSUITE_AGENT_CACHE={cache}"
+    scenario = Scenario(Request(name="s", build=module.build, check=module.shipped))
+    phases = [OpenPhase(name="p", duration=1.0, start_rate=100, end_rate=100)]
+    server.reset()
+    first = run_agents(server.url, scenario, phases, [spec])
+    assert first.measured().requests == first.measured().ok == 100  # every check passed
+    deps = {p.name: p for p in (cache / ".deps").iterdir()}
+    assert not [n for n in deps if n.startswith(".")]  # no half-written one left
+    sent = {
+        d.name.split("-")[0].lower() for folder in deps.values() for d in folder.glob("*.dist-info")
+    }
+    # The compiled ones (same interpreter, same platform) and the scenario's own.
+    assert {"numpy", "hdrhistogram", "httptools", "psutil", "httpx", "prometheus_client"} <= sent
+    written = {n: (f / ".complete").read_text() for n, f in deps.items()}
+    second = run_agents(server.url, scenario, phases, [spec])
+    assert second.measured().ok == 100
+    assert {n: (f / ".complete").read_text() for n, f in deps.items()} == written
+    assert sorted(p.name for p in (cache / ".deps").iterdir()) == sorted(deps)
+    assert server.stats()["count"] == 200
+    assert not _agents_left()
+
+
+def _another_python_or_skip() -> str:
+    """A CPython of another minor version (pyenv's), whose ABI differs from ours."""
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    for minor in (12, 13, 10):
+        if f"3.{minor}" == mine:
+            continue
+        found = shutil.which(f"python3.{minor}") or next(
+            iter(sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3.{minor}"))),
+            None,
+        )
+        if found:
+            return str(found)
+    pytest.skip("needs a CPython of another minor version (an agent of another ABI)")
+
+
+def test_an_agent_of_another_interpreter_is_told_what_it_needs(
     server: Server, tmp_path: Path
 ) -> None:
-    python = _other_host_python()
+    """Pure-Python distributions go to any agent; one with compiled code does not
+    go to another interpreter's, and the error names it, both platforms, and the
+    command that installs it there."""
+    python = _another_python_or_skip()
     scenario = Scenario(Request(name="ok", build=httpx.Request("GET", server.url + "/ok")))
     phases = [OpenPhase(name="p", duration=1.0, start_rate=10, end_rate=10)]
     spec = f"popen//python={python}//env:PERFSUITE_AGENT_CACHE={tmp_path / 'cache'}"
@@ -229,7 +306,8 @@ def test_an_agent_without_the_dependencies_is_told_what_it_needs(
         run_agents(server.url, scenario, phases, [spec])
     text = str(caught.value)
     assert "cannot run perfsuite: ModuleNotFoundError: No module named" in text, text
-    assert "perfsuite's dependencies installed" in text
+    assert "holds compiled code built for cpython-3" in text, text
+    assert "python3 -m pip install '" in text, text
     assert not _agents_left()
 
 

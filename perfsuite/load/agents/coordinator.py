@@ -21,7 +21,7 @@ import execnet
 
 from perfsuite.errors import AgentLost, ConfigError, Interrupted, LoadError
 from perfsuite.load.agents import remote
-from perfsuite.load.agents.bundle import Bundle, make_bundle
+from perfsuite.load.agents.bundle import Bundle, Platform, distribution_of, make_bundle
 from perfsuite.load.agents.clock import ClockOffset, estimate_offset
 from perfsuite.load.agents.spec import parse_tx
 from perfsuite.load.options import EngineOptions, Progress
@@ -40,9 +40,10 @@ START_AHEAD_S = 0.3  # from the last clock reading to the shared start (agents r
 LOST_GRACE_S = 10.0  # once one agent is lost, how long the others get to send theirs
 _ENDED = object()  # a channel closed (execnet's end marker in the receive queue)
 _NEEDS = (
-    "An agent needs Python 3.11+ with perfsuite's dependencies installed (perfsuite "
-    "itself and the project's modules are sent to it): `python3 -m pip install "
-    "perfsuite` there installs both, and the shipped code is the one that runs"
+    "An agent needs Python 3.11+; perfsuite, the project's modules and the installed "
+    "distributions it lacks are sent to it, those with compiled code only to an agent "
+    "of this interpreter's version and platform. Elsewhere, `python3 -m pip install "
+    "perfsuite` there installs the dependencies, and the shipped code is the one that runs"
 )
 
 
@@ -106,8 +107,9 @@ def _connect(group: execnet.Group, specs: Sequence[execnet.XSpec], bundle: Bundl
         (answer,) = _receive(agent, "starting", timeout=60)
         if answer == "send":
             agent.channel.send(("files", bundle.files))
+    shipped: dict[str, Bundle] = {}  # read once for all agents that ask
     for agent in agents:
-        got = _receive(agent, "receiving perfsuite's code", timeout=120)
+        got = _answer(agent, "receiving perfsuite's code", shipped)
         if got[0] == "missing":
             raise LoadError(f"{agent.name} cannot run perfsuite: {got[1]} (Python {got[2]}). "
                             f"{_NEEDS}")  # fmt: skip
@@ -139,8 +141,11 @@ def _prepare(
             progress and agent.index == 0,  # one agent's line, scaled: as forked workers
         )
         agent.channel.send(("run", pickle.dumps(payload)))
+    shipped: dict[str, Bundle] = {}
     for agent in agents:
-        _expect(agent, "prepared")
+        got = _answer(agent, "building its run", shipped)
+        if got[0] != "prepared":
+            raise LoadError(f"{agent.name} failed: {got[1] if len(got) > 1 else got}")
 
 
 def _receive(agent: Agent, doing: str, timeout: float = 120) -> Any:
@@ -153,11 +158,24 @@ def _receive(agent: Agent, doing: str, timeout: float = 120) -> Any:
         raise LoadError(f"{agent.name} lost while {doing} ({reason}: {exc})") from exc
 
 
-def _expect(agent: Agent, kind: str) -> None:
-    """The agent's next message, which must be ``kind`` (else its error, raised)."""
-    got = _receive(agent, "building its run")
-    if got[0] != kind:
-        raise LoadError(f"{agent.name} failed: {got[1] if len(got) > 1 else got}")
+def _answer(agent: Agent, doing: str, shipped: dict[str, Bundle]) -> Any:
+    """The agent's next message once it has every distribution it asks for (or has
+    been told why one cannot be sent)."""
+    got = _receive(agent, doing)
+    while got[0] == "need":
+        _, module, tag, system = got
+        found = distribution_of(module, Platform(tag=tag, system=system))
+        if isinstance(found, str):
+            agent.channel.send(("refused", found))
+        else:
+            agent.channel.send(("dist", found.digest))
+            (answer,) = _receive(agent, f"asking for {module}", timeout=60)
+            if answer == "send":
+                if found.digest not in shipped:
+                    shipped[found.digest] = found.bundle()
+                agent.channel.send(("files", shipped[found.digest].files))
+        got = _receive(agent, doing)
+    return got
 
 
 def _clocks(agents: Sequence[Agent], max_uncertainty_ns: int) -> None:

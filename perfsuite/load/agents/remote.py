@@ -5,8 +5,12 @@ The conversation, each message a tuple: the coordinator sends ``("hello",
 sys_path, parent_pid, digest)``; the agent answers ``("cached",)`` when its cache
 holds that bundle (:mod:`perfsuite.load.agents.bundle`), else ``("send",)``,
 answered by ``("files", {path: bytes})``; then ``("ready", pid, host, cores)``
-(or ``("missing", error, python)`` when a dependency is not installed
-there). Then ``("run", pickled)`` with the target, the scenario and the agent's
+(or ``("missing", error, python)`` when a dependency cannot be had). Whenever
+an import fails for a top-level module this host lacks (perfsuite's, or the
+scenario's when it is unpickled), the agent asks ``("need", module, cache_tag,
+platform)``, answered by ``("dist", digest)`` (then the same cached/send/files
+exchange, the distributions kept in a cache of their own) or ``("refused",
+why)``; then it tries again. Then ``("run", pickled)`` with the target, the scenario and the agent's
 phases and options, answered by ``("prepared",)`` once it is unpickled (its
 modules imported) and its run built; then ``("ping",)`` any number of times,
 each answered by the agent's ``time.perf_counter_ns()``; then ``("go", start)``,
@@ -38,22 +42,21 @@ def serve(channel: Any) -> None:
     sys.path.insert(0, shipped)
     sys.path.extend(entry for entry in path if entry not in sys.path)
     try:
-        from perfsuite.signals import die_with_parent, ignore_stop_signals
-    except ImportError as exc:  # a dependency missing on this host: said, not a hang
+        signals = importing(channel, lambda: __import__("perfsuite.signals", fromlist=["*"]))
+        parallel = importing(channel, lambda: __import__("perfsuite.load.parallel", fromlist=["*"]))
+    except ImportError as exc:  # a dependency that cannot be had here: said, not a hang
         channel.send(("missing", f"{type(exc).__name__}: {exc}", sys.version.split()[0]))
         return
 
     # Ctrl-C reaches the whole process group: the coordinator alone decides, and
     # says "stop", so that every agent sends back what it measured.
-    ignore_stop_signals()
+    signals.ignore_stop_signals()
     if parent:
-        die_with_parent(parent)
+        signals.die_with_parent(parent)
     cores = len(os.sched_getaffinity(0))
     channel.send(("ready", os.getpid(), socket.gethostname(), cores))
     message = channel.receive()
     assert message[0] == "run", message[0]
-
-    from perfsuite.load.parallel import run_share
 
     stopped: list[str] = []
 
@@ -70,7 +73,8 @@ def serve(channel: Any) -> None:
     try:
         # Unpickling imports the scenario's modules, and the run builds its requests
         # ahead: both done before the start is set.
-        target, scenario, phases, options, live, progress = pickle.loads(message[1])
+        loaded = importing(channel, lambda: pickle.loads(message[1]))
+        target, scenario, phases, options, live, progress = loaded
 
         def ready() -> int:
             channel.send(("prepared",))
@@ -90,7 +94,7 @@ def serve(channel: Any) -> None:
         def progressed(report: object) -> None:  # the first agent's, for the live line
             channel.send(("progress", pickle.dumps(report)))
 
-        kind, payload = run_share(
+        kind, payload = parallel.run_share(
             target,
             scenario,
             phases,
@@ -105,11 +109,41 @@ def serve(channel: Any) -> None:
         channel.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def unpack(channel: Any, digest: str) -> str:
-    """The folder of the coordinator's code on this host: from the cache when it holds
-    ``digest``, else asked for (``("send",)``, answered by ``("files", {path: bytes})``)
-    and written there. Written whole to a folder of its own, then renamed into place:
-    two agents of one host may race, and neither sees a half-written bundle."""
+def importing(channel: Any, do: Any) -> Any:
+    """``do()``; each top-level module it finds missing on this host is asked of the
+    coordinator (the distribution that holds it, whole), put on ``sys.path`` after
+    the host's own, and ``do()`` tried again."""
+    import importlib
+    import sys
+    import sysconfig
+
+    asked: set[str] = set()
+    while True:
+        try:
+            return do()
+        except ModuleNotFoundError as exc:
+            module = (exc.name or "").split(".")[0]
+            if not module or module in asked or module in sys.modules:
+                raise  # not a whole package missing, or one sent already that fails
+            asked.add(module)
+            tag = sys.implementation.cache_tag or ""
+            channel.send(("need", module, tag, sysconfig.get_platform()))
+            kind, detail = channel.receive()
+            if kind != "dist":
+                raise ModuleNotFoundError(
+                    f"No module named {module!r} ({detail})", name=module
+                ) from None
+            sys.path.append(unpack(channel, detail, "deps", keep=64))
+            importlib.invalidate_caches()
+
+
+def unpack(channel: Any, digest: str, kind: str = "code", keep: int = 10) -> str:
+    """The folder of what the coordinator ships (``kind``: its code, or the ``deps``
+    it sends) on this host: from the cache when it holds ``digest``, else asked for
+    (``("send",)``, answered by ``("files", {path: bytes})``) and written there.
+    Written whole to a folder of its own, then renamed into place: two agents of
+    one host may race, and neither sees a half-written bundle. The ``keep`` used
+    last are kept."""
     import os
     import shutil
     import time
@@ -118,15 +152,15 @@ def unpack(channel: Any, digest: str) -> str:
     base = os.environ.get("PERFSUITE_AGENT_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "perfsuite", "agents"
     )
-    home = Path(base)
+    home = Path(base) if kind == "code" else Path(base) / ".deps"
     folder = home / digest
     if (folder / ".complete").exists():
         channel.send(("cached",))
         os.utime(folder)  # used: the pruning below keeps it
         return str(folder)
     channel.send(("send",))
-    kind, files = channel.receive()
-    assert kind == "files", kind
+    answer, files = channel.receive()
+    assert answer == "files", answer
     home.mkdir(parents=True, exist_ok=True)
     partial = home / f".{digest}.{os.getpid()}"
     for rel, data in files.items():
@@ -138,13 +172,13 @@ def unpack(channel: Any, digest: str) -> str:
         partial.rename(folder)
     except OSError:  # another agent of this host wrote the same bundle first
         shutil.rmtree(partial, ignore_errors=True)
-    # Keep the ten bundles used last: each code change makes one (about 1 MB).
+    # Each code change makes a bundle (about 1 MB); distributions change less often.
     old = sorted(
         (p for p in home.iterdir() if not p.name.startswith(".")),
         key=lambda p: p.stat().st_mtime,
         reverse=True,
     )
-    for stale in old[10:]:
+    for stale in old[keep:]:
         shutil.rmtree(stale, ignore_errors=True)
     return str(folder)
 
