@@ -10,131 +10,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perfsuite.errors import ConfigError, StoreError
+from perfsuite.errors import StoreError
 from perfsuite.load.result import LoadResult
 from perfsuite.probes.machine import MachineLoad, busy_reason
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
-from perfsuite.stats.levels import DIRECTIONS, current_level
+from perfsuite.stats.lag import ReplicaLag, lag_blockset
+from perfsuite.stats.lag_compare import compare_lag
+from perfsuite.stats.levels import current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
-from perfsuite.stats.slo import KNOWN, Objective, SloResult, evaluate, parse_slo
-from perfsuite.stats.trend import Slope
+from perfsuite.stats.slo import Objective, SloResult, evaluate
 from perfsuite.store.baselines import BaselineStore, RunRecord
-from perfsuite.store.records import StoredLoad, decode_load, encode_load
+from perfsuite.store.records import (
+    StoredLoad,
+    decode_blocks,
+    decode_load,
+    encode_blocks,
+    encode_load,
+)
+from perfsuite.verdict import FAIL_ON, TestVerdict, confirm, judged_of, objectives_for
 
 if TYPE_CHECKING:
     from perfsuite.session.ab import Pairs
 
-__all__ = ["Gate", "TestVerdict", "confirm", "judged_of", "objectives_for"]
-
-FAIL_ON = ("slo", "regression")
-
-
-# Every perf test's objectives before the config's and the markers': a run that
-# mostly fails is never green by default (remove with error_rate = "off").
-DEFAULT_SLO: Mapping[str, Any] = {"error_rate": "1%"}
-_SELECTORS = ("endpoint", "phase")
-
-
-def _removed(value: Any) -> bool:
-    return value is None or value is False or (isinstance(value, str) and value.lower() == "off")
-
-
-def objectives_for(
-    defaults: Mapping[str, Any], marks: Iterable[Mapping[str, Any]]
-) -> list[Objective]:
-    """perfsuite's defaults, then the config's, then the test's ``slo`` markers: each
-    overrides the one before for the same metric and selection; ``"off"`` (or
-    ``None``, ``false``) removes one."""
-    chosen: dict[tuple[str, str | None, str | None], Objective] = {}
-    sources = [("perfsuite's default objectives", DEFAULT_SLO)]
-    sources += [("[tool.perfsuite.slo]", defaults)] if defaults else []
-    sources += [("@pytest.mark.slo", m) for m in marks]
-    for where, values in sources:
-        selection = (values.get("endpoint"), values.get("phase"))
-        unknown = sorted(set(values) - {*KNOWN, *_SELECTORS})
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown objective {unknown[0]!r} (known: {', '.join(KNOWN)})"
-            )
-        kept = {k: v for k, v in values.items() if k in _SELECTORS or not _removed(v)}
-        for key in set(values) - set(kept):
-            metric = "rps" if key == "min_rps" else key
-            chosen.pop((metric, *selection), None)
-        if set(kept) - set(_SELECTORS):
-            for o in parse_slo(kept, where=where):
-                chosen[(o.metric, o.endpoint, o.phase)] = o
-        elif not set(values) - set(_SELECTORS):
-            parse_slo(values, where=where)  # says "no objective given"
-    return list(chosen.values())
-
-
-@dataclass(kw_only=True)
-class TestVerdict:
-    """What the gate found for one test."""
-
-    slo: list[SloResult] = field(default_factory=list)
-    growth: list[tuple[Slope, bool]] = field(default_factory=list)  # (slope, too fast)
-    comparisons: dict[str, list[MetricComparison]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    confirmed: bool | None = None  # --perf-confirm: did the rerun agree?
-    ab_base: str | None = None  # A/B: the base build the comparisons are against
-    machine: list[MachineLoad | None] = field(default_factory=list)  # per load, when compared
-
-    def slo_failures(self) -> list[SloResult]:
-        """Objectives that were not met."""
-        return [r for r in self.slo if not r.passed]
-
-    def regressions(self) -> list[tuple[str, MetricComparison]]:
-        """(where, comparison) of every regressed metric."""
-        return [
-            (where, c)
-            for where, cs in self.comparisons.items()
-            for c in cs
-            if c.verdict == "regressed"
-        ]
-
-    def failures(self, fail_on: Iterable[str]) -> list[str]:
-        """The lines that fail the test, under ``--perf-fail-on``."""
-        fail_on = set(fail_on)
-        lines = []
-        if "slo" in fail_on:
-            lines += [f"SLO violated: {r.describe()}" for r in self.slo_failures()]
-            lines += [f"memory grows {_growth(s)}" for s, too_fast in self.growth if too_fast]
-        if "regression" in fail_on:
-            lines += [f"regression in {where}: {c.describe()}" for where, c in self.regressions()]
-        return lines
-
-    def report(self) -> str:
-        """Everything judged, one line each (for the test's report section)."""
-        lines = [("ok  " if r.passed else "FAIL") + f" SLO {r.describe()}" for r in self.slo]
-        lines += [
-            ("FAIL" if too_fast else "ok  ") + f" memory growth {_growth(s)}"
-            for s, too_fast in self.growth
-        ]
-        for where, cs in self.comparisons.items():
-            against = f"A/B against {self.ab_base}" if self.ab_base else "baseline comparison"
-            lines.append(f"{against}, {where}:")
-            lines += [f"  {c.describe()}" for c in cs]
-        if self.confirmed is not None:
-            lines.append(
-                "confirmed by a rerun" if self.confirmed else "not confirmed by a rerun: dropped"
-            )
-        for i, m in enumerate(self.machine):
-            if m is not None:
-                where = f" during load {i + 1}" if len(self.machine) > 1 else ""
-                lines.append(f"machine{where}: {m.describe()}")
-        lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
+__all__ = ["FAIL_ON", "Gate", "TestVerdict", "confirm", "judged_of", "objectives_for"]
 
 
 class _Stored:
@@ -144,6 +51,13 @@ class _Stored:
         self.record = record
         self.loads: list[StoredLoad] = [decode_load(load) for load in record.loads]
         self._sets: dict[tuple[int, str], BlockSet] = {}
+
+    def lag(self, load: int, replica: str) -> BlockSet | None:
+        """A replica's lag during load ``load`` as blocks (None: not stored)."""
+        stored = self.record.lag[load] if self.record.lag and len(self.record.lag) > load else None
+        if not stored or replica not in stored:
+            return None
+        return lag_blockset(decode_blocks(stored[replica]))
 
     def has(self, load: int, endpoint: str) -> bool:
         """Did this run measure that endpoint in that load?"""
@@ -244,10 +158,11 @@ class Gate:
         results: Sequence[LoadResult],
         costs: Mapping[int, RequestCost] | None = None,
         machine: Sequence[MachineLoad | None] = (),
+        lags: Mapping[int, ReplicaLag] | None = None,
     ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
-        """Compare each load's endpoints, and its cost per request, with the current
-        level of the same fingerprint; a load on a busy machine (``machine``, per load)
-        is not believed when it regresses."""
+        """Compare each load's endpoints, its cost per request and its replicas' lag
+        with the current level of the same fingerprint; a load on a busy machine
+        (``machine``, per load) is not believed when it regresses."""
         runs = self.store.runs(test_id)
         if not runs:
             return {}, [f"no baseline for {test_id} in {self.store.folder}: no verdict"]
@@ -264,7 +179,8 @@ class Gate:
         cells = [(i, e) for i, c in enumerate(currents) for e in c.endpoints]
         # The session's false-alarm rate, split over its tests and this test's endpoints
         # (and its loads' costs, whose times are judged on it too).
-        families = len(cells) + len(costs or {})
+        lagged = [(i, r) for i, lag in sorted((lags or {}).items()) for r in lag.replicas()]
+        families = len(cells) + len(costs or {}) + len(lagged)
         share = self.options.alpha / max(self.tests, 1) / max(families, 1)
         for i, endpoint in cells:
             if not all(r.has(i, endpoint) for r in level):
@@ -294,7 +210,37 @@ class Gate:
                 out[where] = compare_cost(
                     cost.gated(), theirs, alpha=share, tolerances=self.options.tolerances
                 )
+        for i, replica in lagged:
+            where = (
+                f"replica lag {replica}"
+                if len(results) == 1
+                else f"load {i + 1}, replica lag {replica}"
+            )
+            found_lag = self._compare_lag((lags or {})[i], i, replica, level, share, rng)
+            if isinstance(found_lag, str):
+                warnings.append(f"{where}: {found_lag}")
+            else:
+                out[where] = found_lag
         return out, list(dict.fromkeys(warnings))
+
+    def _compare_lag(
+        self,
+        lag: ReplicaLag,
+        load: int,
+        replica: str,
+        level: Sequence[_Stored],
+        alpha: float,
+        rng: np.random.Generator,
+    ) -> list[MetricComparison] | str:
+        """A replica's lag against the baseline runs' (their own spread: the folder's
+        pooled noise is latency's, not lag's); why not, as text."""
+        current = lag.blockset(replica)
+        stored = [b for r in level if (b := r.lag(load, replica)) is not None]
+        if current is None:
+            return "no heartbeat in the measured phases: no verdict"
+        if not stored:
+            return "not in the baseline: no verdict"
+        return compare_lag(current, stored, self.options, alpha=alpha, rng=rng)
 
     def _busy(self, machine: MachineLoad | None) -> str:
         if machine is None:
@@ -341,6 +287,7 @@ class Gate:
         judged: str | None = None,
         confirmed: bool = False,
         costs: Mapping[int, RequestCost] | None = None,
+        lags: Mapping[int, ReplicaLag] | None = None,
     ) -> None:
         """Store this run as the newest baseline run, with what the gate said of it."""
         costs = costs or {}
@@ -358,44 +305,25 @@ class Gate:
             ]
             if costs
             else None,
+            lag=[_lag_json(lags[i]) if i in lags else None for i in range(len(results))]
+            if lags
+            else None,
         )
         self.store.save(test_id, record)
         self._levels.pop(test_id, None)
 
 
-def judged_of(comparisons: Mapping[str, Sequence[MetricComparison]]) -> str | None:
-    """A run's mark for the store: regressed, improved, same, or None (not compared)."""
-    found = {c.verdict for cs in comparisons.values() for c in cs}
-    if not found:
-        return None
-    return next((d for d in DIRECTIONS if d in found), "same")
-
-
-def _growth(slope: Slope) -> str:
-    return (
-        f"{slope.per_minute:+.2f} MB/min (95 % CI {slope.low:+.2f} to {slope.high:+.2f}) "
-        f"over {slope.points} samples"
-    )
+def _lag_json(lag: ReplicaLag) -> dict[str, Any]:
+    """Each replica's blocks over the load's measured phases (as the gate reads them)."""
+    out = {}
+    for replica in lag.replicas():
+        blocks = lag.measured_blocks(replica)
+        if blocks:
+            out[replica] = encode_blocks(blocks)
+    return out
 
 
 def _fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "unknown difference"
-
-
-def confirm(verdict: TestVerdict, again: dict[str, list[MetricComparison]]) -> bool:
-    """Keep a regression only where the rerun regressed too; True if any remains."""
-    kept = False
-    for where, comparisons in verdict.comparisons.items():
-        rerun = {c.metric: c.verdict for c in again.get(where, [])}
-        updated = []
-        for c in comparisons:
-            if c.verdict == "regressed" and rerun.get(c.metric) != "regressed":
-                c = dataclasses.replace(
-                    c, verdict="inconclusive", method=c.method + ", rerun disagreed"
-                )
-            kept = kept or c.verdict == "regressed"
-            updated.append(c)
-        verdict.comparisons[where] = updated
-    return kept

@@ -24,6 +24,7 @@ from perfsuite.probes.resources import ResourceSeries
 from perfsuite.replay.diff import Differences
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Pairs
+from perfsuite.session.judging import Rerun
 from perfsuite.session.metrics import (
     ScrapedLoad,
     encode_scraped,
@@ -151,11 +152,12 @@ def gate_failures(item: pytest.Item) -> list[str]:
     if not results and not marks:
         return []
 
-    def rerun() -> tuple[list[LoadResult], dict[int, RequestCost]]:
+    def rerun() -> Rerun:
         item.stash[RESULTS_KEY] = []
         item.stash[COST_KEY] = {}
+        item.stash[WATCHED_KEY] = {}
         item.runtest()
-        return item.stash.get(RESULTS_KEY, []), _costs(item)
+        return item.stash.get(RESULTS_KEY, []), _costs(item), _lags(item)
 
     resources = item.stash.get(RESOURCES_KEY, [])
     verdict = session.judging.judge(
@@ -168,7 +170,7 @@ def gate_failures(item: pytest.Item) -> list[str]:
         costs=_costs(item),
         diffs=_diff_counts(item),
         machine=lambda: _machine(item),
-        lags=[lag for lag in lag_of(item) if lag is not None],
+        lags=_lags(item),
     )
     item.stash[VERDICT_KEY] = verdict
     for warning in verdict.warnings:
@@ -327,6 +329,11 @@ def _machine(item: pytest.Item) -> list[MachineLoad | None]:
 def lag_of(item: pytest.Item) -> list[ReplicaLag | None]:
     """The replicas' lag during each of the test's loads (None: no replicas)."""
     return [w.lag if w is not None else None for w in _watched(item)]
+
+
+def _lags(item: pytest.Item) -> dict[int, ReplicaLag]:
+    """The replicas' lag of each of the test's loads that had replicas, by load."""
+    return {i: lag for i, lag in enumerate(lag_of(item)) if lag is not None}
 
 
 def _diff_counts(item: pytest.Item) -> dict[str, tuple[int, int]] | None:

@@ -32,7 +32,15 @@ from perfsuite.errors import MySQLError
 from perfsuite.load.agents.clock import ClockOffset, estimate_offset
 from perfsuite.provision.replication import replica_status
 from perfsuite.provision.server import MySQLServer
-from perfsuite.stats.lag import LagPhase, LagSecond, ReplicaLag, lag_by_phase, lag_by_second
+from perfsuite.stats.lag import (
+    LagBlocks,
+    LagPhase,
+    LagSecond,
+    ReplicaLag,
+    lag_blocks,
+    lag_by_phase,
+    lag_by_second,
+)
 
 __all__ = ["TABLE", "LagSeries", "ReplicaLagWatch"]
 
@@ -139,15 +147,21 @@ class ReplicaLagWatch:
         start_us = int(start * 1e6)
         rows: list[LagPhase] = []
         seconds: list[LagSecond] = []
+        blocks: list[LagBlocks] = []
         errors = list(dict.fromkeys(self.errors))  # each said once
         for one in self.stop():
             rows += lag_by_phase(
                 one.replica, one.written_us, one.lag_us, one.applied, phases, start_us
             )
             seconds += lag_by_second(one.replica, one.written_us, one.lag_us, start_us)
+            blocks += lag_blocks(
+                one.replica, one.written_us, one.lag_us, one.applied, phases, start_us
+            )
             if one.error:
                 errors.append(f"{one.replica}: {one.error}")
-        return ReplicaLag(phases=tuple(rows), seconds=tuple(seconds), errors=tuple(errors))
+        return ReplicaLag(
+            phases=tuple(rows), seconds=tuple(seconds), errors=tuple(errors), blocks=tuple(blocks)
+        )
 
     def _connect_writer(self) -> pymysql.Connection:
         """The heartbeats' connection, which logs them as statements (so that each

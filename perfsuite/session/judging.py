@@ -32,7 +32,10 @@ from perfsuite.stats.slo import (
 from perfsuite.stats.trend import theil_sen
 from perfsuite.store.baselines import BaselineStore, commit_of, fingerprint
 
-__all__ = ["Judging"]
+__all__ = ["Judging", "Rerun"]
+
+# What a rerun of the test measured: its loads, their costs and replicas' lag (by load).
+Rerun = tuple[list[LoadResult], Mapping[int, RequestCost], Mapping[int, ReplicaLag]]
 
 
 class Judging:
@@ -88,19 +91,19 @@ class Judging:
         test_id: str,
         results: list[LoadResult],
         marks: Sequence[Mapping[str, Any]],
-        rerun: Callable[[], tuple[list[LoadResult], Mapping[int, RequestCost]]],
+        rerun: Callable[[], Rerun],
         resources: Sequence[ResourceSeries] = (),
         ab: Sequence[Pairs] = (),
         costs: Mapping[int, RequestCost] | None = None,
         diffs: Mapping[str, tuple[int, int]] | None = None,
         machine: Callable[[], Sequence[MachineLoad | None]] = tuple,
-        lags: Sequence[ReplicaLag] = (),
+        lags: Mapping[int, ReplicaLag] | None = None,
     ) -> TestVerdict:
         """SLOs, then the comparison (A/B pairs, or the baselines, confirmed by a rerun
         if asked), then saving. ``diffs``: a replay's comparisons of answers, per
         endpoint (answers that differ, answers compared); ``machine``: what else the
         machine ran during each load (read again after a rerun); ``lags``: the
-        replicas' lag during each load that had replicas."""
+        replicas' lag during each load that had replicas (by load)."""
         if marks and not results:
             raise ConfigError(f"{test_id} declares SLOs but ran no load (call perf_run)")
         gate = self.gate()
@@ -111,7 +114,8 @@ class Judging:
         costs = costs or {}
         verdict.slo += _judge_cost(objectives, list(costs.values()))
         verdict.slo += _judge_diffs(objectives, diffs)
-        verdict.slo += _judge_lag(objectives, lags)
+        lags = lags or {}
+        verdict.slo += _judge_lag(objectives, list(lags.values()))
         judged = None
         if ab:
             verdict.comparisons, verdict.warnings = gate.compare_pairs(ab)
@@ -120,17 +124,24 @@ class Judging:
             # Saving without --perf-compare still compares, quietly: the stored run
             # says what it was, and a step is not mixed into the level it left.
             verdict.machine = list(machine())
-            comparisons, warnings = gate.compare(test_id, results, costs, verdict.machine)
+            comparisons, warnings = gate.compare(test_id, results, costs, verdict.machine, lags)
             judged = judged_of(comparisons)
             if self.compare:
                 verdict.comparisons, verdict.warnings = comparisons, warnings
                 if self.confirm and verdict.regressions():
-                    rerun_results, rerun_costs = rerun()
-                    again, _ = gate.compare(test_id, rerun_results, rerun_costs, machine())
+                    again_results, again_costs, again_lags = rerun()
+                    again, _ = gate.compare(
+                        test_id, again_results, again_costs, machine(), again_lags
+                    )
                     verdict.confirmed = confirm(verdict, again)
         if self.save_baseline and results:
             gate.save(
-                test_id, results, judged=judged, confirmed=bool(verdict.confirmed), costs=costs
+                test_id,
+                results,
+                judged=judged,
+                confirmed=bool(verdict.confirmed),
+                costs=costs,
+                lags=lags,
             )
         return verdict
 

@@ -17,9 +17,28 @@ import numpy as np
 import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
-from perfsuite.stats.hdr import decode, encode, new_histogram, percentiles, record_many
+from perfsuite.stats.blocks import Block, BlockSet, merge_blocks
+from perfsuite.stats.hdr import (
+    decode,
+    encode,
+    hdr_indices,
+    new_histogram,
+    percentiles,
+    record_many,
+)
 
-__all__ = ["LagPhase", "LagSecond", "ReplicaLag", "lag_by_phase", "lag_by_second"]
+__all__ = [
+    "LagBlocks",
+    "LagPhase",
+    "LagSecond",
+    "ReplicaLag",
+    "lag_blocks",
+    "lag_blockset",
+    "lag_by_phase",
+    "lag_by_second",
+]
+
+_MAX_BLOCKS = 30  # as a load's stored blocks (perfsuite.store.records.MAX_BLOCKS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +142,59 @@ def lag_by_second(
 
 
 @dataclass(frozen=True, kw_only=True)
+class LagBlocks:
+    """One replica's heartbeats of one phase as blocks of a second, as a load's
+    requests are (:mod:`perfsuite.stats.blocks`): a block's requests are the
+    heartbeats written in it, its errors those not applied by the end, its bins
+    their lag (us). The gate compares them as it compares latency."""
+
+    replica: str
+    phase: str
+    role: str
+    blocks: tuple[Block, ...]
+
+
+def lag_blocks(
+    replica: str,
+    written_us: npt.NDArray[np.int64],
+    lag_us: npt.NDArray[np.int64],
+    applied: npt.NDArray[np.bool_],
+    phases: Sequence[tuple[str, str, float, float]],
+    start_us: int,
+) -> list[LagBlocks]:
+    """Per phase ``(name, role, start s, duration s)``, a block per second of the load."""
+    out = []
+    at = (written_us - start_us) / 1e6
+    for name, role, start, duration in phases:
+        inside = (at >= start) & (at < start + duration)
+        seconds = np.floor(at[inside]).astype(np.int64)
+        lags, pending = lag_us[inside], ~applied[inside]
+        blocks = []
+        for t in np.unique(seconds):
+            here = seconds == t
+            index, counts = np.unique(hdr_indices(lags[here]), return_counts=True)
+            # The part of second t inside the phase (a phase need not start on a second).
+            span = min(t + 1.0, start + duration) - max(float(t), start)
+            blocks.append(
+                Block(
+                    t=int(t),
+                    seconds=float(span),
+                    requests=int(np.count_nonzero(here)),
+                    errors=int(np.count_nonzero(pending[here])),
+                    index=index.astype(np.int64),
+                    counts=counts.astype(np.int64),
+                )
+            )
+        out.append(LagBlocks(replica=replica, phase=name, role=role, blocks=tuple(blocks)))
+    return out
+
+
+def lag_blockset(blocks: Sequence[Block]) -> BlockSet | None:
+    """Blocks of heartbeats grouped as a load's are for the gate (None: none)."""
+    return BlockSet.from_blocks(blocks, max_blocks=_MAX_BLOCKS) if blocks else None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReplicaLag:
     """The replicas' lag over one load: per replica and phase, per second, and
     what stopped a replica (its own error text) or a heartbeat."""
@@ -130,6 +202,22 @@ class ReplicaLag:
     phases: tuple[LagPhase, ...]
     seconds: tuple[LagSecond, ...]
     errors: tuple[str, ...] = ()
+    blocks: tuple[LagBlocks, ...] = ()
+
+    def replicas(self) -> list[str]:
+        """The replicas watched, in order."""
+        return list(dict.fromkeys(row.replica for row in self.phases))
+
+    def measured_blocks(self, replica: str) -> list[Block]:
+        """A replica's heartbeats of the measured phases, a block per second."""
+        chosen = [b for row in self.blocks if row.replica == replica and row.role == "measure"
+                  for b in row.blocks]  # fmt: skip
+        return merge_blocks(chosen, same_span=False)
+
+    def blockset(self, replica: str) -> BlockSet | None:
+        """A replica's lag over the measured phases as the gate's blocks (None: no
+        heartbeat there)."""
+        return lag_blockset(self.measured_blocks(replica))
 
     def measured(self, phase: str | None = None) -> list[LagPhase]:
         """Each replica's lag over the measured phases (or over ``phase``), merged."""

@@ -7,15 +7,19 @@
                "judged": "regressed" | "improved" | "same" | null,
                "confirmed": false,
                "loads": [<encode_load(...)>, ...],
-               "cost": [{"queries_per_request": ..., ...} | null, ...]}, ...]}
+               "cost": [{"queries_per_request": ..., ...} | null, ...],
+               "lag": [{"<replica>": <encode_blocks(...)>, ...} | null, ...]}, ...]}
 
 The newest run is last. ``judged`` is what the gate said of the run when it
 was saved (null: not compared), ``confirmed`` whether a rerun agreed: the
 comparison window is the current level (:mod:`perfsuite.stats.levels`).
 ``cost`` is each load's cost per request
-(:meth:`perfsuite.stats.cost.RequestCost.gated`; null for a load without it).
-Readers refuse a schema they do not know and migrate older ones (schema 1 had
-no ``judged``, schema 2 no ``cost``), and a file whose ``test`` is not the
+(:meth:`perfsuite.stats.cost.RequestCost.gated`; null for a load without it);
+``lag`` each load's replication lag per replica, its measured phases' heartbeats
+as blocks of a second (:meth:`perfsuite.stats.lag.ReplicaLag.blockset`; null
+for a load without replicas). Readers refuse a schema they do not know and
+migrate older ones (schema 1 had no ``judged``, schema 2 no ``cost``, schema 3
+no ``lag``), and a file whose ``test`` is not the
 test asked for. Writes are atomic (temp + rename).
 """
 
@@ -40,7 +44,7 @@ from perfsuite.store.files import write_json_atomic
 
 __all__ = ["SCHEMA", "BaselineStore", "RunRecord", "branch_of", "commit_of", "fingerprint"]
 
-SCHEMA = 3
+SCHEMA = 4
 KIND = "perfsuite-baseline"
 
 
@@ -109,6 +113,7 @@ class RunRecord:
     judged: str | None = None  # what the gate said when it was saved (None: not compared)
     confirmed: bool = False  # a rerun agreed with that regression or improvement
     cost: list[dict[str, float] | None] | None = None  # per load (None: not measured)
+    lag: list[dict[str, Any] | None] | None = None  # per load: replica -> blocks
 
     @classmethod
     def new(
@@ -120,6 +125,7 @@ class RunRecord:
         judged: str | None = None,
         confirmed: bool = False,
         cost: list[dict[str, float] | None] | None = None,
+        lag: list[dict[str, Any] | None] | None = None,
     ) -> RunRecord:
         """A record stamped now."""
         created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -131,6 +137,7 @@ class RunRecord:
             judged=judged,
             confirmed=confirmed,
             cost=cost,
+            lag=lag,
         )
 
     @property
@@ -148,6 +155,7 @@ class RunRecord:
             "confirmed": self.confirmed,
             "loads": self.loads,
             "cost": self.cost,
+            "lag": self.lag,
         }
 
 
@@ -276,7 +284,7 @@ def _migrate(data: Any, path: Path) -> dict[str, Any]:
     if schema == 1:  # no judged/confirmed yet: runs saved without a comparison
         runs = [{**run, "judged": None, "confirmed": False} for run in data.get("runs", [])]
         return {**data, "schema": SCHEMA, "runs": runs}
-    if schema == 2:  # no cost yet
+    if schema in (2, 3):  # no cost (2) or lag (3) yet
         return {**data, "schema": SCHEMA}
     if schema == SCHEMA:
         return data

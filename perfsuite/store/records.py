@@ -23,7 +23,7 @@ from perfsuite.load.result import LoadResult
 from perfsuite.stats.blocks import Block, BlockSet, merge_blocks, metric_of_rows
 from perfsuite.stats.hdr import encode
 
-__all__ = ["StoredLoad", "decode_load", "encode_load"]
+__all__ = ["StoredLoad", "decode_blocks", "decode_load", "encode_blocks", "encode_load"]
 
 MAX_BLOCKS = 30
 
@@ -60,7 +60,8 @@ def _concat(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
     return np.concatenate(arrays) if arrays else np.zeros(0)
 
 
-def _encode_blocks(blocks: list[Block]) -> dict[str, Any]:
+def encode_blocks(blocks: list[Block]) -> dict[str, Any]:
+    """Blocks as JSON-ready data (bins packed)."""
     data = {
         "t": [b.t for b in blocks],
         "seconds": [round(b.seconds, 6) for b in blocks],
@@ -86,7 +87,8 @@ def _split(data: Mapping[str, Any], prefix: str) -> list[tuple[np.ndarray[Any, A
     return [(index[a:b], counts[a:b]) for a, b in itertools.pairwise(edges)]
 
 
-def _decode_blocks(data: Mapping[str, Any]) -> list[Block]:
+def decode_blocks(data: Mapping[str, Any]) -> list[Block]:
+    """The inverse of :func:`encode_blocks`."""
     bins = _split(data, "")
     empty = np.zeros(0, dtype=np.int64)
     fails = _split(data, "fail_") if "fail_sizes" in data else [(empty, empty)] * len(bins)
@@ -175,7 +177,7 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
                 "statuses": {str(k): v for k, v in c.statuses.items()},
                 "latency": encode(c.latency),
                 "service_time": encode(c.service_time),
-                "blocks": _encode_blocks(group_by_time(c.blocks, *spans[c.phase])),
+                "blocks": encode_blocks(group_by_time(c.blocks, *spans[c.phase])),
                 "summary": _summary(result, c.endpoint, c.phase),
                 "journey": c.journey,
                 "series": _series(list(c.blocks)),
@@ -237,7 +239,7 @@ class StoredLoad:
 def decode_load(data: Mapping[str, Any]) -> StoredLoad:
     """Inverse of :func:`encode_load` (the parts the comparison needs)."""
     try:
-        blocks = {(c["phase"], c["endpoint"]): _decode_blocks(c["blocks"]) for c in data["cells"]}
+        blocks = {(c["phase"], c["endpoint"]): decode_blocks(c["blocks"]) for c in data["cells"]}
         return StoredLoad(phases=list(data["phases"]), cells=list(data["cells"]), blocks=blocks)
     except (KeyError, TypeError, ValueError, zlib.error) as exc:
         raise StoreError(f"a stored load is malformed: {type(exc).__name__}: {exc}") from exc

@@ -283,12 +283,14 @@ def _another_python_or_skip() -> str:
     for minor in (12, 13, 10):
         if f"3.{minor}" == mine:
             continue
-        found = shutil.which(f"python3.{minor}") or next(
-            iter(sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3.{minor}"))),
-            None,
-        )
-        if found:
-            return str(found)
+        # pyenv's shims exist for versions not selected: take the interpreters themselves.
+        found = [
+            *sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python3.{minor}")),
+            *[Path(p) for p in [shutil.which(f"python3.{minor}")] if p],
+        ]
+        for python in found:
+            if subprocess.run([python, "-c", "pass"], capture_output=True).returncode == 0:
+                return str(python)
     pytest.skip("needs a CPython of another minor version (an agent of another ABI)")
 
 

@@ -78,7 +78,7 @@ def test_baseline_then_compare(project: pytest.Pytester, monkeypatch: pytest.Mon
         run(project, "--perf-save-baseline").assert_outcomes(passed=1)
     path = project.path / "baselines" / file_name("test_user.py::test_query")
     stored = json.loads(path.read_text())
-    assert stored["schema"] == 3
+    assert stored["schema"] == 4
     assert len(stored["runs"]) == 5
     # The first run had nothing to be compared with; the others were compared quietly.
     assert [r["judged"] for r in stored["runs"]][:2] == [None, "same"]

@@ -6,11 +6,12 @@ sys_path, parent_pid, digest)``; the agent answers ``("cached",)`` when its cach
 holds that bundle (:mod:`perfsuite.load.agents.bundle`), else ``("send",)``,
 answered by ``("files", {path: bytes})``; then ``("ready", pid, host, cores)``
 (or ``("missing", error, python)`` when a dependency cannot be had). Whenever
-an import fails for a top-level module this host lacks (perfsuite's, or the
-scenario's when it is unpickled), the agent asks ``("need", module, cache_tag,
-platform)``, answered by ``("dist", digest)`` (then the same cached/send/files
-exchange, the distributions kept in a cache of their own) or ``("refused",
-why)``; then it tries again. Then ``("run", pickled)`` with the target, the scenario and the agent's
+an import finds no top-level module on this host (perfsuite's, the scenario's
+when it is unpickled, a library's while the run is built, optional ones
+included), the agent asks ``("need", module, cache_tag, platform)``, answered
+by ``("dist", digest)`` (then the same cached/send/files exchange, the
+distributions kept in a cache of their own) or ``("refused", why)``, the
+import's error. Then ``("run", pickled)`` with the target, the scenario and the agent's
 phases and options, answered by ``("prepared",)`` once it is unpickled (its
 modules imported) and its run built; then ``("ping",)`` any number of times,
 each answered by the agent's ``time.perf_counter_ns()``; then ``("go", start)``,
@@ -41,9 +42,11 @@ def serve(channel: Any) -> None:
     # The shipped code first; a popen agent also has the coordinator's imports, after it.
     sys.path.insert(0, shipped)
     sys.path.extend(entry for entry in path if entry not in sys.path)
+    finder = asking(channel)
+    sys.meta_path.append(finder)
     try:
-        signals = importing(channel, lambda: __import__("perfsuite.signals", fromlist=["*"]))
-        parallel = importing(channel, lambda: __import__("perfsuite.load.parallel", fromlist=["*"]))
+        import perfsuite.load.parallel as parallel
+        import perfsuite.signals as signals
     except ImportError as exc:  # a dependency that cannot be had here: said, not a hang
         channel.send(("missing", f"{type(exc).__name__}: {exc}", sys.version.split()[0]))
         return
@@ -73,10 +76,10 @@ def serve(channel: Any) -> None:
     try:
         # Unpickling imports the scenario's modules, and the run builds its requests
         # ahead: both done before the start is set.
-        loaded = importing(channel, lambda: pickle.loads(message[1]))
-        target, scenario, phases, options, live, progress = loaded
+        target, scenario, phases, options, live, progress = pickle.loads(message[1])
 
         def ready() -> int:
+            finder.open = False  # a module first imported during the load: not asked
             channel.send(("prepared",))
             while True:  # the clock's round trips, then the start
                 got = channel.receive()
@@ -109,32 +112,37 @@ def serve(channel: Any) -> None:
         channel.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-def importing(channel: Any, do: Any) -> Any:
-    """``do()``; each top-level module it finds missing on this host is asked of the
-    coordinator (the distribution that holds it, whole), put on ``sys.path`` after
-    the host's own, and ``do()`` tried again."""
+def asking(channel: Any) -> Any:
+    """A finder of last resort for ``sys.meta_path``: a top-level module no other
+    finder has is asked of the coordinator, which sends the distribution that holds
+    it, whole (put on ``sys.path`` after the host's own), or says why it cannot
+    (raised as the import's error). Set ``.open = False`` once the load is built:
+    the channel is then the load's."""
     import importlib
+    import importlib.machinery
     import sys
     import sysconfig
 
-    asked: set[str] = set()
-    while True:
-        try:
-            return do()
-        except ModuleNotFoundError as exc:
-            module = (exc.name or "").split(".")[0]
-            if not module or module in asked or module in sys.modules:
-                raise  # not a whole package missing, or one sent already that fails
-            asked.add(module)
+    class Asking:
+        def __init__(self) -> None:
+            self.open = True
+            self.asked: set[str] = set()
+
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+            if not self.open or path is not None or name in self.asked:
+                return None  # a submodule, or asked before: the usual error
+            self.asked.add(name)
             tag = sys.implementation.cache_tag or ""
-            channel.send(("need", module, tag, sysconfig.get_platform()))
+            channel.send(("need", name, tag, sysconfig.get_platform()))
             kind, detail = channel.receive()
             if kind != "dist":
-                raise ModuleNotFoundError(
-                    f"No module named {module!r} ({detail})", name=module
-                ) from None
-            sys.path.append(unpack(channel, detail, "deps", keep=64))
+                raise ModuleNotFoundError(f"No module named {name!r} ({detail})", name=name)
+            folder = unpack(channel, detail, "deps", keep=64)
+            sys.path.append(folder)
             importlib.invalidate_caches()
+            return importlib.machinery.PathFinder.find_spec(name, [folder])
+
+    return Asking()
 
 
 def unpack(channel: Any, digest: str, kind: str = "code", keep: int = 10) -> str:
