@@ -22,7 +22,7 @@ from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, run_metrics
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
-from perfsuite.stats.lag import ReplicaLag, lag_blockset
+from perfsuite.stats.lag import ReplicaLag, lag_blockset, replica_key
 from perfsuite.stats.lag_compare import compare_lag
 from perfsuite.stats.levels import current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
@@ -211,11 +211,8 @@ class Gate:
                     cost.gated(), theirs, alpha=share, tolerances=self.options.tolerances
                 )
         for i, replica in lagged:
-            where = (
-                f"replica lag {replica}"
-                if len(results) == 1
-                else f"load {i + 1}, replica lag {replica}"
-            )
+            where = f"{replica_key(replica)} lag"
+            where = where if len(results) == 1 else f"load {i + 1}, {where}"
             found_lag = self._compare_lag((lags or {})[i], i, replica, level, share, rng)
             if isinstance(found_lag, str):
                 warnings.append(f"{where}: {found_lag}")
@@ -235,7 +232,7 @@ class Gate:
         """A replica's lag against the baseline runs' (their own spread: the folder's
         pooled noise is latency's, not lag's); why not, as text."""
         current = lag.blockset(replica)
-        stored = [b for r in level if (b := r.lag(load, replica)) is not None]
+        stored = [b for r in level if (b := r.lag(load, replica_key(replica))) is not None]
         if current is None:
             return "no heartbeat in the measured phases: no verdict"
         if not stored:
@@ -319,7 +316,7 @@ def _lag_json(lag: ReplicaLag) -> dict[str, Any]:
     for replica in lag.replicas():
         blocks = lag.measured_blocks(replica)
         if blocks:
-            out[replica] = encode_blocks(blocks)
+            out[replica_key(replica)] = encode_blocks(blocks)
     return out
 
 

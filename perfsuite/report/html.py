@@ -45,6 +45,9 @@ LOAD_METRICS = (
     "rows_examined_per_request",
     "db_ms_per_request",
     "cpu_ms_per_request",
+    # Each replica's ("replica 1"): its lag behind the primary over the measured phases.
+    "replica_lag_p50_ms",
+    "replica_lag_p99_ms",
 )
 BENCH_METRICS = ("median", "ops")
 _CSS = """

@@ -38,6 +38,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "db_ms_per_request": MetricInfo("database time per request", "ms", True, True),
     "cpu_ms_per_request": MetricInfo("service CPU per request", "ms", True, True),
     "no_index_used": MetricInfo("statements without an index", "", False, True),
+    "replica_lag_p50_ms": MetricInfo("replica lag p50", "ms", True, True),
+    "replica_lag_p99_ms": MetricInfo("replica lag p99", "ms", True, True),
 }
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "lag_blockset",
     "lag_by_phase",
     "lag_by_second",
+    "replica_key",
 ]
 
 _MAX_BLOCKS = 30  # as a load's stored blocks (perfsuite.store.records.MAX_BLOCKS)
@@ -187,6 +188,12 @@ def lag_blocks(
             )
         out.append(LagBlocks(replica=replica, phase=name, role=role, blocks=tuple(blocks)))
     return out
+
+
+def replica_key(name: str) -> str:
+    """What names a replica from run to run: ``replica 1`` of ``replica 1 (127.0.0.1:PORT)``
+    (a throwaway replica's port is new each run)."""
+    return name.split(" (")[0]
 
 
 def lag_blockset(blocks: Sequence[Block]) -> BlockSet | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from perfsuite.errors import StoreError
+from perfsuite.stats.lag import ReplicaLag, replica_key
 from perfsuite.store.history import History
 from perfsuite.store.records import decode_load
 from perfsuite.store.runs import KIND as RUN_KIND
@@ -78,6 +79,15 @@ def record_points(record: Mapping[str, Any]) -> Iterator[PointRow]:
             for metric, value in cost["per_request"].items():
                 if value is not None:
                     yield test, where, metric, _finite(float(value))
+        lags = entry.get("replica_lag") or []
+        for i, lag in enumerate(lags):
+            if lag is None:
+                continue
+            for row in ReplicaLag.from_json(lag).measured():
+                name = replica_key(row.replica)
+                where = name if len(lags) == 1 else f"{name} (load {i + 1})"
+                for q in ("p50", "p99"):
+                    yield test, where, f"replica_lag_{q}_ms", _finite(row.value(q))
         for series in entry.get("resources", []):
             if series.get("cpu_percent"):
                 yield test, "*", "cpu_max", max(series["cpu_percent"])

@@ -4,6 +4,7 @@ judged against ``replica_lag_p99`` (a pytester session with a primary and a repl
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -105,3 +106,75 @@ def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) ->
             "1,* ms exceeds SLO at most 200.00 ms*"
         ]
     )
+
+
+def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
+    pytester: pytest.Pytester,
+) -> None:
+    """Three baseline runs with a replica that keeps up, then: the same again is no
+    regression of its lag; the replica one second behind (MASTER_DELAY) regresses
+    p50, and the percentiles with too few heartbeats above them say so."""
+    pytester.makepyfile(svc=_LAG_SERVICE)
+    pytester.makepyfile(
+        test_lag="""
+        import pytest
+        from perfsuite import Request, Scenario
+
+        @pytest.mark.perf
+        def test_writes(perf_run, perf_phases):
+            scenario = Scenario(Request(name="write", build=lambda ctx: ctx.get("/w")))
+            perf_run(scenario, perf_phases.constant(50, "10s"))
+        """
+    )
+
+    def run(delay: int, *args: str) -> pytest.RunResult:
+        pytester.makepyprojecttoml(
+            f"""
+            [tool.perfsuite]
+            mysql = "process"
+            replicas = 1
+            [tool.perfsuite.replication]
+            delay = {delay}
+            [tool.perfsuite.service]
+            command = "{{python}} {pytester.path}/svc.py {{port}}"
+            health = "/health"
+            [tool.perfsuite.pool]
+            check = false
+            """
+        )
+        return pytester.runpytest_subprocess(
+            "-m", "perf", "--perf-profile=full", "-rA", "-p", "no:cacheprovider",
+            "--perf-fail-on=regression", *args,
+        )  # fmt: skip
+
+    for _ in range(3):
+        run(0, "--perf-save-baseline").assert_outcomes(passed=1)
+    (path,) = (pytester.path / "baselines").glob("*.json")
+    stored = json.loads(path.read_text())
+    assert stored["schema"] == 4
+    assert all(len(r["lag"][0]) == 1 for r in stored["runs"])  # the one replica's blocks
+
+    same = run(0, "--perf-compare")
+    same.assert_outcomes(passed=1)
+    assert "regression in replica 1 lag" not in same.stdout.str()
+    same.stdout.fnmatch_lines(
+        [
+            "baseline comparison, replica 1 lag:",
+            "  p50 unchanged: *",
+            "  p95 inconclusive: too few heartbeats to judge (* in a run; 200 are needed*",
+            "  p99 inconclusive: too few heartbeats to judge (* in a run; 1,000 are needed*",
+        ]
+    )
+
+    behind = run(1, "--perf-compare")
+    behind.assert_outcomes(failed=1)
+    behind.stdout.fnmatch_lines(["*regression in replica 1 lag: p50 regressed: * -> * ms, +*"])
+    # Each run's lag is a point of the history: the trend report draws it per replica.
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (pytester.path / "index.html").read_text()
+    assert "replica lag p50" in page
+    assert "replica 1" in page
