@@ -23,7 +23,7 @@ from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, r
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
 from perfsuite.stats.lag import ReplicaLag, lag_blockset, replica_key
-from perfsuite.stats.lag_compare import compare_lag
+from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag
 from perfsuite.stats.levels import current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
@@ -111,6 +111,7 @@ class Gate:
         self.tests = tests  # the session's compared tests: alpha is split over them
         self._levels: dict[str, list[_Stored]] = {}
         self._prior: NoisePrior | None = None
+        self._lag_prior: NoisePrior | None = None
 
     def judge_slo(
         self, results: Sequence[LoadResult], objectives: list[Objective]
@@ -151,6 +152,24 @@ class Gate:
                 ]
             self._prior = pool_noise(series, metrics)
         return self._prior
+
+    def lag_prior(self) -> NoisePrior:
+        """The run-to-run noise of lag, pooled over every replica of every test's
+        current level in the folder (lag's own: a queue's, not latency's)."""
+        if self._lag_prior is None:
+            series = []
+            for test, stored in self.store.all_runs().items():
+                try:
+                    runs = self.level(test, stored)
+                except StoreError:
+                    continue
+                keys = {(i, k) for r in runs for i, lag in enumerate(r.record.lag or []) if lag
+                        for k in lag}  # fmt: skip
+                for load, key in sorted(keys):
+                    sets = [b for r in runs if (b := r.lag(load, key)) is not None]
+                    series.append([run_metrics(b, LAG_METRICS) for b in sets])
+            self._lag_prior = pool_noise(series, LAG_METRICS)
+        return self._lag_prior
 
     def compare(
         self,
@@ -237,7 +256,9 @@ class Gate:
             return "no heartbeat in the measured phases: no verdict"
         if not stored:
             return "not in the baseline: no verdict"
-        return compare_lag(current, stored, self.options, alpha=alpha, rng=rng)
+        return compare_lag(
+            current, stored, self.options, alpha=alpha, rng=rng, prior=self.lag_prior()
+        )
 
     def _busy(self, machine: MachineLoad | None) -> str:
         if machine is None:

@@ -23,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from perfsuite.stats.blocks import BlockSet
-from perfsuite.stats.compare import CompareOptions, MetricComparison
+from perfsuite.stats.compare import CompareOptions, MetricComparison, run_metrics
 from perfsuite.stats.lag import ReplicaLag, lag_blocks
 from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag
+from perfsuite.stats.noise import pool_noise
 
 from .simulation import run_scales
 
@@ -36,7 +37,7 @@ def lag_run(
     rng: np.random.Generator,
     *,
     log_scale: float = 0.0,
-    seconds: int = 20,
+    seconds: int = 40,
     utilisation: float = 0.3,
     apply_ms: float = 0.5,
     work_sd: float = 0.5,
@@ -51,9 +52,10 @@ def lag_run(
     work = rho * HEARTBEAT_MS * rng.lognormal(-(work_sd**2) / 2, work_sd, n)
     big = rng.random(n) < 0.02
     work[big] += 5.0 * speed * (rng.pareto(1.5, int(big.sum())) + 1.0)  # from 5 ms up
-    backlog = np.zeros(n)
-    for i in range(1, n):
-        backlog[i] = max(0.0, backlog[i - 1] + work[i - 1] - HEARTBEAT_MS)
+    # Lindley's recursion W[i] = max(0, W[i-1] + work[i-1] - 100), from W[0] = 0, is
+    # S[i] - min(S[0..i]) for the partial sums S of (work - 100): one pass of numpy.
+    steps = np.concatenate([[0.0], np.cumsum(work[:-1] - HEARTBEAT_MS)])
+    backlog = steps - np.minimum.accumulate(np.minimum(steps, 0.0))
     own = apply_ms * speed * rng.gamma(4.0, 0.25, n)
     lag_us = ((backlog + own) * 1000).astype(np.int64)
     written_us = (np.arange(n) * HEARTBEAT_MS * 1000).astype(np.int64)
@@ -78,30 +80,42 @@ def lag_series(
     noise: float,
     shift_last: float = 0.0,
     work_sd: float = 0.5,
+    seconds: int = 40,
 ) -> list[BlockSet]:
     """``size`` runs of one replica; the last two (the run and its rerun) slower by
     ``shift_last``."""
     scales = run_scales(regime, size, rng, noise)
     scales[-2:] += math.log1p(shift_last)
-    return [lag_run(rng, log_scale=float(s), work_sd=work_sd) for s in scales]
+    return [lag_run(rng, log_scale=float(s), work_sd=work_sd, seconds=seconds) for s in scales]
 
 
 def lag_session(
-    suite: Sequence[list[BlockSet]], rng: np.random.Generator, *, alpha: float = 0.01
+    suite: Sequence[list[BlockSet]],
+    rng: np.random.Generator,
+    *,
+    alpha: float = 0.01,
+    pooled: bool = True,
 ) -> list[list[MetricComparison]]:
-    """Judge each test's lag as the gate does: its own baseline runs (no pooled
-    noise), alpha split over the tests, a regression kept only when the rerun
-    regresses too (``--perf-confirm``)."""
+    """Judge each test's lag as the gate does: lag's noise pooled over the suite's
+    baseline runs (``pooled``; else each test's own), alpha split over the tests, a
+    regression kept only when the rerun regresses too (``--perf-confirm``)."""
     options = CompareOptions(alpha=alpha)
     share = alpha / len(suite)
+    prior = (
+        pool_noise(
+            [[run_metrics(b, LAG_METRICS) for b in runs[:-2]] for runs in suite], LAG_METRICS
+        )
+        if pooled
+        else None
+    )
     out = []
     for runs in suite:
         base = runs[:-2]
-        first = compare_lag(runs[-2], base, options, alpha=share, rng=rng)
+        first = compare_lag(runs[-2], base, options, alpha=share, rng=rng, prior=prior)
         if any(c.verdict == "regressed" for c in first):
             again = {
                 c.metric: c.verdict
-                for c in compare_lag(runs[-1], base, options, alpha=share, rng=rng)
+                for c in compare_lag(runs[-1], base, options, alpha=share, rng=rng, prior=prior)
             }
             first = [
                 c

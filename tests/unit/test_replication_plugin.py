@@ -161,8 +161,8 @@ def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
         [
             "baseline comparison, replica 1 lag:",
             "  p50 unchanged: *",
-            "  p95 inconclusive: too few heartbeats to judge (* in a run; 200 are needed*",
-            "  p99 inconclusive: too few heartbeats to judge (* in a run; 1,000 are needed*",
+            "  p95 inconclusive: too few heartbeats to judge (* in a run; 400 are needed*",
+            "  p99 inconclusive: too few heartbeats to judge (* in a run; 2,000 are needed*",
         ]
     )
 
