@@ -16,7 +16,6 @@ replica (``shift``) makes both its apply and its backlog slower.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -28,7 +27,7 @@ from perfsuite.stats.lag import ReplicaLag, lag_blocks
 from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag
 from perfsuite.stats.noise import pool_noise
 
-from .simulation import run_scales
+from .simulation import kept_if_rerun_agrees, run_scales
 
 HEARTBEAT_MS = 100.0
 
@@ -113,16 +112,8 @@ def lag_session(
         base = runs[:-2]
         first = compare_lag(runs[-2], base, options, alpha=share, rng=rng, prior=prior)
         if any(c.verdict == "regressed" for c in first):
-            again = {
-                c.metric: c.verdict
-                for c in compare_lag(runs[-1], base, options, alpha=share, rng=rng, prior=prior)
-            }
-            first = [
-                c
-                if c.verdict != "regressed" or again[c.metric] == "regressed"
-                else dataclasses.replace(c, verdict="inconclusive")
-                for c in first
-            ]
+            again = compare_lag(runs[-1], base, options, alpha=share, rng=rng, prior=prior)
+            first = kept_if_rerun_agrees(first, again)
         out.append(first)
     return out
 

@@ -131,6 +131,19 @@ def series(
     ]
 
 
+def kept_if_rerun_agrees(
+    first: list[MetricComparison], again: list[MetricComparison]
+) -> list[MetricComparison]:
+    """``--perf-confirm``: a regression stays only where the rerun regressed too."""
+    rerun = {c.metric: c.verdict for c in again}
+    return [
+        c
+        if c.verdict != "regressed" or rerun[c.metric] == "regressed"
+        else dataclasses.replace(c, verdict="inconclusive")
+        for c in first
+    ]
+
+
 def session(
     suite: Sequence[list[BlockSet]],
     options: CompareOptions,
@@ -151,16 +164,8 @@ def session(
         base = runs[:-2]
         first = compare(runs[-2], base, options, prior=prior, alpha=share, rng=rng)
         if confirm and any(c.verdict == "regressed" for c in first):
-            again = {
-                c.metric: c.verdict
-                for c in compare(runs[-1], base, options, prior=prior, alpha=share, rng=rng)
-            }
-            first = [
-                c
-                if c.verdict != "regressed" or again[c.metric] == "regressed"
-                else dataclasses.replace(c, verdict="inconclusive")
-                for c in first
-            ]
+            again = compare(runs[-1], base, options, prior=prior, alpha=share, rng=rng)
+            first = kept_if_rerun_agrees(first, again)
         out.append(first)
     return out
 

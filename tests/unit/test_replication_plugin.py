@@ -42,6 +42,24 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
 
 
+def _project(pytester: pytest.Pytester, delay: int) -> None:
+    """The writing service with one replica, ``delay`` seconds behind (MASTER_DELAY)."""
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.perfsuite]
+        mysql = "process"
+        replicas = 1
+        [tool.perfsuite.replication]
+        delay = {delay}
+        [tool.perfsuite.service]
+        command = "{{python}} {pytester.path}/svc.py {{port}}"
+        health = "/health"
+        [tool.perfsuite.pool]
+        check = false
+        """
+    )
+
+
 def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) -> None:
     """A service that writes under load, one replica: the lag is reported per phase,
     recorded per second, and ``replica_lag_p99`` is judged; with the replica one
@@ -62,20 +80,7 @@ def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) ->
     )
 
     def run(delay: int) -> tuple[pytest.RunResult, dict[str, object]]:
-        pytester.makepyprojecttoml(
-            f"""
-            [tool.perfsuite]
-            mysql = "process"
-            replicas = 1
-            [tool.perfsuite.replication]
-            delay = {delay}
-            [tool.perfsuite.service]
-            command = "{{python}} {pytester.path}/svc.py {{port}}"
-            health = "/health"
-            [tool.perfsuite.pool]
-            check = false
-            """
-        )
+        _project(pytester, delay)
         result = pytester.runpytest_subprocess(
             "-m", "perf", "--perf-profile=full", "-rA", "-p", "no:cacheprovider"
         )
@@ -128,20 +133,7 @@ def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
     )
 
     def run(delay: int, *args: str) -> pytest.RunResult:
-        pytester.makepyprojecttoml(
-            f"""
-            [tool.perfsuite]
-            mysql = "process"
-            replicas = 1
-            [tool.perfsuite.replication]
-            delay = {delay}
-            [tool.perfsuite.service]
-            command = "{{python}} {pytester.path}/svc.py {{port}}"
-            health = "/health"
-            [tool.perfsuite.pool]
-            check = false
-            """
-        )
+        _project(pytester, delay)
         return pytester.runpytest_subprocess(
             "-m", "perf", "--perf-profile=full", "-rA", "-p", "no:cacheprovider",
             "--perf-fail-on=regression", *args,
