@@ -51,13 +51,18 @@ class _Stored:
         self.record = record
         self.loads: list[StoredLoad] = [decode_load(load) for load in record.loads]
         self._sets: dict[tuple[int, str], BlockSet] = {}
+        self._lags: dict[tuple[int, str], BlockSet | None] = {}
 
     def lag(self, load: int, replica: str) -> BlockSet | None:
-        """A replica's lag during load ``load`` as blocks (None: not stored)."""
-        stored = self.record.lag[load] if self.record.lag and len(self.record.lag) > load else None
-        if not stored or replica not in stored:
-            return None
-        return lag_blockset(decode_blocks(stored[replica]))
+        """A replica's lag during load ``load`` as blocks (None: not stored), decoded
+        once (the folder's pooled lag noise and the test's comparison both read it)."""
+        key = (load, replica)
+        if key not in self._lags:
+            lags = self.record.lag or []
+            stored = lags[load] if len(lags) > load else None
+            found = stored.get(replica) if stored else None
+            self._lags[key] = lag_blockset(decode_blocks(found)) if found else None
+        return self._lags[key]
 
     def has(self, load: int, endpoint: str) -> bool:
         """Did this run measure that endpoint in that load?"""
