@@ -16,6 +16,7 @@ from perfsuite.load.progress import LiveLine
 from perfsuite.provision import MySQLServer, Service
 from perfsuite.session import PerfSession
 from perfsuite.session.ab import Base, Pairs, prepared_base, run_pairs
+from perfsuite.session.watchers import LoadWatchers, Watched
 from perfsuite.testitem import (
     AB_KEY,
     COST_KEY,
@@ -179,8 +180,10 @@ def perf_run(
         live = _live_line(request.config)
         done = stash.setdefault(AB_KEY, [])
 
-        def one(url: str) -> LoadResult:
-            return perf_session.loads.run(scenario, phases, target=url, progress=live)
+        def one(url: str, watchers: LoadWatchers) -> LoadResult:
+            return perf_session.loads.run(
+                scenario, phases, target=url, progress=live, watchers=watchers
+            )
 
         try:
             with _keeping_partial(stash, done):
@@ -193,14 +196,18 @@ def perf_run(
                     seed=f"{request.node.nodeid} {len(done)}",
                     partial=done,
                     costs=perf_session.loads.costs,
+                    lag=perf_session.loads.lag_watch,
                 )
         finally:
             live.close()
         results = stash.setdefault(RESULTS_KEY, [])
-        for result, cost in zip(pairs.candidate, pairs.candidate_cost, strict=True):
+        rounds = zip(pairs.candidate, pairs.candidate_cost, pairs.candidate_lag, strict=True)
+        for result, cost, lag in rounds:
             results.append(result)
             if cost is not None:
                 stash.setdefault(COST_KEY, {})[len(results) - 1] = cost
+            if lag is not None:  # the candidate's lag, for its SLOs and its run record
+                stash.setdefault(WATCHED_KEY, {})[len(results) - 1] = Watched(lag=lag)
         return pairs.candidate[-1]
 
     return run

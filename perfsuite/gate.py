@@ -23,7 +23,7 @@ from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, r
 from perfsuite.stats.cost import RequestCost
 from perfsuite.stats.cost_compare import compare_cost, compare_cost_pairs
 from perfsuite.stats.lag import ReplicaLag, lag_blockset, replica_key
-from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag
+from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag, compare_lag_pairs
 from perfsuite.stats.levels import current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
@@ -274,13 +274,14 @@ class Gate:
     def compare_pairs(
         self, loads: Sequence[Pairs]
     ) -> tuple[dict[str, list[MetricComparison]], list[str]]:
-        """A/B: judge each load's endpoints on its pairs of rounds."""
+        """A/B: judge each load's endpoints, cost and replicas' lag on its pairs of rounds."""
         out: dict[str, list[MetricComparison]] = {}
         warnings = []
         cells = [
             (i, e) for i, p in enumerate(loads) if p.candidate for e in p.candidate[0].endpoints
         ]
-        share = self.options.alpha / max(self.tests, 1) / max(len(cells), 1)
+        lagged = [(i, r) for i, p in enumerate(loads) for r in _paired_replicas(p)]
+        share = self.options.alpha / max(self.tests, 1) / max(len(cells) + len(lagged), 1)
         for i, endpoint in cells:
             pairs = loads[i]
             if len(pairs.base) < MIN_PAIRS:
@@ -300,6 +301,14 @@ class Gate:
                 out[where] = compare_cost_pairs(
                     base, candidate, alpha=share, tolerances=self.options.tolerances
                 )
+        for i, replica in lagged:
+            where = f"{replica_key(replica)} lag"
+            where = where if len(loads) == 1 else f"load {i + 1}, {where}"
+            sides = _paired_lag(loads[i], replica)
+            if sides is None:
+                warnings.append(f"{where}: a round without a heartbeat measured: no verdict")
+                continue
+            out[where] = compare_lag_pairs(*sides, self.options, alpha=share)
         return out, list(dict.fromkeys(warnings))
 
     def save(
@@ -350,3 +359,27 @@ def _fingerprint_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     keys = sorted(set(old) | set(new))
     changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(changed) or "unknown difference"
+
+
+def _paired_replicas(pairs: Pairs) -> list[str]:
+    """The replicas whose lag both builds' rounds measured."""
+    if not pairs.base_lag or any(lag is None for lag in [*pairs.base_lag, *pairs.candidate_lag]):
+        return []
+    first = pairs.candidate_lag[0]
+    return first.replicas() if first is not None else []
+
+
+def _paired_lag(pairs: Pairs, replica: str) -> tuple[list[BlockSet], list[BlockSet]] | None:
+    """A replica's lag blocks in each round, base and candidate (None: a round has none)."""
+    key = replica_key(replica)
+    sides: list[list[BlockSet]] = []
+    for lags in (pairs.base_lag, pairs.candidate_lag):
+        found = []
+        for lag in lags:
+            named = [r for r in lag.replicas() if replica_key(r) == key] if lag else []
+            blocks = lag.blockset(named[0]) if lag is not None and named else None
+            if blocks is None:
+                return None
+            found.append(blocks)
+        sides.append(found)
+    return sides[0], sides[1]

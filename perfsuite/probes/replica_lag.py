@@ -11,6 +11,9 @@ applied by the end of the load counts with the time it had waited so far (a
 lower bound, said as such). Replicas on other hosts are read against their
 own clock's offset, measured by round trips as the load agents' are.
 
+A load begins once each replica has applied what the primary logged before it
+(an earlier load's writes, an A/B round's): that backlog is not its lag.
+
 What a lag counts: from just before the primary is sent the heartbeat (the
 client's clock) to when the replica applied it. The primary's own commit
 (well under a millisecond on loopback) is part of it.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,9 +32,9 @@ import numpy as np
 import numpy.typing as npt
 import pymysql
 
-from perfsuite.errors import MySQLError
+from perfsuite.errors import MySQLError, PerfsuiteWarning
 from perfsuite.load.agents.clock import ClockOffset, estimate_offset
-from perfsuite.provision.replication import replica_status
+from perfsuite.provision.replication import behind, replica_status
 from perfsuite.provision.server import MySQLServer
 from perfsuite.stats.lag import (
     LagBlocks,
@@ -47,6 +51,7 @@ __all__ = ["TABLE", "LagSeries", "ReplicaLagWatch"]
 TABLE = "perfsuite_heartbeat"
 _APPLIED = "CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)"
 _CLOCK_TRIPS = 16
+CATCH_UP = 60.0  # s the replicas get to apply what came before a load (past MASTER_DELAY)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +102,7 @@ class ReplicaLagWatch:
             for index, replica in enumerate(self.replicas):
                 self._wait_for_table(index, replica, table)
                 self._clocks[index] = _clock(replica)
+            self._caught_up()
         except BaseException:
             self._conn.close()
             raise
@@ -181,6 +187,23 @@ class ReplicaLagWatch:
                 "BINLOG ADMIN (MariaDB) or SUPER, or set [tool.perfsuite.replication] lag = false"
             ) from exc
         return conn
+
+    def _caught_up(self) -> None:
+        """Until each replica has applied the primary's writes of before the load (an
+        earlier load's, an A/B round's): their backlog is not this load's lag."""
+        try:
+            late = behind(self.primary, self.replicas, timeout=CATCH_UP)
+        except MySQLError as exc:
+            late = [f"cannot tell ({exc})"]
+        if late:
+            warnings.warn(
+                PerfsuiteWarning(
+                    "perfsuite: the replicas had not caught up with the primary when the "
+                    f"load began, after {CATCH_UP:g} s: its lag includes what was left "
+                    f"of before ({'; '.join(late)})"
+                ),
+                stacklevel=3,
+            )
 
     def _wait_for_table(self, index: int, replica: MySQLServer, table: str) -> None:
         deadline = time.monotonic() + 30

@@ -4,6 +4,8 @@ Each build of an A/B run gets its own database, so that the rows one build
 writes never slow the other's queries. The copy is made after the seed,
 table by table (``CREATE TABLE ... LIKE`` and ``INSERT ... SELECT``): the
 same rows, the same indexes. Views, triggers and routines are not copied.
+The copy goes through the binary log, so the server's replicas hold it too
+(the base build reads its own copy there); it is handed over once they do.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from collections.abc import Iterator
 import pymysql
 
 from perfsuite.errors import MySQLError
+from perfsuite.provision.replication import behind
 from perfsuite.provision.server import MySQLServer
 from perfsuite.provision.server import quote_name as _quoted
 
 __all__ = ["copied_database"]
+
+_REPLICAS_TIMEOUT = 60.0  # s for the replicas to apply the copy (past their MASTER_DELAY)
 
 
 @contextlib.contextmanager
@@ -49,7 +54,11 @@ def copied_database(server: MySQLServer, name: str) -> Iterator[MySQLServer]:
     finally:
         conn.close()
     try:
-        yield dataclasses.replace(server, database=name)
+        late = behind(server, server.replicas, timeout=_REPLICAS_TIMEOUT)
+        if late:
+            raise MySQLError(f"the copy {target} did not reach the replicas: {'; '.join(late)}")
+        replicas = tuple(dataclasses.replace(r, database=name) for r in server.replicas)
+        yield dataclasses.replace(server, database=name, replicas=replicas)
     finally:
         with contextlib.suppress(MySQLError, pymysql.MySQLError):
             server.execute(f"DROP DATABASE IF EXISTS {target}", admin=True)

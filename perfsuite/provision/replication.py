@@ -25,7 +25,14 @@ from perfsuite.errors import MySQLError
 from perfsuite.provision.server import MySQLServer
 from perfsuite.secrets import register
 
-__all__ = ["ReplicaStatus", "primary_argv", "replica_argv", "replica_status", "start_replication"]
+__all__ = [
+    "ReplicaStatus",
+    "behind",
+    "primary_argv",
+    "replica_argv",
+    "replica_status",
+    "start_replication",
+]
 
 REPL_USER = "perfsuite_repl"
 
@@ -62,6 +69,7 @@ class ReplicaStatus:
     sql_running: str
     io_error: str
     sql_error: str
+    delay: int = 0  # MASTER_DELAY, s
 
     @property
     def running(self) -> bool:
@@ -107,6 +115,7 @@ def replica_status(server: MySQLServer) -> ReplicaStatus | None:
         sql_running=str(_column(row, "_SQL_Running") or ""),
         io_error=str(_column(row, "Last_IO_Error") or ""),
         sql_error=str(_column(row, "Last_SQL_Error") or ""),
+        delay=int(_column(row, "SQL_Delay") or 0),
     )
 
 
@@ -178,3 +187,42 @@ def wait_running(replica: MySQLServer, index: int, timeout: float) -> ReplicaSta
         time.sleep(0.05)
         status = replica_status(replica)
     return status
+
+
+def behind(primary: MySQLServer, replicas: Sequence[MySQLServer], *, timeout: float) -> list[str]:
+    """Wait until each replica has applied what the primary logged until now (at
+    most ``timeout`` s past its own MASTER_DELAY); the replicas that had not, each
+    with how it stands. A load that begins on a replica still applying an earlier
+    one's writes would measure that backlog as its own lag."""
+    rows = primary.query("SHOW MASTER STATUS", admin=True)
+    if not rows:
+        return []  # no binary log: nothing replicates from it
+    where, position = str(rows[0][0]), int(rows[0][1])
+    late = []
+    for index, replica in enumerate(replicas, 1):
+        status = replica_status(replica)
+        if status is None or not status.running:
+            said = status.describe() if status is not None else "not a replica"
+            late.append(f"replica {index} ({replica.host}:{replica.port}): {said}")
+            continue
+        deadline = time.monotonic() + timeout + status.delay
+        # Waits of a second at a time (MASTER_POS_WAIT, in MariaDB and MySQL): a
+        # Ctrl-C is not held up by a statement the server would go on waiting in.
+        while True:
+            ((got,),) = replica.query(
+                "SELECT MASTER_POS_WAIT(%s, %s, 1)", (where, position), admin=True
+            )
+            if got is not None and int(got) >= 0:
+                break
+            if got is None or time.monotonic() > deadline:
+                said = _stopped_or(replica, f"not at the primary's {where}:{position}")
+                late.append(f"replica {index} ({replica.host}:{replica.port}): {said}")
+                break
+    return late
+
+
+def _stopped_or(replica: MySQLServer, otherwise: str) -> str:
+    status = replica_status(replica)
+    if status is None:
+        return "not a replica"
+    return otherwise if status.running else status.describe()

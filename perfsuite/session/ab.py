@@ -9,6 +9,11 @@ generator, each pair on freshly started processes, so that a process's
 placement (its memory layout, its core, its neighbours) is drawn again for
 every pair instead of being reported as a regression.
 
+Each round is watched as an ordinary load is: its cost per request on its
+build's database, and, with replicas, their lag (the replicas are both
+builds', each build's copy of the database replicating there; a round begins
+once they have applied the rounds before it).
+
 A pair in which the load generator saturated (the machine, not a build, was
 measured) is run again, at most once per five pairs; past that the test
 fails as any saturated load does.
@@ -28,16 +33,21 @@ from pathlib import Path
 from perfsuite.config import PerfConfig, ServiceConfig
 from perfsuite.errors import ConfigError, LoadGeneratorSaturated, PerfsuiteWarning, ServiceError
 from perfsuite.load import LoadResult
+from perfsuite.probes.replica_lag import ReplicaLagWatch
 from perfsuite.provision import MySQLServer
 from perfsuite.provision.databases import copied_database
 from perfsuite.provision.worktree import git_worktree, resolve_ref
 from perfsuite.session.cost import CostMeter, CostProbes
 from perfsuite.session.provisioning import Provisioning, started
+from perfsuite.session.watchers import LoadWatchers
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.lag import ReplicaLag
 
-__all__ = ["SIDES", "ABOptions", "Base", "Pairs", "run_pairs"]
+__all__ = ["SIDES", "ABOptions", "Base", "Pairs", "Round", "RunOne", "run_pairs"]
 
 SIDES = ("base", "candidate")
+# Runs one round's load against a build's URL, telling its watchers when it began.
+RunOne = Callable[[str, LoadWatchers], LoadResult]
 BASE_DATABASE_SUFFIX = "_ab_base"
 
 
@@ -86,6 +96,9 @@ class Pairs:
     # Each round's cost per request, when the digests could be read (None: not measured).
     base_cost: list[RequestCost | None] = field(default_factory=list)
     candidate_cost: list[RequestCost | None] = field(default_factory=list)
+    # Each round's replica lag, when the replicas were watched (None: not measured).
+    base_lag: list[ReplicaLag | None] = field(default_factory=list)
+    candidate_lag: list[ReplicaLag | None] = field(default_factory=list)
     # Pairs run again because the generator saturated in one of their rounds: why.
     redone: list[str] = field(default_factory=list)
 
@@ -127,17 +140,20 @@ def run_pairs(
     base: Base,
     provisioning: Provisioning,
     candidate_server: MySQLServer,
-    run_one: Callable[[str], LoadResult],
+    run_one: RunOne,
     *,
     seed: str,
     partial: list[Pairs] | None = None,
     costs: CostProbes | None = None,
+    lag: Callable[[], ReplicaLagWatch | None] | None = None,
 ) -> Pairs:
     """Run ``options.pairs`` pairs of rounds, each pair on fresh processes of both builds.
 
     ``partial``: the pairs are appended to it first, so that the pairs run
     before a Ctrl-C are not lost. ``costs``: measure each round's cost on its
-    build's database (and its service's CPU).
+    build's database (and its service's CPU). ``lag``: a watch of the replicas'
+    lag for each round (the replicas are both builds': each build's copy of the
+    database replicates there); a base build at a URL has none.
     """
     rng = random.Random(zlib.crc32(seed.encode()))
     pairs = Pairs(base_label=base.label)
@@ -148,7 +164,7 @@ def run_pairs(
         order = list(SIDES)
         rng.shuffle(order)
         try:
-            done = _pair(order, base, provisioning, candidate_server, run_one, costs)
+            done = _pair(order, base, provisioning, candidate_server, run_one, costs, lag)
         except LoadGeneratorSaturated as exc:
             if len(pairs.redone) >= redos:
                 raise
@@ -157,12 +173,14 @@ def run_pairs(
             warnings.warn(PerfsuiteWarning(f"A/B: a pair run again: {why}"), stacklevel=2)
             continue
         for side in order:
-            _refuse_a_failing_build(side, base.label, done[side][0])
+            _refuse_a_failing_build(side, base.label, done[side].result)
         # Only whole pairs count: a round whose partner never ran is no pair.
-        pairs.base.append(done["base"][0])
-        pairs.candidate.append(done["candidate"][0])
-        pairs.base_cost.append(done["base"][1])
-        pairs.candidate_cost.append(done["candidate"][1])
+        pairs.base.append(done["base"].result)
+        pairs.candidate.append(done["candidate"].result)
+        pairs.base_cost.append(done["base"].cost)
+        pairs.candidate_cost.append(done["candidate"].cost)
+        pairs.base_lag.append(done["base"].lag)
+        pairs.candidate_lag.append(done["candidate"].lag)
         pairs.order.append(order[0])
     return pairs
 
@@ -172,9 +190,10 @@ def _pair(
     base: Base,
     provisioning: Provisioning,
     candidate_server: MySQLServer,
-    run_one: Callable[[str], LoadResult],
+    run_one: RunOne,
     costs: CostProbes | None,
-) -> dict[str, tuple[LoadResult, RequestCost | None]]:
+    lag: Callable[[], ReplicaLagWatch | None] | None,
+) -> dict[str, Round]:
     """One pair of rounds, in ``order``, on freshly started services of both builds."""
     with contextlib.ExitStack() as stack:
         urls: dict[str, str] = {}
@@ -196,22 +215,33 @@ def _pair(
             )
             urls[side] = service.base_url
             meters[side] = costs.meter(server, service, sample_cpu=True) if costs else None
-        return {side: _round(run_one, urls[side], meters[side]) for side in order}
+        out = {}
+        for side in order:
+            ours = lag is not None and (side != "base" or base.url is None)
+            watchers = LoadWatchers(meter=meters[side], lag=lag() if ours and lag else None)
+            out[side] = _round(run_one, urls[side], watchers)
+        return out
 
 
-def _round(
-    run_one: Callable[[str], LoadResult], url: str, meter: CostMeter | None
-) -> tuple[LoadResult, RequestCost | None]:
-    """One build's round, with its cost when it can be read."""
-    if meter is None:
-        return run_one(url), None
-    meter.start()
+@dataclass(frozen=True)
+class Round:
+    """One build's round: its result, its cost per request and its replicas' lag
+    (None: not measured)."""
+
+    result: LoadResult
+    cost: RequestCost | None
+    lag: ReplicaLag | None
+
+
+def _round(run_one: RunOne, url: str, watchers: LoadWatchers) -> Round:
+    """One build's round, watched (its cost, its lag) where they can be read."""
+    watchers.start()
     result = None
     try:
-        result = run_one(url)
+        result = run_one(url, watchers)
     finally:
-        cost = meter.stop(result)
-    return result, cost
+        watched = watchers.stop(result)
+    return Round(result, watched.cost, watched.lag)
 
 
 def _refuse_a_failing_build(side: str, label: str, result: LoadResult) -> None:

@@ -11,7 +11,9 @@ stale read anyone sees. A change must reach :data:`LAG_TOLERANCE` of the
 baseline *and* :data:`LAG_FLOOR_MS`; and a percentile is judged only where
 every run has :data:`BEYOND` heartbeats above it (p95: 400 heartbeats, 40 s at
 the default interval; p99: 2,000), as the gate asks latency for blocks enough.
-Measured by simulation (``tests/unit/test_lag_simulation.py``,
+In A/B runs the rounds of each pair are judged as latency's are (a paired t on
+log-ratios), with the same practical change and heartbeats, the floor taken
+on the base build's rounds. Measured by simulation (``tests/unit/test_lag_simulation.py``,
 ``benchmarks/lag_gate_power.py``):
 without them, A/A sessions of 4 tests raised 2.4 to 3.6 % false alarms; with
 10 heartbeats above a percentile, up to 1.3 % (a busy replica, drifting
@@ -29,8 +31,16 @@ import numpy as np
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, compare, unjudged
 from perfsuite.stats.noise import NoisePrior
+from perfsuite.stats.paired import compare_pairs
 
-__all__ = ["BEYOND", "LAG_FLOOR_MS", "LAG_METRICS", "LAG_TOLERANCE", "compare_lag"]
+__all__ = [
+    "BEYOND",
+    "LAG_FLOOR_MS",
+    "LAG_METRICS",
+    "LAG_TOLERANCE",
+    "compare_lag",
+    "compare_lag_pairs",
+]
 
 LAG_METRICS = ("p50", "p95", "p99")
 LAG_TOLERANCE = 0.25  # relative: a quarter more lag
@@ -60,26 +70,78 @@ def compare_lag(
 ) -> list[MetricComparison]:
     """Each lag percentile of ``current`` against the baseline runs' (``prior``: the
     run-to-run noise of the lag of every replica and test in the baseline folder)."""
+    chosen, fewest = _lag_options([current, *baselines], baselines, options, floor_ms, tolerance)
+    found = {}
+    if chosen.metrics:
+        found = _noted(
+            compare(current, baselines, chosen, prior=prior, alpha=alpha, rng=rng),
+            floor_ms,
+            tolerance,
+        )
+    return _every_metric(found, [current], options, fewest)
+
+
+def compare_lag_pairs(
+    base: Sequence[BlockSet],
+    candidate: Sequence[BlockSet],
+    options: CompareOptions,
+    *,
+    alpha: float,
+    floor_ms: float = LAG_FLOOR_MS,
+    tolerance: float = LAG_TOLERANCE,
+) -> list[MetricComparison]:
+    """A/B: each lag percentile of the candidate's rounds against the base's, pair by
+    pair (:func:`perfsuite.stats.paired.compare_pairs`), with the same practical
+    change and heartbeats as against baselines; the floor is the base's median."""
+    chosen, fewest = _lag_options([*base, *candidate], base, options, floor_ms, tolerance)
+    found = {}
+    if chosen.metrics:
+        found = _noted(compare_pairs(base, candidate, chosen, alpha=alpha), floor_ms, tolerance)
+    return _every_metric(found, candidate, options, fewest)
+
+
+def _lag_options(
+    every: Sequence[BlockSet],
+    reference: Sequence[BlockSet],
+    options: CompareOptions,
+    floor_ms: float,
+    tolerance: float,
+) -> tuple[CompareOptions, int]:
+    """The lag percentiles that every run has heartbeats enough for, each with its
+    tolerance (the floor as a share of the ``reference`` runs' median: a change must
+    pass both); and the fewest heartbeats of a run."""
     fewest = int(
-        min(min(b.requests.sum(), b.seconds.sum() * PER_SECOND) for b in [current, *baselines])
+        min((min(b.requests.sum(), b.seconds.sum() * PER_SECOND) for b in every), default=0)
     )
     judged = tuple(m for m in LAG_METRICS if fewest >= needed(m))
     tolerances = {}
     for metric in judged:
-        level = float(np.median([b.metric(metric) for b in baselines]))
-        # The floor as a share of this baseline: a change must pass both.
+        level = float(np.median([b.metric(metric) for b in reference]))
         tolerances[metric] = max(tolerance, floor_ms / level) if level > 0 else tolerance
-    found: dict[str, MetricComparison] = {}
-    if judged:
-        chosen = dataclasses.replace(options, metrics=judged, tolerances=tolerances)
-        note = f", a change under {tolerance:.0%} or {floor_ms:g} ms is none"
-        for c in compare(current, baselines, chosen, prior=prior, alpha=alpha, rng=rng):
-            found[c.metric] = c if c.reason else dataclasses.replace(c, method=c.method + note)
+    return dataclasses.replace(options, metrics=judged, tolerances=tolerances), fewest
+
+
+def _noted(
+    found: Sequence[MetricComparison], floor_ms: float, tolerance: float
+) -> dict[str, MetricComparison]:
+    note = f", a change under {tolerance:.0%} or {floor_ms:g} ms is none"
+    return {c.metric: c if c.reason else dataclasses.replace(c, method=c.method + note)
+            for c in found}  # fmt: skip
+
+
+def _every_metric(
+    found: dict[str, MetricComparison],
+    current: Sequence[BlockSet],
+    options: CompareOptions,
+    fewest: int,
+) -> list[MetricComparison]:
+    """Every lag percentile (the ``current`` runs' mean): those not judged say why."""
     for metric in LAG_METRICS:
         if metric not in found:
             why = (
                 f"too few heartbeats to judge ({fewest} in a run; {needed(metric):,} are "
                 f"needed, {BEYOND} above it: a longer phase or a shorter heartbeat)"
             )
-            found[metric] = unjudged(metric, current.metric(metric), options, why)
+            value = float(np.mean([b.metric(metric) for b in current])) if current else math.nan
+            found[metric] = unjudged(metric, value, options, why)
     return [found[m] for m in LAG_METRICS]

@@ -13,7 +13,10 @@
                        "loads": [{"first": ["base" | "candidate", ...],
                                   "endpoints": {endpoint: {metric:
                                       {"base": [...], "candidate": [...]}}},
-                                  "cost": {"base": [{...} | null], "candidate": [...]}}]},
+                                  "cost": {"base": [{...} | null], "candidate": [...]},
+                                  "lag": {replica: {"p50" | "p95" | "p99":
+                                      {"base": [ms], "candidate": [ms]}}},
+                                  "redone": [...]}]},
                 "metrics": {"loads": [{"scrapes", "scraped_series", "failed": {job: n},
                                        "errors": {job: [...]},
                                        "dropped_series", "filtered_series", "types",
@@ -56,8 +59,10 @@ collapsed-stacks ``file`` relative to the reports folder; ``hotter``: the
 functions whose share of self time grew most against the baseline's profile.
 ``ab`` only in A/B sessions: its ``loads`` are the candidate's rounds, and
 ``ab`` has every round's metrics of both builds (``first``: which build ran
-first in each pair). The same load data as the baselines (HDR histograms, blocks, summaries),
-plus what was judged. Reports are rendered from these records only.
+first in each pair; ``lag``: each round's lag of each replica over its measured
+phases, the replicas being both builds'). The same load data as the baselines
+(HDR histograms, blocks, summaries), plus what was judged. Reports are rendered
+from these records only.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ from typing import TYPE_CHECKING, Any
 from perfsuite.load.result import LoadResult
 from perfsuite.stats.compare import MetricComparison
 from perfsuite.stats.cost import RequestCost
+from perfsuite.stats.lag import replica_key
+from perfsuite.stats.lag_compare import LAG_METRICS
 from perfsuite.stats.slo import SloResult
 from perfsuite.store.files import write_json_atomic
 from perfsuite.store.records import encode_load
@@ -160,11 +167,27 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
                         ("candidate", pairs.candidate_cost),
                     )
                 },
+                # Each round's replica lag over its measured phases, ms (null: none).
+                "lag": _paired_lag(pairs),
                 # Pairs run again, and why (the generator saturated in one of their rounds).
                 "redone": list(pairs.redone),
             }
         )
     return {"base": loads[0].base_label, "pairs": len(loads[0].base), "loads": out}
+
+
+def _paired_lag(pairs: Pairs) -> dict[str, dict[str, dict[str, list[float | None]]]]:
+    """Per replica and lag percentile, each round's value (ms), base and candidate."""
+    out: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    for side, lags in (("base", pairs.base_lag), ("candidate", pairs.candidate_lag)):
+        for lag in lags:
+            for row in lag.measured() if lag is not None else ():
+                metrics = out.setdefault(replica_key(row.replica), {})
+                for q in LAG_METRICS:
+                    metrics.setdefault(q, {"base": [], "candidate": []})[side].append(
+                        _num(row.value(q))
+                    )
+    return out
 
 
 def encode_cost(cost: RequestCost, *, top: int = 20) -> dict[str, Any]:
