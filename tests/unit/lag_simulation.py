@@ -24,10 +24,10 @@ import numpy as np
 from perfsuite.stats.blocks import BlockSet
 from perfsuite.stats.compare import CompareOptions, MetricComparison, run_metrics
 from perfsuite.stats.lag import ReplicaLag, lag_blocks
-from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag
+from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag, compare_lag_pairs
 from perfsuite.stats.noise import pool_noise
 
-from .simulation import kept_if_rerun_agrees, run_scales
+from .simulation import REGIMES, kept_if_rerun_agrees, run_scales
 
 HEARTBEAT_MS = 100.0
 
@@ -157,5 +157,123 @@ def detections(
     for _ in range(sessions):
         runs = lag_series(regime, window + 2, rng, noise=noise, shift_last=shift, work_sd=work_sd)
         for c in lag_session([runs], rng)[0]:
+            caught[c.metric] += c.verdict == "regressed"
+    return caught
+
+
+def lag_pairs(
+    regime: str,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    noise: float,
+    correlation: float,
+    shift: float = 0.0,
+    work_sd: float = 0.5,
+    utilisation: float = 0.3,
+    seconds: int = 10,
+) -> tuple[list[BlockSet], list[BlockSet]]:
+    """``k`` A/B pairs of rounds of one replica: each round's speed is a part its
+    pair shares (the machine of that minute, under ``regime``) plus its own (as
+    :func:`tests.unit.simulation.pairs` draws them); the candidate's replica is
+    slower by ``shift``. Each round's queue starts empty (a round begins once the
+    replicas have caught up) and draws its own bursts."""
+    common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
+    own_regime = "lognormal" if regime == "drift" else regime
+    sides = []
+    for extra in (0.0, math.log1p(shift)):
+        own = run_scales(own_regime, k, rng, noise * math.sqrt(1.0 - correlation))
+        scales = common + own + extra
+        sides.append(
+            [
+                lag_run(
+                    rng,
+                    log_scale=float(s),
+                    work_sd=work_sd,
+                    utilisation=utilisation,
+                    seconds=seconds,
+                )
+                for s in scales
+            ]
+        )
+    return sides[0], sides[1]
+
+
+def ab_lag_session(
+    suite: Sequence[tuple[list[BlockSet], list[BlockSet]]], *, alpha: float = 0.01
+) -> list[list[MetricComparison]]:
+    """Judge each test's lag pairs as the A/B gate does: alpha split over the tests."""
+    options = CompareOptions(alpha=alpha)
+    share = alpha / len(suite)
+    return [compare_lag_pairs(base, cand, options, alpha=share) for base, cand in suite]
+
+
+# A replica of each kind (lag_run's work_sd, utilisation): quiet (p99 about 1 ms, as
+# the example service's), busy (behind now and then), behind (p50 tens of ms in some
+# rounds: its lag is above the 10 ms floor, where only the 25 % tolerance holds it).
+REPLICAS = {
+    "quiet": {"work_sd": 0.5, "utilisation": 0.3},
+    "busy": {"work_sd": 1.0, "utilisation": 0.3},
+    "behind": {"work_sd": 1.0, "utilisation": 0.6},
+}
+
+
+def ab_false_alarms(
+    replica: str,
+    sessions: int,
+    seed: int,
+    *,
+    seconds: int,
+    pairs: int = 10,
+    noise: float = 0.15,
+    correlation: float = 0.5,
+) -> int:
+    """A/A sessions of 4 tests (one per noise regime) in which any lag metric of any
+    test was called regressed."""
+    rng = np.random.default_rng(seed)
+    kind = REPLICAS[replica]
+    count = 0
+    for _ in range(sessions):
+        suite = [
+            lag_pairs(
+                regime, pairs, rng, noise=noise, correlation=correlation, seconds=seconds, **kind
+            )
+            for regime in REGIMES
+        ]
+        count += any(c.verdict == "regressed" for cs in ab_lag_session(suite) for c in cs)
+    return count
+
+
+def ab_detections(
+    replica: str,
+    tests: int,
+    seed: int,
+    *,
+    shift: float,
+    seconds: int,
+    pairs: int = 10,
+    noise: float = 0.15,
+    correlation: float = 0.5,
+) -> dict[str, int]:
+    """Of ``tests`` A/B tests whose candidate's replica is slower by ``shift`` (in a
+    session of 4, the others A/A): how often each lag metric was called regressed."""
+    rng = np.random.default_rng(seed)
+    kind = REPLICAS[replica]
+    caught = dict.fromkeys(LAG_METRICS, 0)
+    for _ in range(tests):
+        suite = [
+            lag_pairs(
+                regime,
+                pairs,
+                rng,
+                noise=noise,
+                correlation=correlation,
+                seconds=seconds,
+                shift=shift if n == 0 else 0.0,
+                **kind,
+            )
+            for n, regime in enumerate(REGIMES)
+        ]
+        for c in ab_lag_session(suite)[0]:
             caught[c.metric] += c.verdict == "regressed"
     return caught

@@ -16,8 +16,9 @@ import pytest
 from perfsuite.config import MySQLConfig, ReplicationConfig, load_config
 from perfsuite.errors import ConfigError, MySQLError
 from perfsuite.probes.replica_lag import LagSeries, ReplicaLagWatch
+from perfsuite.provision.databases import copied_database
 from perfsuite.provision.mysql_process import DATADIR_PREFIX, mysql_process
-from perfsuite.provision.replication import replica_status, wait_running
+from perfsuite.provision.replication import behind, replica_status, wait_running
 from perfsuite.provision.server import MySQLServer
 
 from .conftest import descendants_with
@@ -264,3 +265,38 @@ def test_an_account_that_may_not_log_statements_is_told_before_the_load(
     watch = ReplicaLagWatch(confined, pair.replicas, interval=0.05)
     with pytest.raises(MySQLError, match=r"may not log the heartbeats as statements.*BINLOG ADMIN"):
         watch.start()
+
+
+def test_a_copy_of_the_database_is_on_the_replicas_when_handed_over(
+    pair: MySQLServer,
+) -> None:
+    """A/B's copy of the database for the base build: the replicas hold it when it is
+    handed over (no wait after), its replicas name it, and it is dropped there too."""
+    pair.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+    pair.execute("INSERT INTO t VALUES (1, 'paid')")
+    with copied_database(pair, "shop_ab_base") as copy:
+        (replica,) = copy.replicas
+        assert (replica.database, replica.port) == ("shop_ab_base", pair.replicas[0].port)
+        assert replica.query("SELECT v FROM t") == [("paid",)]
+        assert pair.replicas[0].database == "shop"
+    _replicated(pair.replicas[0], "SHOW DATABASES LIKE 'shop_ab_base'", [])
+
+
+def test_behind_waits_for_a_delayed_replica_and_names_a_stopped_one(pair: MySQLServer) -> None:
+    """``behind``: until each replica has applied what the primary logged (past its
+    MASTER_DELAY); a replica whose applier stopped is named with its status."""
+    (replica,) = pair.replicas
+    for sql in ("STOP SLAVE", "CHANGE MASTER TO MASTER_DELAY = 2", "START SLAVE"):
+        replica.execute(sql, admin=True)
+    wait_running(replica, 1, timeout=10)
+    pair.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    began = time.monotonic()
+    assert behind(pair, pair.replicas, timeout=10) == []
+    waited = time.monotonic() - began
+    assert replica.query("SHOW TABLES LIKE 't'") == [("t",)]
+    assert 1.0 <= waited < 12, waited  # MASTER_DELAY: a second short at most (the README)
+    replica.execute("STOP SLAVE SQL_THREAD", admin=True)
+    pair.execute("INSERT INTO t VALUES (1)")
+    (late,) = behind(pair, pair.replicas, timeout=1)
+    assert late.startswith(f"replica 1 (127.0.0.1:{replica.port}): ")
+    assert "SQL thread No" in late
