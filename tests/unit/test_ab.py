@@ -202,9 +202,12 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     assert done.returncode == 1, out
     assert "A/B against HEAD~1 (" in out, out[-4000:]
     assert "regression in work: p50 regressed: " in out
-    # (the server's digest counters can miss an increment under load: never more)
+    # (the server's digest counters can miss an increment under load; the measured
+    # phases' cost can gain or lose a request's statements in flight across a phase
+    # boundary: the README's table of cost numbers)
     assert re.search(
-        r"regression in cost: queries_per_request regressed: (1\.000|0\.99\d) -> (2\.000|1\.99\d)",
+        r"regression in cost: queries_per_request regressed: "
+        r"(1\.00\d|0\.99\d) -> (2\.00\d|1\.99\d)",
         out,
     ), out[-4000:]
     assert "paired t over 5 pairs (df 4)" in out
@@ -220,8 +223,8 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     assert sorted(set(ab["loads"][0]["first"])) <= ["base", "candidate"]
     # Each round's cost, on its own build's database.
     cost = ab["loads"][0]["cost"]
-    assert all(0.995 <= c["queries_per_request"] <= 1.0 for c in cost["base"]), cost
-    assert all(1.99 <= c["queries_per_request"] <= 2.0 for c in cost["candidate"]), cost
+    assert all(0.99 <= c["queries_per_request"] <= 1.01 for c in cost["base"]), cost
+    assert all(1.99 <= c["queries_per_request"] <= 2.01 for c in cost["candidate"]), cost
     assert len(cost["base"]) == len(cost["candidate"]) == 5
     # The table has one row for the test's endpoint; the summaries name the base.
     assert sum("│ test_work " in line and "│ work " in line for line in out.splitlines()) == 1
@@ -249,7 +252,7 @@ def test_the_same_commit_on_both_sides_is_no_regression(
     assert done.returncode == 0, out
     assert " regressed:" not in out
     assert "A/B against HEAD (" in out
-    assert "queries_per_request unchanged: 2.000 -> 2.000" in out
+    assert re.search(r"queries_per_request unchanged: (2\.00\d|1\.99\d) -> (2\.00\d|1\.99\d)", out)
     _assert_nothing_left(root, tmp)
 
 
