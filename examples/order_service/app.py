@@ -45,7 +45,7 @@ _AUDIT_TABLE = (
     "CREATE TABLE IF NOT EXISTS order_audit "
     "(order_id BIGINT NOT NULL, event VARCHAR(16) NOT NULL, at DATETIME(6) NOT NULL)"
 )
-_AUDIT_ROWS = 20
+_AUDIT_ROWS = 50
 
 
 def _timed(histogram: Histogram, endpoint: str, handler: Handler) -> Handler:

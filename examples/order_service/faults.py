@@ -20,7 +20,7 @@
   one, for a replay's comparison of answers to find.
 - ``hot``: the order query does needless CPU work (``checksum_order``, 3.5 ms of
   its thread's CPU time spent hashing) before answering: a flame graph points at it.
-- ``nokey``: each order also writes 20 rows to an audit table that has no
+- ``nokey``: each order also writes 50 rows to an audit table that has no
   primary key, and its payment marks them paid (one ``UPDATE`` by order id):
   the primary scans the table once per payment, a replica once per row (row-based
   replication finds each changed row by a scan when a table has no key), so the

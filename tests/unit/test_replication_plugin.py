@@ -173,3 +173,88 @@ def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
     page = (pytester.path / "index.html").read_text()
     assert "replica lag p50" in page
     assert "replica 1" in page
+
+
+# Each request updates the 200 last of 5,000 rows. With a primary key a replica finds
+# each changed row by it; without one (SLOW_REPLICA=1) it scans the table for each
+# (row-based replication): about 160 ms of its applier per request here, against
+# 3 ms, while the primary scans once. At 20 requests a second the replica falls
+# behind on any machine up to about three times faster than this one, and drains
+# what it owes within the minute a load waits for it.
+_AB_SERVICE = """
+import http.server, os, sys, pymysql
+from urllib.parse import urlsplit, unquote
+
+url = urlsplit(os.environ["PERFSUITE_MYSQL_URL"])
+replica = urlsplit(os.environ["PERFSUITE_MYSQL_REPLICA_URL"])
+assert replica.path == url.path, (replica.path, url.path)  # each build's own copy there
+key = "" if os.environ.get("SLOW_REPLICA") == "1" else " PRIMARY KEY"
+db = pymysql.connect(host=url.hostname, port=url.port, user=unquote(url.username),
+                     password=unquote(url.password), database=url.path[1:], autocommit=True)
+cur = db.cursor()
+cur.execute(f"CREATE TABLE IF NOT EXISTS marks (id INT NOT NULL{key}, n INT NOT NULL)")
+cur.execute("SELECT COUNT(*) FROM marks")
+if cur.fetchone()[0] == 0:
+    cur.executemany("INSERT INTO marks VALUES (%s, 0)", [(i,) for i in range(5000)])
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/health":
+            cur.execute("UPDATE marks SET n = n + 1 WHERE id >= 4800")
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_an_ab_run_finds_the_build_that_lets_the_replica_fall_behind(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A/B on one commit, the base build with a keyed table (``--perf-ab-env``) and the
+    candidate without: each round's lag is measured on the replica both builds share,
+    each reading its own copy of the database there; the base's rounds are not charged
+    the candidate's backlog; the pairs find the candidate's lag regressed, and its
+    rounds fail ``replica_lag_p99``."""
+    pytester.makepyfile(svc=_AB_SERVICE)
+    pytester.makepyfile(
+        test_lag="""
+        import pytest
+        from perfsuite import Request, Scenario
+
+        @pytest.mark.perf
+        @pytest.mark.slo(replica_lag_p99="200ms")
+        def test_writes(perf_run, perf_phases):
+            scenario = Scenario(Request(name="write", build=lambda ctx: ctx.get("/w")))
+            perf_run(scenario, [perf_phases.warmup(rate=20, duration="1s"),
+                                perf_phases.constant(rate=20, duration="5s")])
+        """
+    )
+    _project(pytester, 0)
+    for args in (
+        ["init", "-q"],
+        ["config", "user.email", "t@example.invalid"],
+        ["config", "user.name", "t"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "project"],
+    ):
+        subprocess.run(["git", *args], cwd=pytester.path, check=True, timeout=60)
+    monkeypatch.setenv("SLOW_REPLICA", "1")  # the candidate's; the base's is set apart
+    result = pytester.runpytest_subprocess(
+        "-m", "perf", "--perf-profile=full", "-rA", "-p", "no:cacheprovider",
+        "--perf-ab=HEAD", "--perf-ab-pairs=4", "--perf-ab-env=SLOW_REPLICA=0",
+        "--perf-flamegraph=never",
+    )  # fmt: skip
+    out = result.stdout.str()
+    result.assert_outcomes(failed=1)
+    assert "regression in replica 1 lag: p50 regressed: " in out, out[-4000:]
+    assert "paired t over 4 pairs (df 3), a change under 25% or 10 ms is none" in out
+    result.stdout.fnmatch_lines(["*SLO violated: replica_lag_p99 of the slowest replica*"])
+    (run,) = sorted((pytester.path / "reports" / "runs").glob("*.json"))
+    (test,) = json.loads(run.read_text())["tests"]
+    lag = test["ab"]["loads"][0]["lag"]["replica 1"]["p50"]
+    assert len(lag["base"]) == len(lag["candidate"]) == 4
+    assert max(lag["base"]) < 10, lag  # no backlog of the candidate's rounds
+    assert min(lag["candidate"]) > 100, lag
+    print(f"replica 1 lag p50 by round, ms: {lag}")
