@@ -71,4 +71,3 @@ def test_the_nokey_fault_makes_the_replica_fall_behind(tmp_path: Path) -> None:
     assert not slo["passed"]
     assert slo["measured"] > 200, slo
     print(f"correct: lag p99 by phase {correct_p99} ms\nnokey: {slo['text']}")
-
