@@ -27,7 +27,7 @@ from perfsuite.stats.lag import ReplicaLag, lag_blocks
 from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag, compare_lag_pairs
 from perfsuite.stats.noise import pool_noise
 
-from .simulation import REGIMES, kept_if_rerun_agrees, run_scales
+from .simulation import REGIMES, kept_if_rerun_agrees, pair_scales, run_scales
 
 HEARTBEAT_MS = 100.0
 
@@ -178,12 +178,8 @@ def lag_pairs(
     :func:`tests.unit.simulation.pairs` draws them); the candidate's replica is
     slower by ``shift``. Each round's queue starts empty (a round begins once the
     replicas have caught up) and draws its own bursts."""
-    common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
-    own_regime = "lognormal" if regime == "drift" else regime
     sides = []
-    for extra in (0.0, math.log1p(shift)):
-        own = run_scales(own_regime, k, rng, noise * math.sqrt(1.0 - correlation))
-        scales = common + own + extra
+    for scales in pair_scales(regime, k, rng, noise=noise, correlation=correlation, shift=shift):
         sides.append(
             [
                 lag_run(

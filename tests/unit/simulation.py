@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from scipy.signal import lfilter
@@ -170,6 +170,25 @@ def session(
     return out
 
 
+def pair_scales(
+    regime: str,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    noise: float,
+    correlation: float,
+    shift: float = 0.0,
+) -> Iterator[np.ndarray]:
+    """The log scales of ``k`` A/B pairs' rounds, the base's then the candidate's
+    (see :func:`pairs`); drawn as each side is asked for, so that a caller's own
+    draws for the base's rounds come before the candidate's scales."""
+    common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
+    own_regime = "lognormal" if regime == "drift" else regime
+    for extra in (0.0, math.log1p(shift)):
+        own = run_scales(own_regime, k, rng, noise * math.sqrt(1.0 - correlation))
+        yield common + own + extra
+
+
 def pairs(
     regime: str,
     k: int,
@@ -191,12 +210,8 @@ def pairs(
     fresh processes: nothing of a process carries over), so under ``drift``
     it is log-normal. The candidate is slower by ``shift``.
     """
-    common = run_scales(regime, k, rng, noise * math.sqrt(correlation))
-    own_regime = "lognormal" if regime == "drift" else regime
     sides = []
-    for extra in (0.0, math.log1p(shift)):
-        own = run_scales(own_regime, k, rng, noise * math.sqrt(1.0 - correlation))
-        scales = common + own + extra
+    for scales in pair_scales(regime, k, rng, noise=noise, correlation=correlation, shift=shift):
         rates = error_rate * rng.gamma(2.0, 0.5, k)
         seconds = np.exp(0.3 * scales + rng.normal(0.0, 0.01, k))
         sides.append(
