@@ -191,9 +191,10 @@ def wait_running(replica: MySQLServer, index: int, timeout: float) -> ReplicaSta
 
 def behind(primary: MySQLServer, replicas: Sequence[MySQLServer], *, timeout: float) -> list[str]:
     """Wait until each replica has applied what the primary logged until now (at
-    most ``timeout`` s past its own MASTER_DELAY); the replicas that had not, each
-    with how it stands. A load that begins on a replica still applying an earlier
-    one's writes would measure that backlog as its own lag."""
+    most ``timeout`` s past its own MASTER_DELAY, a delay of up to ``timeout`` s:
+    a replica kept an hour behind on purpose is not waited for); the replicas that
+    had not, each with how it stands. A load that begins on a replica still
+    applying an earlier one's writes would measure that backlog as its own lag."""
     rows = primary.query("SHOW MASTER STATUS", admin=True)
     if not rows:
         return []  # no binary log: nothing replicates from it
@@ -205,7 +206,7 @@ def behind(primary: MySQLServer, replicas: Sequence[MySQLServer], *, timeout: fl
             said = status.describe() if status is not None else "not a replica"
             late.append(f"replica {index} ({replica.host}:{replica.port}): {said}")
             continue
-        deadline = time.monotonic() + timeout + status.delay
+        deadline = time.monotonic() + timeout + min(status.delay, timeout)
         # Waits of a second at a time (MASTER_POS_WAIT, in MariaDB and MySQL): a
         # Ctrl-C is not held up by a statement the server would go on waiting in.
         while True:
