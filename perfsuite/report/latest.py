@@ -202,32 +202,34 @@ def _series_chart(title: str, data: Mapping[str, Any], keys: Sequence[str], unit
 
 
 def pair_charts(ab: Mapping[str, Any]) -> list[str]:
-    """A/B: each pair of rounds, base beside candidate, per endpoint (p50 and p95)."""
+    """A/B: each pair of rounds, base beside candidate, per endpoint and per replica's
+    lag (p50 and p95)."""
     charts = []
     for i, load in enumerate(ab["loads"]):
+        prefix = "" if len(ab["loads"]) == 1 else f"load {i + 1}, "
         for endpoint, metrics in load["endpoints"].items():
             for metric in ("p50", "p95"):
-                sides = metrics[metric]
-                where = endpoint if len(ab["loads"]) == 1 else f"load {i + 1}, {endpoint}"
-                lines = [
-                    Line(
-                        name=f"{side} ({ab['base']})" if side == "base" else side,
-                        xs=[float(n + 1) for n in range(len(sides[side]))],
-                        ys=sides[side],
-                        color=_color(k),
-                        dots=True,
-                    )
-                    for k, side in enumerate(("base", "candidate"))
-                ]
-                charts.append(
-                    chart(
-                        f"A/B pairs: {metric} of {where}",
-                        lines,
-                        axes=Axes(x_title="pair", y_title="ms"),
-                        kind="ab-pairs",
-                    )
-                )
+                title = f"A/B pairs: {metric} of {prefix}{endpoint}"
+                charts.append(_pair_chart(title, metrics[metric], ab["base"]))
+        for replica, metrics in load.get("lag", {}).items():  # older records have none
+            for metric in ("p50", "p95"):
+                title = f"A/B pairs: {metric} lag of {prefix}{replica}"
+                charts.append(_pair_chart(title, metrics[metric], ab["base"]))
     return charts
+
+
+def _pair_chart(title: str, sides: Mapping[str, Sequence[float | None]], base: str) -> str:
+    lines = [
+        Line(
+            name=f"{side} ({base})" if side == "base" else side,
+            xs=[float(n + 1) for n in range(len(sides[side]))],
+            ys=list(sides[side]),
+            color=_color(k),
+            dots=True,
+        )
+        for k, side in enumerate(("base", "candidate"))
+    ]
+    return chart(title, lines, axes=Axes(x_title="pair", y_title="ms"), kind="ab-pairs")
 
 
 def test_charts(entry: Mapping[str, Any]) -> tuple[list[str], list[str]]:

@@ -258,3 +258,12 @@ def test_an_ab_run_finds_the_build_that_lets_the_replica_fall_behind(
     assert max(lag["base"]) < 10, lag  # no backlog of the candidate's rounds
     assert min(lag["candidate"]) > 100, lag
     print(f"replica 1 lag p50 by round, ms: {lag}")
+    # The HTML report draws each pair's lag beside its latency.
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (pytester.path / "index.html").read_text()
+    assert "A/B pairs: p50 lag of replica 1" in page
+    assert "A/B pairs: p50 of write" in page
