@@ -60,6 +60,16 @@ def _project(pytester: pytest.Pytester, delay: int) -> None:
     )
 
 
+def _html_report(pytester: pytest.Pytester) -> str:
+    """``perfsuite report`` of the project's records: the page."""
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
+        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    return (pytester.path / "index.html").read_text()
+
+
 def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) -> None:
     """A service that writes under load, one replica: the lag is reported per phase,
     recorded per second, and ``replica_lag_p99`` is judged; with the replica one
@@ -165,12 +175,7 @@ def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
     behind.assert_outcomes(failed=1)
     behind.stdout.fnmatch_lines(["*regression in replica 1 lag: p50 regressed: * -> * ms, +*"])
     # Each run's lag is a point of the history: the trend report draws it per replica.
-    report = subprocess.run(
-        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
-        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stdout + report.stderr
-    page = (pytester.path / "index.html").read_text()
+    page = _html_report(pytester)
     assert "replica lag p50" in page
     assert "replica 1" in page
 
@@ -259,11 +264,6 @@ def test_an_ab_run_finds_the_build_that_lets_the_replica_fall_behind(
     assert min(lag["candidate"]) > 100, lag
     print(f"replica 1 lag p50 by round, ms: {lag}")
     # The HTML report draws each pair's lag beside its latency.
-    report = subprocess.run(
-        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
-        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stdout + report.stderr
-    page = (pytester.path / "index.html").read_text()
+    page = _html_report(pytester)
     assert "A/B pairs: p50 lag of replica 1" in page
     assert "A/B pairs: p50 of write" in page
