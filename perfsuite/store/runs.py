@@ -167,7 +167,8 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
                         ("candidate", pairs.candidate_cost),
                     )
                 },
-                # Each round's replica lag over its measured phases, ms (null: none).
+                # Each round's replica lag over its measured phases, ms (a round not watched:
+                # none, so a base build given by URL has no base values).
                 "lag": _paired_lag(pairs),
                 # Pairs run again, and why (the generator saturated in one of their rounds).
                 "redone": list(pairs.redone),
