@@ -48,7 +48,9 @@ def choose_provider(config: MySQLConfig, docker: Callable[[], DockerStatus]) -> 
         return ProviderChoice(provider="url", reason="a mysql:// URL was given")
     if config.provider != "auto":
         return ProviderChoice(provider=config.provider, reason="chosen explicitly")
-    if config.replication.replicas:  # the container provider does not start replicas
+    if config.replication.replicas:
+        # Containers start replicas of MariaDB images only, and the default image is
+        # MySQL's: under auto, replicas are local MariaDB processes.
         return ProviderChoice(provider="process", reason="auto: replicas run as local processes")
     status = docker()
     if status.available:

@@ -19,11 +19,14 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any
 
 from perfsuite.config import MySQLConfig, ServiceConfig
-from perfsuite.errors import DockerError
+from perfsuite.errors import DockerError, MySQLError
 from perfsuite.provision.ownership import owner_alive, owner_mark, owner_token
+from perfsuite.provision.replication import primary_argv, replica_argv, start_replication
 from perfsuite.provision.server import SERVER_OPTIONS, MySQLServer
 from perfsuite.secrets import redact, register
 
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 MYSQL_ALIAS = "mysql"
+# The official images' datadir: a primary's binary log and a replica's relay log go there.
+_DATADIR = PurePosixPath("/var/lib/mysql")
 APP_USER = "perfsuite"
 OWNER_LABEL = "perfsuite.owner"
 # Only this machine can tell whether a run of its own is alive: an engine shared by
@@ -174,33 +179,86 @@ def docker_network() -> Iterator[Any]:
                 network.remove()
 
 
+@dataclass(frozen=True)
+class _Accounts:
+    """The app and root passwords: new each run (the ports are published on
+    127.0.0.1, open to local users), the same on a primary and its replicas."""
+
+    app: str
+    root: str
+
+    @classmethod
+    def new(cls) -> _Accounts:
+        made = cls(secrets.token_urlsafe(18), secrets.token_urlsafe(18))
+        register(made.app)
+        register(made.root)
+        return made
+
+
 @contextlib.contextmanager
 def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
-    """Start ``config.image`` with the official image's environment contract."""
+    """Start ``config.image`` with the official image's environment contract, and
+    its replicas (``[tool.perfsuite] replicas``) as containers of the same image
+    on the same network, each reached by the others as ``mysql-replica-N``."""
+    ensure_image(config.image)
+    accounts = _Accounts.new()
+    replication = config.replication
+    with contextlib.ExitStack() as stack:
+        role = primary_argv(_DATADIR) if replication.replicas else []
+        primary = stack.enter_context(_one_container(config, network, accounts, MYSQL_ALIAS, role))
+        if not replication.replicas:
+            yield primary
+            return
+        _check_mariadb(primary, config.image)
+        replicas = []
+        for index in range(1, replication.replicas + 1):
+            options = replica_argv(_DATADIR, index + 1, replication)
+            alias = f"{MYSQL_ALIAS}-replica-{index}"
+            replicas.append(
+                stack.enter_context(_one_container(config, network, accounts, alias, options))
+            )
+        start_replication(primary, replicas, replication, config.startup_timeout)
+        yield replace(primary, replicas=tuple(replicas))
+
+
+def _check_mariadb(server: MySQLServer, image: str) -> None:
+    """Replicas are set up in MariaDB's grammar (its GTIDs, CHANGE MASTER TO)."""
+    ((version,),) = server.query("SELECT VERSION()", admin=True)
+    if "mariadb" not in str(version).lower():
+        # MySQL 8 needs gtid_mode, CHANGE REPLICATION SOURCE TO and another wait for a
+        # position; not built, because no MySQL image can be pulled where perfsuite is tested.
+        raise MySQLError(
+            f"[tool.perfsuite] replicas: the container provider starts replicas of MariaDB "
+            f"images; {image} runs MySQL {version}. Use a MariaDB image (mysql_image = "
+            f"'perfsuite/mariadb:bookworm', built by container/images.sh, or mariadb:11) or "
+            f"mysql = 'process'"
+        )
+
+
+@contextlib.contextmanager
+def _one_container(
+    config: MySQLConfig, network: Any, accounts: _Accounts, alias: str, role: list[str]
+) -> Iterator[MySQLServer]:
+    """One server container reached as ``alias`` on ``network``, with ``role``'s
+    server options (a primary's binary log, a replica's server id)."""
     try:
         from testcontainers.community.mysql import MySqlContainer
     except ImportError:  # testcontainers < 4.13 keeps it at the old place
         from testcontainers.mysql import MySqlContainer
 
-    ensure_image(config.image)
-    # New passwords each run: the port is published on 127.0.0.1, open to local users.
-    app_password, root_password = secrets.token_urlsafe(18), secrets.token_urlsafe(18)
-    register(app_password)
-    register(root_password)
     mysql = MySqlContainer(
         config.image,
         username=APP_USER,
-        password=app_password,
-        root_password=root_password,
+        password=accounts.app,
+        root_password=accounts.root,
         dbname=config.database,
     )
-    if config.cost:
-        # Statement digests for the cost per request (as the process provider);
-        # the official images pass options given as the command to the server.
-        mysql = mysql.with_command(" ".join(SERVER_OPTIONS))
-    container = _local_ports(
-        _owned(mysql).with_network(network).with_network_aliases(MYSQL_ALIAS), 3306
-    )
+    # Statement digests for the cost per request (as the process provider);
+    # the official images pass options given as the command to the server.
+    options = [*(SERVER_OPTIONS if config.cost else ()), *role]
+    if options:
+        mysql = mysql.with_command(" ".join(options))
+    container = _local_ports(_owned(mysql).with_network(network).with_network_aliases(alias), 3306)
     try:
         container.start()
     except Exception as exc:  # docker/testcontainers errors, translated at this boundary
@@ -209,10 +267,10 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             container.stop()
         if exited:
             raise DockerError(f"the MySQL container {config.image} did not start{exited}") from exc
-        if config.cost and "executable file not found" in str(exc):
+        if options and "executable file not found" in str(exc):
             raise DockerError(
                 f"the MySQL container {config.image} did not start: the image does not take "
-                f"server options as its command ({SERVER_OPTIONS[0]} ...), as the official "
+                f"server options as its command ({options[0]} ...), as the official "
                 f"mysql and mariadb images do; give such an image, or start it without them: "
                 f"[tool.perfsuite] cost = false or --perf-no-cost"
             ) from exc
@@ -223,11 +281,11 @@ def mysql_container(config: MySQLConfig, network: Any) -> Iterator[MySQLServer]:
             host=container_host(container),
             port=int(container.get_exposed_port(3306)),
             user=APP_USER,
-            password=app_password,
+            password=accounts.app,
             database=config.database,
             admin_user="root",
-            admin_password=root_password,
-            internal_host=MYSQL_ALIAS,
+            admin_password=accounts.root,
+            internal_host=alias,
             internal_port=3306,
         )
     finally:

@@ -1,7 +1,7 @@
 """Read replicas: a primary's binary log, replicas that apply it (MariaDB's GTIDs).
 
-The process provider starts the primary with a binary log and each replica
-with a server id of its own, read-only, not replicating until told. Every
+The process and container providers start the primary with a binary log and
+each replica with a server id of its own, read-only, not replicating until told. Every
 server gets the same accounts on its own (not through the binary log), so a
 replica can be told to start from the primary's position at that moment;
 what the tests load afterwards (schema, seed data) replicates. Set-up waits
@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import pymysql
@@ -37,7 +37,7 @@ __all__ = [
 REPL_USER = "perfsuite_repl"
 
 
-def primary_argv(workdir: Path) -> list[str]:
+def primary_argv(workdir: PurePath) -> list[str]:
     """A primary's binary log: row-based (MySQL 8's default and what most run)."""
     return [
         f"--log-bin={workdir / 'binlog'}",
@@ -48,7 +48,7 @@ def primary_argv(workdir: Path) -> list[str]:
     ]
 
 
-def replica_argv(workdir: Path, server_id: int, config: ReplicationConfig) -> list[str]:
+def replica_argv(workdir: PurePath, server_id: int, config: ReplicationConfig) -> list[str]:
     """A replica: its own server id, read-only to the application, started when told."""
     return [
         "--skip-log-bin",
@@ -144,11 +144,14 @@ def start_replication(
     """Point each replica at ``primary`` from its position now; wait until they run."""
     password = secrets.token_urlsafe(18)
     register(password)
-    host = primary.host
+    # Where the replicas reach the primary: its network alias, for containers.
+    host, port = primary.internal_host or primary.host, primary.internal_port or primary.port
+    # Containers connect from their network's addresses, which are not known beforehand.
+    client = "%" if primary.internal_host else primary.host
     ((position,),) = _admin(
         primary,
-        ("CREATE USER %s@%s IDENTIFIED BY %s", (REPL_USER, host, password)),
-        ("GRANT REPLICATION SLAVE ON *.* TO %s@%s", (REPL_USER, host)),
+        ("CREATE USER %s@%s IDENTIFIED BY %s", (REPL_USER, client, password)),
+        ("GRANT REPLICATION SLAVE ON *.* TO %s@%s", (REPL_USER, client)),
         ("SELECT @@gtid_binlog_pos", ()),
     )
     for replica in replicas:
@@ -159,7 +162,7 @@ def start_replication(
                 "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
                 "MASTER_PASSWORD = %s, MASTER_USE_GTID = slave_pos, MASTER_DELAY = %s, "
                 "MASTER_CONNECT_RETRY = 1",
-                (host, primary.port, REPL_USER, password, config.delay),
+                (host, port, REPL_USER, password, config.delay),
             ),
             ("START SLAVE", ()),
         )

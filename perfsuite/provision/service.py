@@ -239,6 +239,11 @@ def _container_service(
 ) -> Iterator[Service]:
     passed = {name: os.environ[name] for name in config.pass_env if name in os.environ}
     env = {"PERFSUITE_MYSQL_URL": mysql.internal_url, **passed, **config.env}
+    if mysql.replicas:  # as the container network reaches them
+        env.setdefault("PERFSUITE_MYSQL_REPLICA_URL", mysql.replicas[0].internal_url)
+        env.setdefault(
+            "PERFSUITE_MYSQL_REPLICA_URLS", " ".join(r.internal_url for r in mysql.replicas)
+        )
     with owner_mark():  # while it runs, its label names a live run
         yield from _run_container(config, env, network)
 

@@ -265,3 +265,83 @@ def test_mariadb_image_honours_the_official_mysql_contract(alone: Any, tmp_path:
         assert "You need to specify one of MYSQL_ROOT_PASSWORD" in refused.logs().decode()
     finally:
         refused.remove(force=True, v=True)
+
+
+# The example's order journey with its order queries read from the replica: the
+# replication test of test_replication_example.py, with every part a container.
+_REPLICA_TESTS = """
+import pytest
+from perfsuite import Journey, Scenario, Step, json_field
+
+def create(ctx):
+    return ctx.post("/orders", json={"user_id": ctx.pick("user_id"),
+                                     "items": [{"sku_id": ctx.pick("sku_id"), "quantity": 1}]})
+
+def pay(user):
+    body = {"order_id": user["order_id"], "payment_id": f"pay-{user['order_id']}",
+            "amount_cents": user["amount"]}
+    return user.post("/payments/callback", json=body)
+
+def query(user):  # from the replica, which may not have the order yet
+    return user.get(f"/orders/{user['order_id']}")
+
+ORDER = Journey(
+    "order",
+    Step(name="create", build=create, status={201},
+         extract={"order_id": json_field("id"), "amount": json_field("total_cents")}),
+    Step(name="pay", build=pay, status={200}),
+    Step(name="query", build=query, status={200, 404}),
+)
+
+@pytest.mark.slo(replica_lag_p99="200ms")
+def test_orders_reach_the_replica(perf_run, perf_phases, perf_seed, perf_mysql):
+    (replica,) = perf_mysql.replicas
+    assert (replica.provider, replica.internal_host) == ("container", "mysql-replica-1")
+    data = {"user_id": [u[0] for u in perf_seed.users], "sku_id": [s[0] for s in perf_seed.skus]}
+    perf_run(Scenario(ORDER, data=data, seed=3),
+             [perf_phases.warmup(rate=10, duration="2s"),
+              perf_phases.constant(rate=30, duration="6s")])
+    # The seed's orders, and the load's so far, are in the replica's database.
+    (primary_count,), = perf_mysql.query("SELECT COUNT(*) FROM orders")
+    (count,), = replica.query("SELECT COUNT(*) FROM orders")
+    assert 100 <= count <= primary_count, (count, primary_count)
+"""
+
+
+def test_replicas_run_as_containers_of_a_mariadb_image(alone: Any, tmp_path: Path) -> None:
+    """``replicas = 1`` with ``mysql = "container"``: the primary and its replica are
+    containers of the MariaDB image on the run's network, the service container reads
+    orders from the replica by its network name, and the lag is measured and gated:
+    the ``nokey`` fault fails ``replica_lag_p99``, the correct service passes it."""
+    from examples.order_service.project import run_session, write_project
+
+    project = write_project(
+        tmp_path / "project",
+        _REPLICA_TESTS,
+        top='replicas = 1\nmysql_image = "perfsuite/mariadb:bookworm"',
+        toml="[tool.perfsuite.pool]\ncheck = false\n",
+        users=200,
+        skus=50,
+        orders=100,
+    )
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'pass_env = ["ORDER_SERVICE_FAULT"]',
+            f'pass_env = ["ORDER_SERVICE_FAULT", "ORDER_SERVICE_READS"]\nimage = "{IMAGES[1]}"',
+        )
+    )
+    env = {**_env(), "ORDER_SERVICE_READS": "replica"}
+    outcomes = {}
+    for fault in ("", "nokey"):
+        done, (test,) = run_session(project, "--perf-mysql=container", fault=fault, env=env)
+        out = done.stdout
+        assert "mysql=container (chosen explicitly), service=container" in out, out[-3000:]
+        (lag,) = test["replica_lag"]
+        (slo,) = [s for s in test["slo"] if s["metric"] == "replica_lag_p99"]
+        print(f"fault {fault or 'none'}: {slo['text']}; phases {lag['phases']}")
+        outcomes[fault] = (test["outcome"], slo["passed"], out)
+    outcome, passed, out = outcomes[""]
+    assert (outcome, passed) == ("passed", True), out[-3000:]
+    outcome, passed, out = outcomes["nokey"]
+    assert (outcome, passed) == ("failed", False), out[-3000:]
