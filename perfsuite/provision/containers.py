@@ -261,6 +261,10 @@ def _one_container(
     container = _local_ports(_owned(mysql).with_network(network).with_network_aliases(alias), 3306)
     try:
         container.start()
+    except KeyboardInterrupt:  # during the wait for the server: the container runs already
+        with contextlib.suppress(Exception):
+            container.stop()
+        raise
     except Exception as exc:  # docker/testcontainers errors, translated at this boundary
         exited = _early_exit(container)
         with contextlib.suppress(Exception):

@@ -256,9 +256,11 @@ def _run_container(
     container = service_container(config, env, network)
     try:
         container.start()
-    except Exception as exc:  # docker SDK errors, translated at this boundary
+    except BaseException as exc:  # Ctrl-C in the wait too: the container runs already
         with contextlib.suppress(Exception):
             container.stop()
+        if not isinstance(exc, Exception):
+            raise
         raise DockerError(f"cannot start the service container {config.image}: {exc}") from exc
 
     def read_logs() -> str:

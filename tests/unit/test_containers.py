@@ -183,6 +183,28 @@ def test_sigint_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
     assert "INTERRUPTED: interrupted by SIGINT after" in output
 
 
+def test_sigint_while_mysql_starts_leaves_no_container_behind(alone: Any, tmp_path: Path) -> None:
+    """Ctrl-C while testcontainers waits for the server to be ready: the container
+    runs already, and goes with the run (not left to the next run's sweep)."""
+    env = {**os.environ, **_env(), "ORDER_SERVICE_FAULT": ""}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    proc = start_in_own_group(
+        [sys.executable, "-m", "pytest", "tests/perf", "-m", "perf", "-k", "order_query",
+         "--perf-mysql=container", "-p", "no:cacheprovider", f"--perf-reports-dir={tmp_path}"],
+        cwd=REPO, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not alone.containers.list(
+        filters={"ancestor": IMAGES[0]}
+    ):
+        time.sleep(0.1)
+    assert alone.containers.list(filters={"ancestor": IMAGES[0]}), "MySQL never started"
+    output, seconds = signal_and_wait(proc, signal.SIGINT, group=True)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "ready for connections" not in output  # it was still starting
+    assert seconds < 10.0, output[-3000:]
+
+
 def test_kill_9_leaves_containers_that_the_next_run_removes(alone: Any, tmp_path: Path) -> None:
     # Ryuk is disabled here (its image cannot be pulled), as on many CI machines:
     # after a kill -9 only the next run can remove what this one started.
