@@ -9,13 +9,14 @@ each load's cost per request against theirs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perfsuite.errors import StoreError
+from perfsuite.errors import ConfigError, StoreError
 from perfsuite.load.result import LoadResult
 from perfsuite.probes.machine import MachineLoad, busy_reason
 from perfsuite.stats.blocks import BlockSet
@@ -27,7 +28,7 @@ from perfsuite.stats.lag_compare import LAG_METRICS, compare_lag, compare_lag_pa
 from perfsuite.stats.levels import current_level
 from perfsuite.stats.noise import NoisePrior, pool_noise
 from perfsuite.stats.paired import MIN_PAIRS, compare_pairs
-from perfsuite.stats.slo import Objective, SloResult, evaluate
+from perfsuite.stats.slo import Objective, SloResult, evaluate, evaluate_stale
 from perfsuite.store.baselines import BaselineStore, RunRecord
 from perfsuite.store.records import (
     StoredLoad,
@@ -97,6 +98,17 @@ def _cells(runs: Sequence[_Stored]) -> list[tuple[int, str]]:
     ]
 
 
+def stale_counts(result: LoadResult, endpoint: str | None, phase: str | None) -> tuple[int, int]:
+    """The selection's stale reads and the successes they are among (``stale_rate``)."""
+    summary = result.summary(endpoint=endpoint, phase=phase)
+    if summary.stale is None:
+        raise ConfigError(
+            f"stale_rate: no request of {endpoint or 'the load'} has a stale= predicate "
+            "(Request(..., stale=...) or Step(..., stale=...)) to judge its answers by"
+        )
+    return summary.stale, summary.stale_of
+
+
 class Gate:
     """Judges and stores the load results of perf tests."""
 
@@ -129,6 +141,7 @@ class Gate:
                 return r.blockset(endpoint=endpoint, phase=phase)
 
             out += evaluate(objectives, blocks_for, min_blocks=self.options.min_blocks)
+            out += evaluate_stale(objectives, functools.partial(stale_counts, result))
         return out
 
     def level(self, test_id: str, runs: Sequence[RunRecord] | None = None) -> list[_Stored]:

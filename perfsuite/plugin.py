@@ -21,6 +21,7 @@ from perfsuite.report.terminal import (
     render_cost_table,
     render_diff_table,
     render_interrupted,
+    render_stale_table,
     render_table,
 )
 from perfsuite.session import PerfSession, perf_lock
@@ -236,6 +237,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write(render_table(session.records.entries, width=width, color=color))
     terminalreporter.write(render_cost_table(session.records.entries, width=width, color=color))
     terminalreporter.write(render_diff_table(session.records.entries, width=width, color=color))
+    terminalreporter.write(render_stale_table(session.records.entries, width=width, color=color))
     with cleanup_shield("writing the run record and the history"):
         written, errors = session.finish()
     for path in written:

@@ -108,6 +108,8 @@ def record_properties(item: pytest.Item) -> None:
                 ("p99_ok_ms", round(m.latency_ok.p99, 3)),
             ):
                 item.user_properties.append((f"perf.{endpoint}.{name}", value))
+            if m.stale is not None:
+                item.user_properties.append((f"perf.{endpoint}.stale_reads", m.stale))
     verdict = item.stash.get(VERDICT_KEY, None)
     if verdict is not None:
         if verdict.ab_base:

@@ -98,7 +98,10 @@ class Driver(ConnectionEvents):
             self.ctx,
             options.prebuilt,
         )
-        self.want_body = [isinstance(s, Request) and s.check is not None for s in self.specs]
+        self.want_body = [
+            isinstance(s, Request) and (s.check is not None or s.stale is not None)
+            for s in self.specs
+        ]
         # A long cycle of endpoint indices (requests, journeys' starts) drawn by weight.
         weights = [0.0] * self.n_ep
         for item, ep in zip(scenario.items, _starts(scenario.items), strict=True):

@@ -186,7 +186,8 @@ class _Engine(Driver):
         ran = (self.stopped_ns - self.t0) / _NS if self.interrupted_by else None
         infos = phase_infos(self.phases, starts, ran_for=ran)
         journeys = frozenset(ep for ep, j in enumerate(self.journeys) if j is not None)
-        cells = cells_of(rec, [p.name for p in self.phases], journeys)
+        stale = frozenset(ep for ep, s in enumerate(self.specs) if s is not None and s.stale)
+        cells = cells_of(rec, [p.name for p in self.phases], journeys, stale)
         # A run cut short has no steady state to judge the generator by.
         saturated, reason = (False, "") if self.interrupted_by else self._saturation(cpu)
         lag_p99 = percentiles(self.lag).p99 if self.lag.get_total_count() else 0.0

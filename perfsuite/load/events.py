@@ -261,6 +261,9 @@ class ConnectionEvents:
         body = conn.take_body() if conn.want_body else b""
         if spec.check is not None and not self._check(spec.name, spec.check, status, body):
             return CHECK
+        # A stale predicate that raises counts no stale read; its exception is noted.
+        if spec.stale is not None and self._check(spec.name, spec.stale, status, body):
+            self.rec.stale[conn.cell] += 1
         run = conn.run
         if run is not None and isinstance(spec, Step):
             headers = conn.headers()

@@ -173,9 +173,10 @@ class Step:
     """One request of a journey.
 
     ``build(user)`` returns the ``httpx.Request`` (or is one); ``extract``
-    maps variable names to extractors of its response; ``status`` and
-    ``check`` judge it as a :class:`~perfsuite.load.scenario.Request`'s do. A
-    step that fails (status, check, a value not found) ends its journey.
+    maps variable names to extractors of its response; ``status``, ``check``
+    and ``stale`` judge it as a :class:`~perfsuite.load.scenario.Request`'s do.
+    A step that fails (status, check, a value not found) ends its journey; a
+    stale read does not (it is a success).
     """
 
     name: str
@@ -183,6 +184,7 @@ class Step:
     extract: Mapping[str, Extractor] = field(default_factory=dict)
     status: Collection[int] | None = None
     check: Check | None = None
+    stale: Check | None = None
 
     def __post_init__(self) -> None:
         _check_name(self.name, "step")

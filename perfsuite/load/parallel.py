@@ -87,6 +87,7 @@ def to_wire(result: LoadResult) -> dict[str, Any]:
                 "statuses": dict(c.statuses),
                 "blocks": c.blocks,  # numpy arrays pickle as they are
                 "journey": c.journey,
+                "stale": c.stale,
             }
             for c in result.cells
         ],
@@ -250,6 +251,7 @@ def merge_parts(parts: list[dict[str, Any]]) -> LoadResult:
                 # Workers share the clock: their blocks of one second cover one span.
                 blocks=tuple(merge_blocks([b for r in rows for b in r["blocks"]], same_span=True)),
                 journey=row["journey"],
+                stale=None if row["stale"] is None else sum(r["stale"] for r in rows),
             )
         )
     endpoints = list(dict.fromkeys(c["endpoint"] for c in parts[0]["cells"]))

@@ -107,6 +107,7 @@ class Recorder:
         self.service: list[HdrHistogram] = [new_histogram() for _ in range(cells)]
         self.errors = [[0] * len(ERROR_KINDS) for _ in range(cells)]
         self.statuses: list[dict[int, int]] = [{} for _ in range(cells)]
+        self.stale = [0] * cells  # successes whose ``stale`` predicate said so
         self.requests = [0] * cells  # scheduled, whether sent or not
         self.clamped = 0
         self._lat = [array("q") for _ in range(cells)]  # every request that ended

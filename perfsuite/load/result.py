@@ -47,6 +47,8 @@ class Cell:
     # A journey's own endpoint: whole runs of its steps, which have cells of their
     # own; left out of a selection of all endpoints, so no request counts twice.
     journey: bool = False
+    # Successes that did not hold the write before them (None: no ``stale=`` predicate).
+    stale: int | None = None
 
     @property
     def answered(self) -> int:
@@ -78,11 +80,20 @@ class Summary:
     latency: Percentiles
     latency_ok: Percentiles
     service_time: Percentiles
+    # Of the requests with a ``stale=`` predicate: stale reads, and their successes
+    # (None: no request of the selection has one).
+    stale: int | None = None
+    stale_of: int = 0
 
     @property
     def error_rate(self) -> float:
         """Errors / requests (0 when nothing was sent)."""
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def stale_rate(self) -> float:
+        """Stale reads / successes of the requests with a ``stale=`` predicate (NaN: none)."""
+        return self.stale / self.stale_of if self.stale is not None and self.stale_of else math.nan
 
     @property
     def dropped(self) -> int:
@@ -196,6 +207,7 @@ class LoadResult:
         """Numbers for one endpoint and/or phase (default: all measured phases)."""
         cells, duration = self._select(endpoint, phase, roles)
         errors = {kind: sum(c.errors[kind] for c in cells) for kind in ERROR_KINDS}
+        judged = [c for c in cells if c.stale is not None]
         return Summary(
             requests=sum(c.requests for c in cells),
             answered=sum(c.answered for c in cells),
@@ -206,6 +218,8 @@ class LoadResult:
             latency=percentiles(merge(c.latency for c in cells)),
             latency_ok=percentiles(merge(c.latency_ok for c in cells)),
             service_time=percentiles(merge(c.service_time for c in cells)),
+            stale=None if not judged else sum(c.stale or 0 for c in judged),
+            stale_of=sum(c.ok for c in judged),
         )
 
     def measured(self, endpoint: str | None = None) -> Summary:
@@ -328,10 +342,14 @@ def phase_infos(
 
 
 def cells_of(
-    recorder: Recorder, phase_names: list[str], journeys: frozenset[int] = frozenset()
+    recorder: Recorder,
+    phase_names: list[str],
+    journeys: frozenset[int] = frozenset(),
+    stale: frozenset[int] = frozenset(),
 ) -> tuple[Cell, ...]:
     """The recorder's samples as cells, phase by phase, endpoint by endpoint
-    (``journeys``: the endpoints that are whole journeys)."""
+    (``journeys``: the endpoints that are whole journeys; ``stale``: those with a
+    ``stale`` predicate)."""
     cells = []
     n = recorder.n_endpoints
     for i, phase in enumerate(phase_names):
@@ -349,6 +367,7 @@ def cells_of(
                     statuses=dict(recorder.statuses[c]),
                     blocks=tuple(merge_blocks(recorder.blocks[c], same_span=True)),
                     journey=ep in journeys,
+                    stale=recorder.stale[c] if ep in stale else None,
                 )
             )
     return tuple(cells)

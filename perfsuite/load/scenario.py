@@ -81,6 +81,9 @@ class Request:
     ``build`` returns an ``httpx.Request`` for each send (or is one, sent as is).
     ``status`` lists the accepted status codes (default: any 2xx); ``check``
     is a predicate on (status, body); a failing one counts as a ``check`` error.
+    ``stale`` is a predicate on (status, body) of a success: True when the
+    answer does not hold a write made just before (a read from a replica
+    that is behind); such an answer is a success, counted as a stale read.
     """
 
     name: str
@@ -88,6 +91,7 @@ class Request:
     weight: float = 1.0
     status: Collection[int] | None = None
     check: Check | None = None
+    stale: Check | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():

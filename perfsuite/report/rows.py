@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DiffRow", "Row", "diff_rows", "rows", "worst_verdict"]
+__all__ = ["DiffRow", "Row", "StaleRow", "diff_rows", "rows", "stale_rows", "worst_verdict"]
 
 _ORDER = {"regressed": 0, "improved": 1, "inconclusive": 2, "unchanged": 3}
 
@@ -50,6 +50,37 @@ class DiffRow:
     def rate(self) -> float:
         """The share of compared answers that differ."""
         return self.differing / self.compared if self.compared else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaleRow:
+    """An endpoint with a ``stale=`` predicate: its stale reads in the measured phases."""
+
+    test: str
+    endpoint: str
+    stale: int
+    ok: int  # its successes (stale reads are among them)
+
+    @property
+    def rate(self) -> float:
+        """The share of successes that were stale."""
+        return self.stale / self.ok if self.ok else 0.0
+
+
+def stale_rows(entries: Iterable[Mapping[str, Any]]) -> Iterator[StaleRow]:
+    """A row per load and endpoint that judged its answers' staleness."""
+    for entry in entries:
+        for load in entry.get("loads") or []:
+            measured = {p["name"] for p in load["phases"] if p["role"] == "measure"}
+            totals: dict[str, list[int]] = {}
+            for cell in load["cells"]:
+                if "stale" in cell and cell["phase"] in measured:
+                    total = totals.setdefault(cell["endpoint"], [0, 0])
+                    total[0] += cell["stale"]
+                    total[1] += cell["summary"]["ok"]
+            for endpoint, (stale, ok) in totals.items():
+                name = entry["id"].rsplit("::", 1)[-1]
+                yield StaleRow(test=name, endpoint=endpoint, stale=stale, ok=ok)
 
 
 def diff_rows(entries: Iterable[Mapping[str, Any]]) -> Iterator[DiffRow]:

@@ -9,9 +9,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from perfsuite.report.rows import diff_rows, rows, worst_verdict
+from perfsuite.report.rows import diff_rows, rows, stale_rows, worst_verdict
 
-__all__ = ["render_cost_table", "render_interrupted", "render_table"]
+__all__ = [
+    "render_cost_table",
+    "render_diff_table",
+    "render_interrupted",
+    "render_stale_table",
+    "render_table",
+]
 
 _STYLE = {
     "regressed": "bold red",
@@ -120,6 +126,18 @@ def render_diff_table(entries: Sequence[dict[str, Any]], *, width: int, color: b
             r.test, r.endpoint, f"[{style}]{r.differing:,}", f"{r.compared:,}", f"{r.rate:.2%}",
             r.fields,
         )  # fmt: skip
+    return _text(table, width=width, color=color) if table.row_count else ""
+
+
+def render_stale_table(entries: Sequence[dict[str, Any]], *, width: int, color: bool) -> str:
+    """The stale reads of each endpoint with a ``stale=`` predicate (measured phases);
+    empty when none has one."""
+    table = Table(title="perfsuite: stale reads", title_justify="left")
+    for name in ("test", "endpoint", "stale", "of successes", "rate"):
+        table.add_column(name, justify="left" if name in ("test", "endpoint") else "right")
+    for r in stale_rows(entries):
+        style = "yellow" if r.stale else "green"
+        table.add_row(r.test, r.endpoint, f"[{style}]{r.stale:,}", f"{r.ok:,}", f"{r.rate:.2%}")
     return _text(table, width=width, color=color) if table.row_count else ""
 
 

@@ -13,8 +13,9 @@ interval (block bootstrap) says how sure that value is. Cost objectives
 ``no_index_used=0``, ``cpu_per_request="2ms"``, ``db_time_per_request="1ms"``)
 bound what the service's requests cost (:mod:`perfsuite.stats.cost`); they
 are counts over the load, with no interval. ``diff_rate="0.1%"`` bounds the
-share of a replay's answers that differ from the reference's (a Clopper-Pearson
-interval on the count).
+share of a replay's answers that differ from the reference's, ``stale_rate="1%"``
+the share of stale reads among the successes of the requests with a ``stale=``
+predicate (each a Clopper-Pearson interval on the count).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "evaluate_diffs",
     "evaluate_lag",
     "evaluate_resources",
+    "evaluate_stale",
     "parse_slo",
 ]
 
@@ -67,11 +69,14 @@ KNOWN = (
     *LAG_METRICS,
     "error_rate",
     "diff_rate",
+    "stale_rate",
     "min_rps",
     *RESOURCE_METRICS,
     *COST_METRICS,
     *_SELECTORS,
 )
+# Objectives that bound a share (of requests, answers, reads, cores, memory).
+_RATES = ("error_rate", "diff_rate", "stale_rate", *RESOURCE_METRICS)
 _LATENCY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s)?\s*$")
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$")
 _TO_MS = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, None: 1.0}
@@ -105,7 +110,7 @@ class Objective:
 
     def format(self, value: float) -> str:
         """A value of this metric with its unit."""
-        if self.metric in ("error_rate", "diff_rate", *RESOURCE_METRICS):
+        if self.metric in _RATES:
             return f"{value:.1%}" if self.metric in RESOURCE_METRICS else f"{value:.3%}"
         if self.metric == "rps":
             return f"{value:,.1f} req/s"
@@ -182,7 +187,7 @@ def parse_slo(values: Mapping[str, object], *, where: str = "slo") -> list[Objec
             metric, limit, bound = key, _latency(raw, key, where), "max"
         elif key in COST_METRICS:
             metric, limit, bound = key, _count(raw, key, where), "max"
-        elif key in ("error_rate", "diff_rate", *RESOURCE_METRICS):
+        elif key in _RATES:
             if key == "diff_rate" and selectors["phase"]:
                 raise ConfigError(f"{where} diff_rate: answers are compared per replay")
             metric, limit, bound = key, _rate(raw, key, where), "max"
@@ -253,8 +258,8 @@ def evaluate(
     rng = rng or np.random.default_rng(0)
     results = []
     for o in objectives:
-        if o.metric in (*RESOURCE_METRICS, *COST_METRICS, *LAG_METRICS, "diff_rate"):
-            continue  # judged elsewhere: evaluate_resources, _cost, _lag, _diffs
+        if o.metric in (*RESOURCE_METRICS, *COST_METRICS, *LAG_METRICS, "diff_rate", "stale_rate"):
+            continue  # judged elsewhere: evaluate_resources, _cost, _lag, _diffs, _stale
         blocks = blocks_for(o.endpoint, o.phase)
         measured = blocks.metric(o.metric)
         short = 0
@@ -333,25 +338,37 @@ def evaluate_diffs(
 ) -> list[SloResult]:
     """``diff_rate`` on a replay's comparisons: per endpoint, (answers that differ,
     answers compared); an objective without an endpoint is judged on them all."""
-    from scipy.stats import beta  # only a replay that compares answers needs it
-
     results = []
     for o in objectives:
         if o.metric != "diff_rate":
             continue
         chosen = [c for e, c in counts.items() if o.endpoint is None or e == o.endpoint]
-        differ, compared = sum(d for d, _ in chosen), sum(n for _, n in chosen)
-        measured = differ / compared if compared else math.nan
-        low = high = math.nan
-        if compared:
-            # Clopper-Pearson: exact for a count, also at 0 of n.
-            low = float(beta.ppf(0.025, differ, compared - differ + 1)) if differ else 0.0
-            high = (
-                float(beta.ppf(0.975, differ + 1, compared - differ)) if differ < compared else 1.0
-            )
-        passed = not math.isnan(measured) and measured <= o.limit
-        results.append(SloResult(objective=o, measured=measured, low=low, high=high, passed=passed))
+        results.append(_share(o, sum(d for d, _ in chosen), sum(n for _, n in chosen)))
     return results
+
+
+def evaluate_stale(
+    objectives: list[Objective], counts_for: Callable[[str | None, str | None], tuple[int, int]]
+) -> list[SloResult]:
+    """``stale_rate`` on one load: ``counts_for(endpoint, phase)`` gives the selection's
+    (stale reads, successes) of the requests with a ``stale=`` predicate."""
+    return [
+        _share(o, *counts_for(o.endpoint, o.phase)) for o in objectives if o.metric == "stale_rate"
+    ]
+
+
+def _share(o: Objective, count: int, of: int) -> SloResult:
+    """``count`` of ``of`` against a bound on their share, with a Clopper-Pearson
+    interval: exact for a count, also at 0 of n."""
+    from scipy.stats import beta  # only these objectives need it
+
+    measured = count / of if of else math.nan
+    low = high = math.nan
+    if of:
+        low = float(beta.ppf(0.025, count, of - count + 1)) if count else 0.0
+        high = float(beta.ppf(0.975, count + 1, of - count)) if count < of else 1.0
+    passed = not math.isnan(measured) and measured <= o.limit
+    return SloResult(objective=o, measured=measured, low=low, high=high, passed=passed)
 
 
 def evaluate_lag(objectives: list[Objective], lags: Sequence[ReplicaLag]) -> list[SloResult]:

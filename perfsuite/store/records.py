@@ -181,6 +181,8 @@ def encode_load(result: LoadResult) -> dict[str, Any]:
                 "summary": _summary(result, c.endpoint, c.phase),
                 "journey": c.journey,
                 "series": _series(list(c.blocks)),
+                # Only with a stale= predicate: its stale reads among the successes.
+                **({"stale": c.stale} if c.stale is not None else {}),
             }
             for c in result.cells
         ],

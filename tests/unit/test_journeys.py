@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -114,3 +115,66 @@ def test_bad_journeys_are_refused() -> None:
         Journey("twice", step, step)
     with pytest.raises(ConfigError, match="journey name must be a plain word"):
         Journey("a/b", step)
+
+
+def not_paid(status: int, body: bytes) -> bool:
+    return json.loads(body)["paid"] is not True
+
+
+def _peek_then_pay() -> Journey:
+    """The order is queried before it is paid (a stale read, as from a replica that
+    has not applied the payment), then paid and queried again (fresh)."""
+    create, pay, query = ORDER.steps
+    peek = Step(name="peek", build=query.build, stale=not_paid)
+    return Journey(
+        "order", create, peek, pay, Step(name="query", build=query.build, stale=not_paid)
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stale_reads_are_counted_and_end_no_journey(server: Server, workers: int) -> None:
+    from perfsuite.load.parallel import run_parallel
+
+    server.reset()
+    scenario = Scenario(_peek_then_pay())
+    result = run_parallel(server.url, scenario, [constant(100, 2.0)], workers=workers)
+    whole = result.measured("order")
+    assert whole.requests == whole.ok == 200  # a stale read is a success: the journey goes on
+    peek, query = result.measured("order/peek"), result.measured("order/query")
+    assert (peek.stale, peek.stale_of, peek.stale_rate) == (200, 200, 1.0)
+    assert (query.stale, query.stale_of, query.stale_rate) == (0, 200, 0.0)
+    assert (result.measured().stale, result.measured().stale_of) == (200, 400)
+    assert result.measured("order/pay").stale is None  # no predicate: nothing judged
+    assert all(server.stats()["paid"].values())
+
+
+def test_stale_rate_slo_and_a_predicate_that_raises(server: Server) -> None:
+    from perfsuite.gate import stale_counts
+    from perfsuite.load.scenario import Request
+    from perfsuite.stats.slo import evaluate_stale, parse_slo
+
+    def stale(status: int, body: bytes) -> bool:
+        if body == b"odd":
+            raise ValueError("cannot tell")
+        return body == b"old"
+
+    def build(ctx: object) -> object:
+        return ctx.get(f"/body/{ctx.rng.choice(['old', 'new', 'new', 'odd'])}")  # type: ignore[attr-defined]
+
+    scenario = Scenario(Request(name="read", build=build, stale=stale), seed=5)  # type: ignore[arg-type]
+    result = run_load(server.url, scenario, [constant(200, 2.0)])
+    m = result.measured("read")
+    assert m.ok == m.stale_of == 400  # stale or not, every answer succeeded
+    raised = result.check_exceptions["read: ValueError: cannot tell"]
+    assert 60 < raised < 140  # a predicate that raises counts no stale read
+    assert 60 < m.stale < 140, m.stale
+    objectives = parse_slo({"stale_rate": "40%"}) + parse_slo({"stale_rate": "1%"})
+    loose, tight = evaluate_stale(objectives, functools.partial(stale_counts, result))
+    assert loose.passed
+    assert not tight.passed
+    assert loose.low < m.stale / 400 < loose.high
+    assert "stale_rate of all endpoints, all measured phases: " in tight.describe()
+    # Without a stale= predicate there is nothing to judge: said, not passed.
+    plain = run_load(server.url, Scenario(Request(name="plain", build=build)), [constant(50, 0.2)])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no request of the load has a stale= predicate"):
+        evaluate_stale(objectives, functools.partial(stale_counts, plain))
