@@ -292,6 +292,7 @@ def test_mariadb_image_honours_the_official_mysql_contract(alone: Any, tmp_path:
 # The example's order journey with its order queries read from the replica: the
 # replication test of test_replication_example.py, with every part a container.
 _REPLICA_TESTS = """
+import json
 import pytest
 from perfsuite import Journey, Scenario, Step, json_field
 
@@ -307,12 +308,15 @@ def pay(user):
 def query(user):  # from the replica, which may not have the order yet
     return user.get(f"/orders/{user['order_id']}")
 
+def unpaid(status, body):  # a stale read: the replica has not applied the payment
+    return status == 404 or json.loads(body)["status"] != "paid"
+
 ORDER = Journey(
     "order",
     Step(name="create", build=create, status={201},
          extract={"order_id": json_field("id"), "amount": json_field("total_cents")}),
     Step(name="pay", build=pay, status={200}),
-    Step(name="query", build=query, status={200, 404}),
+    Step(name="query", build=query, status={200, 404}, stale=unpaid),
 )
 
 @pytest.mark.slo(replica_lag_p99="200ms")
@@ -336,6 +340,7 @@ def test_replicas_run_as_containers_of_a_mariadb_image(alone: Any, tmp_path: Pat
     orders from the replica by its network name, and the lag is measured and gated:
     the ``nokey`` fault fails ``replica_lag_p99``, the correct service passes it."""
     from examples.order_service.project import run_session, write_project
+    from perfsuite.report.rows import stale_rows
 
     project = write_project(
         tmp_path / "project",
@@ -361,9 +366,11 @@ def test_replicas_run_as_containers_of_a_mariadb_image(alone: Any, tmp_path: Pat
         assert "mysql=container (chosen explicitly), service=container" in out, out[-3000:]
         (lag,) = test["replica_lag"]
         (slo,) = [s for s in test["slo"] if s["metric"] == "replica_lag_p99"]
-        print(f"fault {fault or 'none'}: {slo['text']}; phases {lag['phases']}")
-        outcomes[fault] = (test["outcome"], slo["passed"], out)
-    outcome, passed, out = outcomes[""]
+        (stale,) = stale_rows([test])
+        print(f"fault {fault or 'none'}: {slo['text']}; {stale}; lag phases {lag['phases']}")
+        outcomes[fault] = (test["outcome"], slo["passed"], stale.rate, out)
+    outcome, passed, correct_stale, out = outcomes[""]
     assert (outcome, passed) == ("passed", True), out[-3000:]
-    outcome, passed, out = outcomes["nokey"]
+    outcome, passed, stale_rate, out = outcomes["nokey"]
     assert (outcome, passed) == ("failed", False), out[-3000:]
+    assert stale_rate > max(0.5, 2 * correct_stale), (stale_rate, correct_stale)

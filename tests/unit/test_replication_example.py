@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from examples.order_service.project import run_session, write_project
+from perfsuite.report.rows import stale_rows
 
 # A perf session of its own (three servers, the service, a load): nothing beside.
 pytestmark = pytest.mark.exclusive
 
 TESTS = """
+import json
 import pytest
 from perfsuite import Journey, Request, Scenario, Step, json_field
 
@@ -27,11 +29,18 @@ def pay(user):
             "amount_cents": user["amount"]}
     return user.post("/payments/callback", json=body)
 
+def query(user):  # the order page, read from the replica
+    return user.get(f"/orders/{user['order_id']}")
+
+def unpaid(status, body):  # the replica has not applied the payment (or the order) yet
+    return status == 404 or json.loads(body)["status"] != "paid"
+
 ORDER = Journey(
     "order",
     Step(name="create", build=create, status={201},
          extract={"order_id": json_field("id"), "amount": json_field("total_cents")}),
     Step(name="pay", build=pay, status={200}),
+    Step(name="query", build=query, status={200, 404}, stale=unpaid),
 )
 
 @pytest.mark.slo(replica_lag_p99="200ms")
@@ -65,9 +74,20 @@ def test_the_nokey_fault_makes_the_replica_fall_behind(tmp_path: Path) -> None:
     assert test["outcome"] == "passed", correct[-3000:]
     (lag,) = test["replica_lag"]  # type: ignore[misc]
     correct_p99 = {row["phase"]: row["p99"] for row in lag["phases"]}
+    (correct_stale,) = stale_rows([test])
     faulty, test = _run(project, "nokey")
     assert test["outcome"] == "failed", faulty[-3000:]
     (slo,) = [s for s in test["slo"] if s["metric"] == "replica_lag_p99"]  # type: ignore[union-attr]
     assert not slo["passed"]
     assert slo["measured"] > 200, slo
-    print(f"correct: lag p99 by phase {correct_p99} ms\nnokey: {slo['text']}")
+    # The order page read right after the payment: unpaid far more often behind a
+    # replica that lags by seconds than behind one that lags by milliseconds.
+    (stale,) = stale_rows([test])
+    assert stale.endpoint == "order/query"
+    assert stale.rate > 0.5, stale
+    assert stale.rate > 2 * correct_stale.rate, (stale, correct_stale)
+    assert "perfsuite: stale reads" in faulty
+    print(
+        f"correct: lag p99 by phase {correct_p99} ms, {correct_stale}\n"
+        f"nokey: {slo['text']}, {stale}"
+    )
