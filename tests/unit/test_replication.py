@@ -41,8 +41,16 @@ def pair() -> Iterator[MySQLServer]:
 
 
 def _replicated(replica: MySQLServer, sql: str, want: object, timeout: float = 10) -> None:
+    """Wait until the replica answers `sql` with `want`; until the table's creation
+    has been applied there, the query fails, which is waiting too."""
     deadline = time.monotonic() + timeout
-    while (got := replica.query(sql)) != want:
+    while True:
+        try:
+            got: object = replica.query(sql)
+        except MySQLError as error:
+            got = error
+        if got == want:
+            return
         assert time.monotonic() < deadline, (got, want)
         time.sleep(0.02)
 
