@@ -88,7 +88,7 @@ DEFAULT_PROFILES: Mapping[str, Profile] = {
 class ReplicationConfig:
     """Read replicas of the MySQL server: ``replicas`` and ``[tool.perfsuite.replication]``."""
 
-    replicas: int = 0  # replicas started beside the primary (process provider)
+    replicas: int = 0  # replicas started beside the primary (process or container provider)
     urls: tuple[str, ...] = ()  # replicas that exist already (url provider)
     delay: int = 0  # MASTER_DELAY, whole seconds (MariaDB's own granularity)
     parallel_threads: int = 0  # slave_parallel_threads: 0 applies in one thread

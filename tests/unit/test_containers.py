@@ -374,3 +374,58 @@ def test_replicas_run_as_containers_of_a_mariadb_image(alone: Any, tmp_path: Pat
     outcome, passed, stale_rate, out = outcomes["nokey"]
     assert (outcome, passed) == ("failed", False), out[-3000:]
     assert stale_rate > max(0.5, 2 * correct_stale), (stale_rate, correct_stale)
+
+
+# MariaDB told to call itself MySQL 8.0.36 (its `version` option): no MySQL image
+# can be pulled where perfsuite is tested, and the refusal reads only the version.
+_LOOKALIKE = "perfsuite-test/mysql-lookalike:8.0.36"
+_REFUSED = f"""
+from perfsuite.config import MySQLConfig, ReplicationConfig
+from perfsuite.errors import MySQLError
+from perfsuite.provision.containers import docker_network, mysql_container
+
+config = MySQLConfig(provider="container", image="{_LOOKALIKE}", database="shop",
+                     replication=ReplicationConfig(replicas=1))
+with docker_network() as network:
+    try:
+        with mysql_container(config, network):
+            raise SystemExit("replicas of a MySQL image were started")
+    except MySQLError as error:
+        print(error)
+"""
+
+
+def test_replicas_of_a_mysql_image_are_refused_in_words_that_say_what_to_use(
+    alone: Any,
+) -> None:
+    import io
+    import tarfile
+
+    base = alone.containers.create(IMAGES[0])
+    try:
+        cnf = b"[mariadbd]\nversion = 8.0.36\n"
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo("99-lookalike.cnf")
+            info.size = len(cnf)
+            tar.addfile(info, io.BytesIO(cnf))
+        base.put_archive("/etc/mysql/mariadb.conf.d", archive.getvalue())
+        image = base.commit(*_LOOKALIKE.split(":"))
+    finally:
+        base.remove(force=True, v=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _REFUSED],
+            env={**os.environ, **_env()},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+    finally:
+        alone.images.remove(image.id, force=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = done.stdout
+    assert f"the container provider starts replicas of MariaDB images; {_LOOKALIKE} " in text
+    assert "runs MySQL 8.0.36" in text, text
+    assert "Use a MariaDB image" in text and "mysql = 'process'" in text, text
