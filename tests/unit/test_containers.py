@@ -428,4 +428,5 @@ def test_replicas_of_a_mysql_image_are_refused_in_words_that_say_what_to_use(
     text = done.stdout
     assert f"the container provider starts replicas of MariaDB images; {_LOOKALIKE} " in text
     assert "runs MySQL 8.0.36" in text, text
-    assert "Use a MariaDB image" in text and "mysql = 'process'" in text, text
+    assert "Use a MariaDB image" in text, text
+    assert "mysql = 'process'" in text, text

@@ -32,13 +32,19 @@ def pay(user):
 def query(user):  # the order page, read from the replica
     return user.get(f"/orders/{user['order_id']}")
 
+
 def unpaid(status, body):  # the replica has not applied the payment (or the order) yet
     return status == 404 or json.loads(body)["status"] != "paid"
 
+
 ORDER = Journey(
     "order",
-    Step(name="create", build=create, status={201},
-         extract={"order_id": json_field("id"), "amount": json_field("total_cents")}),
+    Step(
+        name="create",
+        build=create,
+        status={201},
+        extract={"order_id": json_field("id"), "amount": json_field("total_cents")},
+    ),
     Step(name="pay", build=pay, status={200}),
     Step(name="query", build=query, status={200, 404}, stale=unpaid),
 )
