@@ -23,7 +23,7 @@ from typing import Any
 from perfsuite.errors import StoreError
 from perfsuite.report.diffs import diffs_html
 from perfsuite.report.flame import profile_html
-from perfsuite.report.lag import lag_html
+from perfsuite.report.lag import lag_html, stale_html
 from perfsuite.report.latest import test_charts
 from perfsuite.report.rows import rows
 from perfsuite.report.statements import statements_html
@@ -231,6 +231,7 @@ def _test_section(
             parts.append(statements_html(cost))
         parts.append(diffs_html(entry))
         parts.append(lag_html(entry))
+        parts.append(stale_html(entry))
         parts.append(profile_html(entry))
     parts.append("</section>")
     return "".join(parts), charts

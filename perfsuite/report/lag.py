@@ -1,5 +1,6 @@
-"""The replicas' lag of a test, from its run record (``replica_lag``): lines for
-the terminal, and per second a chart of each replica's lag beside the load."""
+"""What a test's replicas did, from its run record: the lag (``replica_lag``) as
+lines for the terminal and per second a chart beside the load, and the stale
+reads of the endpoints that judge them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from perfsuite.report.rows import stale_rows
 from perfsuite.report.svg import PALETTE, Axes, Line, VLine, chart
 
-__all__ = ["lag_html", "lag_text"]
+__all__ = ["lag_html", "lag_ms", "lag_text", "stale_html"]
 
 
-def _ms(value: float | None) -> str:
+def lag_ms(value: float | None) -> str:
+    """A lag (milliseconds) in ms, or in seconds from one second on."""
     if value is None:
         return "-"
     return f"{value / 1000:,.2f} s" if value >= 1000 else f"{value:,.1f} ms"
@@ -31,8 +34,8 @@ def lag_text(lag: Mapping[str, Any]) -> str:
         )
         lines.append(
             f"{row['replica']}, {row['phase']} ({row['role']}): {row['heartbeats']} heartbeats, "
-            f"lag p50 {_ms(row['p50'])}, p95 {_ms(row['p95'])}, p99 {_ms(row['p99'])}, "
-            f"max {_ms(row['max'])}{pending}"
+            f"lag p50 {lag_ms(row['p50'])}, p95 {lag_ms(row['p95'])}, p99 {lag_ms(row['p99'])}, "
+            f"max {lag_ms(row['max'])}{pending}"
         )
     lines += [f"stopped: {error}" for error in lag.get("errors", [])]
     lines.append(
@@ -85,3 +88,21 @@ def lag_html(entry: Mapping[str, Any]) -> str:
         parts.append(_chart(lag, loads[i] if i < len(loads) else None, f"replica lag{which}"))
         parts.append(f"<pre>{html.escape(lag_text(lag))}</pre>")
     return "".join(parts)
+
+
+def stale_html(entry: Mapping[str, Any]) -> str:
+    """The stale reads of each endpoint with a ``stale=`` predicate ("" without)."""
+    body = [
+        f"<tr><td>{html.escape(r.endpoint)}</td><td class=n>{r.stale:,}</td>"
+        f"<td class=n>{r.ok:,}</td><td class=n>{r.rate:.2%}</td></tr>"
+        for r in stale_rows([entry])
+    ]
+    if not body:
+        return ""
+    head = "<tr><th>endpoint</th><th>stale</th><th>of successes</th><th>rate</th></tr>"
+    return (
+        "<h3>Stale reads (measured phases)</h3>"
+        "<p>Successes that did not hold the write made before them (a read-your-writes "
+        "violation, by the request's <code>stale=</code> predicate).</p>"
+        f"<table>{head}{''.join(body)}</table>"
+    )

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from perfsuite.report.rows import diff_rows, rows
+from perfsuite.report.lag import lag_ms
+from perfsuite.report.rows import diff_rows, rows, stale_rows
 
 __all__ = ["render_markdown"]
 
@@ -88,6 +89,8 @@ def render_markdown(entries: Sequence[dict[str, Any]], *, commit: str | None, pr
             f"{r.pool} |"
         )
     lines += _cost_table(entries)
+    lines += _lag_table(entries)
+    lines += _stale_table(entries)
     lines += _diff_table(entries)
     return "\n".join(lines) + "\n"
 
@@ -140,5 +143,54 @@ def _cost_table(entries: Sequence[dict[str, Any]]) -> list[str]:
         "",
         "| test | requests | queries | rows examined | db ms | no index | CPU ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *out,
+    ]
+
+
+def _lag_table(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Each replica's lag over each measured phase, and the replicas that stopped."""
+    out, stopped = [], []
+    for e in entries:
+        name = e["id"].rsplit("::", 1)[-1]
+        for lag in e.get("replica_lag") or []:
+            if lag is None:
+                continue
+            for row in lag["phases"]:
+                if row["role"] != "measure" or not row["heartbeats"]:
+                    continue
+                cells = [lag_ms(row[k]) for k in ("p50", "p95", "p99", "max")]
+                out.append(
+                    f"| `{name}` | {row['replica']} | {row['phase']} | {row['heartbeats']:,} | "
+                    + " | ".join(cells)
+                    + f" | {row['pending']:,} |"
+                )
+            stopped += [f"- 🔴 `{name}`: {error}" for error in lag.get("errors", [])]
+    if not out and not stopped:
+        return []
+    return [
+        "",
+        "Replica lag (from a heartbeat's write on the primary to its apply on the replica)",
+        "",
+        "| test | replica | phase | heartbeats | p50 | p95 | p99 | max | not applied |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *out,
+        *(["", *stopped] if stopped else []),
+    ]
+
+
+def _stale_table(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Endpoints with a ``stale=`` predicate: successes that missed their own write."""
+    out = [
+        f"| `{r.test}` | {r.endpoint} | {r.stale:,} | {r.ok:,} | {r.rate:.2%} |"
+        for r in stale_rows(entries)
+    ]
+    if not out:
+        return []
+    return [
+        "",
+        "Stale reads (measured phases: answers that did not hold the write before them)",
+        "",
+        "| test | endpoint | stale | of successes | rate |",
+        "| --- | --- | ---: | ---: | ---: |",
         *out,
     ]

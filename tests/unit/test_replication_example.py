@@ -4,6 +4,7 @@ write load, and ``replica_lag_p99`` fails; the correct service keeps it close.""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,11 @@ def test_orders_reach_the_replica(perf_run, perf_phases, perf_seed, perf_mysql):
 
 def _run(project: Path, fault: str) -> tuple[str, dict[str, object]]:
     done, (test,) = run_session(
-        project, "--perf-flamegraph=never", fault=fault, env={"ORDER_SERVICE_READS": "replica"}
+        project,
+        "--perf-flamegraph=never",
+        "--perf-markdown=summary.md",
+        fault=fault,
+        env={"ORDER_SERVICE_READS": "replica"},
     )
     return done.stdout, test
 
@@ -93,6 +98,20 @@ def test_the_nokey_fault_makes_the_replica_fall_behind(tmp_path: Path) -> None:
     assert stale.rate > 0.5, stale
     assert stale.rate > 2 * correct_stale.rate, (stale, correct_stale)
     assert "perfsuite: stale reads" in faulty
+    # The pull request's summary and the HTML report show both, with what they count.
+    markdown = (project / "summary.md").read_text()
+    lag_table = markdown.split("Replica lag (from a heartbeat's write")[1]
+    assert "| `test_orders_reach_the_replica` | replica 1 (127.0.0.1:" in lag_table, markdown
+    stale_table = markdown.split("Stale reads (measured phases")[1]
+    assert f"| order/query | {stale.stale:,} | {stale.ok:,} | {stale.rate:.2%} |" in stale_table
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", "index.html"],
+        cwd=project, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    page = (project / "index.html").read_text()
+    assert "<h3>Stale reads (measured phases)</h3>" in page
+    assert f"<td class=n>{stale.stale:,}</td><td class=n>{stale.ok:,}</td>" in page
     print(
         f"correct: lag p99 by phase {correct_p99} ms, {correct_stale}\n"
         f"nokey: {slo['text']}, {stale}"
