@@ -167,8 +167,8 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
                         ("candidate", pairs.candidate_cost),
                     )
                 },
-                # Each round's replica lag over its measured phases, ms (a round not watched:
-                # none, so a base build given by URL has no base values).
+                # Each round's replica lag over its measured phases, ms (a round not watched,
+                # as a base build given by URL: null, in its pair's place).
                 "lag": _paired_lag(pairs),
                 # Pairs run again, and why (the generator saturated in one of their rounds).
                 "redone": list(pairs.redone),
@@ -178,17 +178,27 @@ def encode_pairs(loads: Sequence[Pairs]) -> dict[str, Any] | None:
 
 
 def _paired_lag(pairs: Pairs) -> dict[str, dict[str, dict[str, list[float | None]]]]:
-    """Per replica and lag percentile, each round's value (ms), base and candidate."""
-    out: dict[str, dict[str, dict[str, list[float | None]]]] = {}
-    for side, lags in (("base", pairs.base_lag), ("candidate", pairs.candidate_lag)):
-        for lag in lags:
-            for row in lag.measured() if lag is not None else ():
-                metrics = out.setdefault(replica_key(row.replica), {})
-                for q in LAG_METRICS:
-                    metrics.setdefault(q, {"base": [], "candidate": []})[side].append(
-                        _num(row.value(q))
-                    )
-    return out
+    """Per replica and lag percentile, each round's value (ms), base and candidate;
+    null where a round has none (not watched, or no heartbeat), so that the n-th
+    values of both sides stay the n-th pair."""
+    sides = {
+        side: [
+            {replica_key(row.replica): row for row in (lag.measured() if lag else ())}
+            for lag in lags
+        ]
+        for side, lags in (("base", pairs.base_lag), ("candidate", pairs.candidate_lag))
+    }
+    keys = dict.fromkeys(key for rounds in sides.values() for rows in rounds for key in rows)
+    return {
+        key: {
+            q: {
+                side: [_num(rows[key].value(q)) if key in rows else None for rows in rounds]
+                for side, rounds in sides.items()
+            }
+            for q in LAG_METRICS
+        }
+        for key in keys
+    }
 
 
 def encode_cost(cost: RequestCost, *, top: int = 20) -> dict[str, Any]:
