@@ -310,6 +310,16 @@ def target_env(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 
 
+def html_report(folder: Path, env: dict[str, str] | None = None) -> str:
+    """``perfsuite report`` of the run records under ``folder``: the page it wrote."""
+    report = subprocess.run(
+        ["perfsuite", "report", "--out", str(folder / "index.html")],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    return (folder / "index.html").read_text()
+
+
 def run_example_suite(
     *args: str,
     select: str,

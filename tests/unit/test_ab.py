@@ -23,7 +23,7 @@ import pytest
 
 from perfsuite.replay import CaptureWriter
 
-from .conftest import signal_and_wait, start_in_own_group
+from .conftest import html_report, signal_and_wait, start_in_own_group
 
 pytest_plugins = ["pytester"]
 # Verdicts on 4-second rounds, and how fast Ctrl-C gives the terminal back: alone.
@@ -231,12 +231,7 @@ def test_a_slower_commit_is_a_regression_and_nothing_is_left(
     assert "A/B against `HEAD~1 (" in (root / "pr.md").read_text()
     assert 'name="perf.ab.base" value="HEAD~1 (' in (root / "junit.xml").read_text()
     # The HTML report draws the pairs.
-    report = subprocess.run(
-        ["perfsuite", "report", "--out", str(root / "index.html")],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stdout + report.stderr
-    page = (root / "index.html").read_text()
+    page = html_report(root, env)
     assert "A/B pairs: p50 of work" in page
     assert "A/B against HEAD~1 (" in page
     _assert_nothing_left(root, tmp)

@@ -4,13 +4,14 @@ write load, and ``replica_lag_p99`` fails; the correct service keeps it close.""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from examples.order_service.project import run_session, write_project
 from perfsuite.report.rows import stale_rows
+
+from .conftest import html_report
 
 # A perf session of its own (three servers, the service, a load): nothing beside.
 pytestmark = pytest.mark.exclusive
@@ -104,12 +105,7 @@ def test_the_nokey_fault_makes_the_replica_fall_behind(tmp_path: Path) -> None:
     assert "| `test_orders_reach_the_replica` | replica 1 (127.0.0.1:" in lag_table, markdown
     stale_table = markdown.split("Stale reads (measured phases")[1]
     assert f"| order/query | {stale.stale:,} | {stale.ok:,} | {stale.rate:.2%} |" in stale_table
-    report = subprocess.run(
-        ["perfsuite", "report", "--out", "index.html"],
-        cwd=project, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stdout + report.stderr
-    page = (project / "index.html").read_text()
+    page = html_report(project)
     assert "<h3>Stale reads (measured phases)</h3>" in page
     assert f"<td class=n>{stale.stale:,}</td><td class=n>{stale.ok:,}</td>" in page
     print(

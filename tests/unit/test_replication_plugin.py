@@ -8,6 +8,8 @@ import subprocess
 
 import pytest
 
+from .conftest import html_report
+
 pytest_plugins = ["pytester"]
 
 # A perf session of its own (servers, a load, the lag timed): nothing else beside.
@@ -58,16 +60,6 @@ def _project(pytester: pytest.Pytester, delay: int) -> None:
         check = false
         """
     )
-
-
-def _html_report(pytester: pytest.Pytester) -> str:
-    """``perfsuite report`` of the project's records: the page."""
-    report = subprocess.run(
-        ["perfsuite", "report", "--out", str(pytester.path / "index.html")],
-        cwd=pytester.path, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0, report.stdout + report.stderr
-    return (pytester.path / "index.html").read_text()
 
 
 def test_a_lag_slo_is_judged_reported_and_recorded(pytester: pytest.Pytester) -> None:
@@ -175,7 +167,7 @@ def test_a_replica_that_falls_behind_is_a_regression_against_its_baselines(
     behind.assert_outcomes(failed=1)
     behind.stdout.fnmatch_lines(["*regression in replica 1 lag: p50 regressed: * -> * ms, +*"])
     # Each run's lag is a point of the history: the trend report draws it per replica.
-    page = _html_report(pytester)
+    page = html_report(pytester.path)
     assert "replica lag p50" in page
     assert "replica 1" in page
 
@@ -264,6 +256,6 @@ def test_an_ab_run_finds_the_build_that_lets_the_replica_fall_behind(
     assert min(lag["candidate"]) > 100, lag
     print(f"replica 1 lag p50 by round, ms: {lag}")
     # The HTML report draws each pair's lag beside its latency.
-    page = _html_report(pytester)
+    page = html_report(pytester.path)
     assert "A/B pairs: p50 lag of replica 1" in page
     assert "A/B pairs: p50 of write" in page
